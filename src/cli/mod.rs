@@ -1,0 +1,48 @@
+//! Command-line interface: one binary, one subcommand per concern.
+
+pub mod mount;
+pub mod options;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "strata",
+    version,
+    about = "Union filesystem over FUSE with kernel-overlayfs semantics, and a container launcher"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Mount a union of directories (kernel overlayfs semantics and on-disk format)
+    Mount(mount::MountArgs),
+    /// Unmount a strata (or any FUSE) mount
+    Umount(mount::UmountArgs),
+    /// Run a command inside the layers, in new namespaces, under cgroup limits
+    Run(crate::launcher::RunArgs),
+}
+
+/// Parses the command line and runs the subcommand; returns the exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Mount(args) => mount::mount_main(args),
+        Command::Umount(args) => mount::umount_main(args),
+        Command::Run(args) => crate::launcher::run_main(args),
+    }
+}
+
+/// Sets up env_logger: `--log-level` wins over `RUST_LOG`, default `warn`.
+pub fn init_logging(level: Option<&str>) {
+    let mut builder =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"));
+    if let Some(level) = level {
+        builder.parse_filters(level);
+    }
+    builder.format_timestamp_micros();
+    let _ = builder.try_init();
+}

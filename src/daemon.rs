@@ -1,0 +1,1 @@
+//! Going to the background, the auto-unmount watchdog, and signals.

@@ -1,0 +1,1 @@
+//! Safe wrappers over the few libc calls strata needs.
