@@ -1,1 +1,191 @@
-//! The union filesystem.
+//! The union filesystem: kernel overlayfs semantics over a stack of directories.
+//!
+//! Terms follow the kernel's `Documentation/filesystems/overlayfs.rst`: lower,
+//! upper, workdir, whiteout, opaque, copy-up, redirect.
+
+pub mod attr;
+pub mod copyup;
+pub mod files;
+pub mod fs;
+pub mod handles;
+pub mod inode;
+pub mod layers;
+pub mod lookup;
+pub mod namespace;
+pub mod ovl;
+pub mod readdir;
+pub mod xattrs;
+
+use crate::cli::options::MountOptions;
+use crate::sys;
+use inode::{InodeTable, Key, LowerLoc, Node, NodeState, ROOT_ID};
+use layers::LayerStack;
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// Result of a union operation: an errno on failure.
+pub type OpResult<T> = Result<T, i32>;
+
+pub fn err(e: io::Error) -> i32 {
+    sys::errno(&e)
+}
+
+/// The mounted union: layers, inode table, open handles.
+pub struct Union {
+    pub layers: LayerStack,
+    pub inodes: InodeTable,
+    pub handles: handles::HandleTable,
+    /// Cache timeout handed to the kernel for entries and attributes.
+    pub ttl: Duration,
+    pub read_only: bool,
+    pub redirect_dir: bool,
+    pub volatile: bool,
+    /// Running as root (in our user namespace): ownership can be set freely.
+    pub privileged: bool,
+    /// Renames take it for writing; every op that walks paths takes it for
+    /// reading, so a path computed from the parent chain stays valid.
+    pub rename_lock: RwLock<()>,
+    tmp_counter: AtomicU64,
+}
+
+/// An object named inside a directory of one layer: the directory's fd and
+/// the name (empty for the directory itself, i.e. a layer root).
+pub struct At {
+    pub dir: OwnedFd,
+    pub name: std::ffi::OsString,
+}
+
+impl At {
+    pub fn dir(&self) -> BorrowedFd<'_> {
+        self.dir.as_fd()
+    }
+
+    /// Opens the parent directory of `path` beneath `layer` (never following symlinks).
+    pub fn open(layer: BorrowedFd, path: &Path) -> io::Result<At> {
+        match (path.parent(), path.file_name()) {
+            (Some(parent), Some(name)) => Ok(At {
+                dir: sys::open_dir_path(layer, parent)?,
+                name: name.to_os_string(),
+            }),
+            _ => Ok(At {
+                dir: sys::open_dir_path(layer, Path::new(""))?,
+                name: Default::default(),
+            }),
+        }
+    }
+
+    pub fn stat(&self) -> io::Result<sys::Stat> {
+        sys::stat_at(self.dir(), &self.name)
+    }
+}
+
+impl Union {
+    pub fn new(layers: LayerStack, opts: &MountOptions) -> io::Result<Union> {
+        let top = layers.upper.as_ref().unwrap_or(&layers.lowers[0]);
+        let root_st = sys::fstat(top.fd())?;
+        let mut lowers = Vec::new();
+        let mut opaque = false;
+        if let Some(upper) = &layers.upper {
+            opaque = ovl::dir_marks(upper.fd(), OsStr::new(""), false)?.opaque;
+        }
+        if !opaque {
+            for i in 0..layers.lowers.len() {
+                lowers.push(LowerLoc {
+                    layer: i,
+                    path: PathBuf::new(),
+                });
+                if ovl::dir_marks(layers.lowers[i].fd(), OsStr::new(""), false)?.opaque {
+                    break;
+                }
+            }
+        }
+        let root = NodeState {
+            parent: 0,
+            name: Default::default(),
+            aliases: Vec::new(),
+            upper: layers.upper.is_some(),
+            lowers,
+            unlinked: false,
+            key: Key::Upper(root_st.st_ino),
+        };
+        let read_only = opts.read_only || layers.upper.is_none();
+        Ok(Union {
+            inodes: InodeTable::new(root),
+            handles: handles::HandleTable::default(),
+            ttl: Duration::from_secs_f64(opts.timeout.unwrap_or(1.0)),
+            read_only,
+            redirect_dir: opts.redirect_dir,
+            volatile: opts.volatile,
+            privileged: sys::geteuid() == 0,
+            rename_lock: RwLock::new(()),
+            tmp_counter: AtomicU64::new(0),
+            layers,
+        })
+    }
+
+    pub fn upper_fd(&self) -> OpResult<BorrowedFd<'_>> {
+        self.layers
+            .upper
+            .as_ref()
+            .map(|u| u.fd())
+            .ok_or(libc::EROFS)
+    }
+
+    pub fn work_fd(&self) -> OpResult<BorrowedFd<'_>> {
+        self.layers.work.as_ref().map(|w| w.fd()).ok_or(libc::EROFS)
+    }
+
+    pub fn lower_fd(&self, layer: usize) -> BorrowedFd<'_> {
+        self.layers.lowers[layer].fd()
+    }
+
+    /// A fresh name for staging in the workdir.
+    pub fn tmp_name(&self) -> std::ffi::OsString {
+        let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
+        format!("#strata.{}.{n}", std::process::id()).into()
+    }
+
+    pub fn node(&self, id: u64) -> OpResult<Arc<Node>> {
+        self.inodes.get(id).ok_or(libc::ESTALE)
+    }
+
+    /// Merged path of a live node, ENOENT once it was unlinked.
+    pub fn path(&self, node: &Node) -> OpResult<PathBuf> {
+        self.inodes.path_of(node).ok_or(libc::ENOENT)
+    }
+
+    /// Where the node's data lives now: the upper object, else its top lower one.
+    pub fn locate(&self, node: &Node) -> OpResult<At> {
+        let (upper, lower) = {
+            let st = node.state();
+            (st.upper, st.lowers.first().cloned())
+        };
+        if upper {
+            let path = self.path(node)?;
+            return At::open(self.upper_fd()?, &path).map_err(err);
+        }
+        match lower {
+            Some(l) => At::open(self.lower_fd(l.layer), &l.path).map_err(err),
+            None => Err(libc::ENOENT),
+        }
+    }
+
+    /// The upper object of a node that is known to be in the upper layer.
+    pub fn upper_at(&self, node: &Node) -> OpResult<At> {
+        let path = self.path(node)?;
+        At::open(self.upper_fd()?, &path).map_err(err)
+    }
+
+    pub fn check_writable(&self) -> OpResult<()> {
+        if self.read_only {
+            Err(libc::EROFS)
+        } else {
+            Ok(())
+        }
+    }
+}

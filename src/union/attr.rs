@@ -1,0 +1,153 @@
+//! Attributes: what stat shows through the mount, and setattr with copy-up.
+
+use super::copyup::CopyData;
+use super::inode::Node;
+use super::{err, OpResult, Union};
+use crate::sys::{self, Stat};
+use fuser::{FileAttr, FileType, INodeNo, TimeOrNow};
+use std::os::fd::BorrowedFd;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub fn kind_of(mode: u32) -> FileType {
+    match sys::file_type(mode) {
+        libc::S_IFDIR => FileType::Directory,
+        libc::S_IFLNK => FileType::Symlink,
+        libc::S_IFIFO => FileType::NamedPipe,
+        libc::S_IFSOCK => FileType::Socket,
+        libc::S_IFCHR => FileType::CharDevice,
+        libc::S_IFBLK => FileType::BlockDevice,
+        _ => FileType::RegularFile,
+    }
+}
+
+fn time(sec: i64, nsec: i64) -> SystemTime {
+    if sec >= 0 {
+        UNIX_EPOCH + Duration::new(sec as u64, nsec as u32)
+    } else {
+        UNIX_EPOCH - Duration::new((-sec) as u64, 0) + Duration::new(0, nsec as u32)
+    }
+}
+
+/// FileAttr for `st`, shown as node `id` (which fuser also reports as st_ino).
+pub fn to_attr(id: u64, st: &Stat, merged_dir: bool) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(id),
+        size: st.st_size as u64,
+        blocks: st.st_blocks as u64,
+        atime: time(st.st_atime, st.st_atime_nsec),
+        mtime: time(st.st_mtime, st.st_mtime_nsec),
+        ctime: time(st.st_ctime, st.st_ctime_nsec),
+        crtime: UNIX_EPOCH,
+        kind: kind_of(st.st_mode),
+        perm: (st.st_mode & 0o7777) as u16,
+        // As overlayfs: a merged directory's link count can't be known cheaply.
+        nlink: if merged_dir { 1 } else { st.st_nlink as u32 },
+        uid: st.st_uid,
+        gid: st.st_gid,
+        rdev: st.st_rdev as u32,
+        blksize: st.st_blksize as u32,
+        flags: 0,
+    }
+}
+
+fn to_timespec(t: TimeOrNow) -> libc::timespec {
+    match t {
+        TimeOrNow::Now => libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_NOW,
+        },
+        TimeOrNow::SpecificTime(t) => match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => sys::timespec(d.as_secs() as i64, d.subsec_nanos() as i64),
+            Err(e) => sys::timespec(-(e.duration().as_secs() as i64), 0),
+        },
+    }
+}
+
+/// What a setattr asks for.
+#[derive(Debug, Default)]
+pub struct SetAttr {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime: Option<TimeOrNow>,
+    pub mtime: Option<TimeOrNow>,
+}
+
+impl Union {
+    /// Current attributes of a node, from an open fd when one is given.
+    pub fn getattr(&self, node: &Node, fd: Option<BorrowedFd>) -> OpResult<FileAttr> {
+        let st = match fd {
+            Some(fd) => sys::fstat(fd).map_err(err)?,
+            None => self.locate(node)?.stat().map_err(err)?,
+        };
+        Ok(self.attr_of(node, &st))
+    }
+
+    pub fn attr_of(&self, node: &Node, st: &Stat) -> FileAttr {
+        let merged = node.is_dir() && {
+            let s = node.state();
+            (s.upper && !s.lowers.is_empty()) || s.lowers.len() > 1
+        };
+        to_attr(node.id, st, merged)
+    }
+
+    /// chmod/chown/truncate/utimens: copy up, then change the upper object.
+    pub fn setattr(
+        &self,
+        node: &Arc<Node>,
+        req: SetAttr,
+        fd: Option<BorrowedFd>,
+    ) -> OpResult<FileAttr> {
+        self.check_writable()?;
+        let _r = self.rename_lock.read().unwrap_or_else(|p| p.into_inner());
+        if let (Some(size), Some(fd)) = (req.size, fd) {
+            sys::ftruncate(fd, size).map_err(err)?;
+        } else if let Some(size) = req.size {
+            let data = if size == 0 {
+                CopyData::Empty
+            } else {
+                CopyData::Full
+            };
+            self.copy_up(node, data)?;
+            let at = self.upper_at(node)?;
+            let f = sys::open_beneath(at.dir(), std::path::Path::new(&at.name), libc::O_WRONLY, 0)
+                .map_err(err)?;
+            sys::ftruncate(std::os::fd::AsFd::as_fd(&f), size).map_err(err)?;
+        }
+        let meta = req.mode.is_some()
+            || req.uid.is_some()
+            || req.gid.is_some()
+            || req.atime.is_some()
+            || req.mtime.is_some();
+        if meta {
+            self.copy_up(node, CopyData::Full)?;
+            let at = self.upper_at(node)?;
+            if req.uid.is_some() || req.gid.is_some() {
+                sys::chown_at(
+                    at.dir(),
+                    &at.name,
+                    req.uid.unwrap_or(u32::MAX),
+                    req.gid.unwrap_or(u32::MAX),
+                )
+                .map_err(err)?;
+            }
+            if let Some(mode) = req.mode {
+                if node.kind != libc::S_IFLNK {
+                    sys::chmod_at(at.dir(), &at.name, mode & 0o7777).map_err(err)?;
+                }
+            }
+            if req.atime.is_some() || req.mtime.is_some() {
+                sys::utimens_at(
+                    at.dir(),
+                    &at.name,
+                    req.atime.map(to_timespec),
+                    req.mtime.map(to_timespec),
+                )
+                .map_err(err)?;
+            }
+        }
+        self.getattr(node, fd)
+    }
+}

@@ -1,0 +1,177 @@
+//! Copy-up: bring a lower object into the upper layer before it is modified.
+//!
+//! The copy is built in the workdir with its final metadata (owner, mode,
+//! times, xattrs) and then renamed into place, so no crash ever leaves a
+//! partial object visible. Parents are copied up first.
+
+use super::inode::{Key, Node};
+use super::ovl;
+use super::{err, At, OpResult, Union};
+use crate::sys::{self, Stat};
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::Arc;
+
+/// How much of a regular file to copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyData {
+    /// Contents and metadata.
+    Full,
+    /// Metadata only: the file is about to be truncated to zero anyway.
+    Empty,
+}
+
+impl Union {
+    /// Makes sure `node` exists in the upper layer (copying up its parents first).
+    pub fn copy_up(&self, node: &Arc<Node>, data: CopyData) -> OpResult<()> {
+        self.check_writable()?;
+        if node.state().upper {
+            return Ok(());
+        }
+        let parent_id = node.state().parent;
+        let parent = self.node(parent_id)?;
+        self.copy_up(&parent, CopyData::Full)?;
+
+        let _guard = node.copy_up.lock().unwrap_or_else(|p| p.into_inner());
+        let lower = {
+            let st = node.state();
+            if st.upper {
+                return Ok(());
+            }
+            if st.unlinked {
+                return Err(libc::ENOENT);
+            }
+            st.lowers.first().cloned().ok_or(libc::ENOENT)?
+        };
+        let path = self.path(node)?;
+        let src = At::open(self.lower_fd(lower.layer), &lower.path).map_err(err)?;
+        let dst_parent = At::open(self.upper_fd()?, &path).map_err(err)?;
+        let real_ino = self.copy_object(&src, dst_parent.dir(), &dst_parent.name, data, false)?;
+        self.inodes.record_copy_up(real_ino, node.ino);
+        node.state().upper = true;
+        self.inodes.rekey(node, Key::Upper(real_ino));
+        log::debug!("copied up {}", path.display());
+        Ok(())
+    }
+
+    /// Copies the object `src` to `dst_dir/dst_name` through the workdir.
+    /// With `replace`, an existing destination (a whiteout) is replaced.
+    /// Returns the new upper inode number.
+    pub fn copy_object(
+        &self,
+        src: &At,
+        dst_dir: BorrowedFd,
+        dst_name: &OsStr,
+        data: CopyData,
+        replace: bool,
+    ) -> OpResult<u64> {
+        let st = src.stat().map_err(err)?;
+        let work = self.work_fd()?;
+        let tmp = self.tmp_name();
+        let result = self.build_copy(src, &st, work, &tmp, data);
+        if let Err(e) = result {
+            let _ = super::layers::remove_tree(work, &tmp);
+            return Err(e);
+        }
+        let flags = if replace { 0 } else { libc::RENAME_NOREPLACE };
+        if let Err(e) = sys::rename_at(work, &tmp, dst_dir, dst_name, flags) {
+            let _ = super::layers::remove_tree(work, &tmp);
+            return Err(err(e));
+        }
+        Ok(sys::stat_at(dst_dir, dst_name).map_err(err)?.st_ino)
+    }
+
+    /// Creates the staged copy `work/tmp` with all metadata of `src`.
+    fn build_copy(
+        &self,
+        src: &At,
+        st: &Stat,
+        work: BorrowedFd,
+        tmp: &OsStr,
+        data: CopyData,
+    ) -> OpResult<()> {
+        let kind = sys::file_type(st.st_mode);
+        let perm = st.st_mode & 0o7777;
+        match kind {
+            libc::S_IFDIR => sys::mkdir_at(work, tmp, perm).map_err(err)?,
+            libc::S_IFREG => {
+                let dst = sys::open_beneath(
+                    work,
+                    Path::new(tmp),
+                    libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+                    perm,
+                )
+                .map_err(err)?;
+                if data == CopyData::Full && st.st_size > 0 {
+                    let srcfd =
+                        sys::open_beneath(src.dir(), Path::new(&src.name), libc::O_RDONLY, 0)
+                            .map_err(err)?;
+                    sys::copy_data(srcfd.as_fd(), dst.as_fd(), st.st_size as u64).map_err(err)?;
+                }
+                if !self.volatile && data == CopyData::Full && st.st_size > 0 {
+                    sys::fsync(dst.as_fd(), false).map_err(err)?;
+                }
+            }
+            libc::S_IFLNK => {
+                let target = sys::readlink_at(src.dir(), &src.name).map_err(err)?;
+                sys::symlink_at(&target, work, tmp).map_err(err)?;
+            }
+            _ => sys::mknod_at(work, tmp, st.st_mode, st.st_rdev).map_err(err)?,
+        }
+        copy_xattrs(src.dir(), &src.name, work, tmp)?;
+        self.set_owner(work, tmp, st.st_uid, st.st_gid)?;
+        if kind != libc::S_IFLNK && perm & (libc::S_ISUID | libc::S_ISGID) != 0 {
+            // chown may have cleared set-id bits; put the exact mode back.
+            sys::chmod_at(work, tmp, perm).map_err(err)?;
+        }
+        let atime = sys::timespec(st.st_atime, st.st_atime_nsec);
+        let mtime = sys::timespec(st.st_mtime, st.st_mtime_nsec);
+        sys::utimens_at(work, tmp, Some(atime), Some(mtime)).map_err(err)?;
+        Ok(())
+    }
+
+    /// Sets the owner of a new upper object. Rootless, only our own ids are
+    /// possible; the kernel's permission checks still use what we report.
+    pub fn set_owner(&self, dir: BorrowedFd, name: &OsStr, uid: u32, gid: u32) -> OpResult<()> {
+        match sys::chown_at(dir, name, uid, gid) {
+            Ok(()) => Ok(()),
+            Err(e)
+                if !self.privileged
+                    && matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EINVAL)) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(err(e)),
+        }
+    }
+}
+
+/// Copies every xattr but the overlay-private ones. ACLs and security.* go
+/// along; a target filesystem that refuses one (EOPNOTSUPP) is not an error.
+pub fn copy_xattrs(
+    src_dir: BorrowedFd,
+    src: &OsStr,
+    dst_dir: BorrowedFd,
+    dst: &OsStr,
+) -> OpResult<()> {
+    let names = sys::xattr::list(src_dir, src).map_err(err)?;
+    for name in names {
+        if ovl::is_private_xattr(&name) {
+            continue;
+        }
+        let attr = OsStr::from_bytes(&name);
+        let Some(value) = sys::xattr::get(src_dir, src, attr).map_err(err)? else {
+            continue;
+        };
+        match sys::xattr::set(dst_dir, dst, attr, &value, 0) {
+            Ok(()) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP) | Some(libc::EPERM)) => {
+                log::debug!("copy-up: xattr {} not copied: {e}", attr.to_string_lossy());
+            }
+            Err(e) => return Err(err(e)),
+        }
+    }
+    Ok(())
+}

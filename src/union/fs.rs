@@ -1,0 +1,695 @@
+//! The `fuser::Filesystem` implementation: a table of contents that turns
+//! each FUSE request into a call on `Union` and its result into a reply.
+
+use super::attr::SetAttr;
+use super::handles::Handle;
+use super::namespace::Owner;
+use super::{OpResult, Union};
+use crate::sys;
+use fuser::{
+    AccessFlags, BsdFileFlags, CopyFileRangeFlags, Errno, FileHandle, FopenFlags, Generation,
+    INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// Flags for opening a backing file on behalf of an open(2) through the mount.
+/// O_DIRECT is dropped (the kernel does its own direct I/O through FUSE and
+/// our buffers are not aligned); creation flags are handled by the caller.
+pub fn backing_flags(flags: i32) -> i32 {
+    flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY | libc::O_DIRECT)
+}
+
+fn errno(e: i32) -> Errno {
+    Errno::from_i32(e)
+}
+
+/// Wraps the union for fuser; `Arc` so the signal thread can reach it too.
+pub struct StrataFs {
+    pub union: Arc<Union>,
+}
+
+impl StrataFs {
+    fn file_fd(&self, fh: FileHandle) -> OpResult<Arc<Handle>> {
+        match self.union.handles.get(fh.0) {
+            Some(h) if matches!(*h, Handle::File { .. }) => Ok(h),
+            _ => Err(libc::EBADF),
+        }
+    }
+
+    fn with_fd<T>(&self, fh: FileHandle, f: impl FnOnce(BorrowedFd) -> OpResult<T>) -> OpResult<T> {
+        let h = self.file_fd(fh)?;
+        match &*h {
+            Handle::File { fd } => f(fd.as_fd()),
+            Handle::Dir { .. } => Err(libc::EBADF),
+        }
+    }
+
+    fn entry(
+        &self,
+        reply: ReplyEntry,
+        res: OpResult<(Arc<super::inode::Node>, super::lookup::Resolved)>,
+    ) {
+        match res {
+            Ok((node, r)) => {
+                let attr = self.union.attr_of(&node, &r.stat);
+                reply.entry(&self.union.ttl, &attr, Generation(0));
+            }
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn owner(req: &Request) -> Owner {
+        Owner {
+            uid: req.uid(),
+            gid: req.gid(),
+        }
+    }
+}
+
+impl fuser::Filesystem for StrataFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let wanted = InitFlags::FUSE_PARALLEL_DIROPS
+            | InitFlags::FUSE_ATOMIC_O_TRUNC
+            | InitFlags::FUSE_EXPORT_SUPPORT
+            | InitFlags::FUSE_CACHE_SYMLINKS;
+        let _ = config.add_capabilities(wanted & config.capabilities());
+        let _ = config.set_max_write(1 << 20);
+        log::info!(
+            "FUSE session initialised (kernel ABI {:?})",
+            config.kernel_abi()
+        );
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        log::info!("FUSE session ends");
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        log::debug!("lookup {} {:?}", parent.0, name);
+        let res = self.union.node(parent.0).and_then(|p| {
+            if !p.is_dir() {
+                return Err(libc::ENOTDIR);
+            }
+            self.union.lookup_node(&p, name)
+        });
+        self.entry(reply, res);
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.union.inodes.forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        log::debug!("getattr {}", ino.0);
+        let res = self.union.node(ino.0).and_then(|node| match fh {
+            Some(fh) if self.file_fd(fh).is_ok() => {
+                self.with_fd(fh, |fd| self.union.getattr(&node, Some(fd)))
+            }
+            _ => self.union.getattr(&node, None),
+        });
+        match res {
+            Ok(attr) => reply.attr(&self.union.ttl, &attr),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        log::debug!(
+            "setattr {} mode={mode:?} uid={uid:?} gid={gid:?} size={size:?}",
+            ino.0
+        );
+        let req = SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            atime,
+            mtime,
+        };
+        let res = self.union.node(ino.0).and_then(|node| match fh {
+            Some(fh) if size.is_some() && self.file_fd(fh).is_ok() => {
+                self.with_fd(fh, |fd| self.union.setattr(&node, req, Some(fd)))
+            }
+            _ => self.union.setattr(&node, req, None),
+        });
+        match res {
+            Ok(attr) => reply.attr(&self.union.ttl, &attr),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        log::debug!("readlink {}", ino.0);
+        let res = self
+            .union
+            .node(ino.0)
+            .and_then(|n| self.union.locate(&n))
+            .and_then(|at| sys::readlink_at(at.dir(), &at.name).map_err(super::err));
+        match res {
+            Ok(t) => reply.data(std::os::unix::ffi::OsStrExt::as_bytes(t.as_os_str())),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        log::debug!("mknod {} {:?} {mode:o}", parent.0, name);
+        let res = self.union.node(parent.0).and_then(|p| {
+            self.union
+                .make_node(&p, name, Self::owner(req), mode, rdev as u64, None)
+        });
+        self.entry(reply, res);
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        log::debug!("mkdir {} {:?} {mode:o}", parent.0, name);
+        let res = self.union.node(parent.0).and_then(|p| {
+            self.union.make_node(
+                &p,
+                name,
+                Self::owner(req),
+                libc::S_IFDIR | (mode & 0o7777),
+                0,
+                None,
+            )
+        });
+        self.entry(reply, res);
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        log::debug!("unlink {} {:?}", parent.0, name);
+        match self
+            .union
+            .node(parent.0)
+            .and_then(|p| self.union.remove(&p, name, false))
+        {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        log::debug!("rmdir {} {:?}", parent.0, name);
+        match self
+            .union
+            .node(parent.0)
+            .and_then(|p| self.union.remove(&p, name, true))
+        {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        log::debug!("symlink {} {:?} -> {:?}", parent.0, link_name, target);
+        let res = self.union.node(parent.0).and_then(|p| {
+            self.union.make_node(
+                &p,
+                link_name,
+                Self::owner(req),
+                libc::S_IFLNK | 0o777,
+                0,
+                Some(target),
+            )
+        });
+        self.entry(reply, res);
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        log::debug!(
+            "rename {} {:?} -> {} {:?} flags={:?}",
+            parent.0,
+            name,
+            newparent.0,
+            newname,
+            flags
+        );
+        let res = self.union.node(parent.0).and_then(|p| {
+            let np = self.union.node(newparent.0)?;
+            self.union.rename(&p, name, &np, newname, flags.bits())
+        });
+        match res {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        log::debug!("link {} -> {} {:?}", ino.0, newparent.0, newname);
+        let res = self.union.node(ino.0).and_then(|n| {
+            let np = self.union.node(newparent.0)?;
+            let st = self.union.link(&n, &np, newname)?;
+            Ok((n, st))
+        });
+        match res {
+            Ok((node, st)) => {
+                let attr = self.union.attr_of(&node, &st);
+                reply.entry(&self.union.ttl, &attr, Generation(0));
+            }
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        log::debug!("open {} flags={:#x}", ino.0, flags.0);
+        match self
+            .union
+            .node(ino.0)
+            .and_then(|n| self.union.open_file(&n, flags.0))
+        {
+            Ok(fd) => {
+                let fh = self.union.handles.insert(Handle::File { fd });
+                reply.opened(FileHandle(fh), FopenFlags::empty());
+            }
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        log::debug!("read {} off={offset} size={size}", ino.0);
+        let res = self.with_fd(fh, |fd| {
+            let mut buf = vec![0u8; size as usize];
+            let n = sys::pread_full(fd, &mut buf, offset).map_err(super::err)?;
+            buf.truncate(n);
+            Ok(buf)
+        });
+        match res {
+            Ok(buf) => reply.data(&buf),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        log::debug!("write {} off={offset} len={}", ino.0, data.len());
+        let res = self.with_fd(fh, |fd| {
+            let mut done = 0;
+            while done < data.len() {
+                let n = sys::pwrite(fd, &data[done..], offset + done as u64).map_err(super::err)?;
+                if n == 0 {
+                    break;
+                }
+                done += n;
+            }
+            Ok(done)
+        });
+        match res {
+            Ok(n) => reply.written(n as u32),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.union.handles.remove(fh.0);
+        reply.ok();
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        log::debug!("fsync {} datasync={datasync}", ino.0);
+        let res = if self.union.volatile {
+            Ok(())
+        } else {
+            self.with_fd(fh, |fd| sys::fsync(fd, datasync).map_err(super::err))
+        };
+        match res {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        log::debug!("opendir {}", ino.0);
+        match self.union.node(ino.0).and_then(|n| self.union.list_dir(&n)) {
+            Ok(items) => {
+                let fh = self.union.handles.insert(Handle::Dir {
+                    items: std::sync::Mutex::new(Some(items)),
+                });
+                reply.opened(FileHandle(fh), FopenFlags::empty());
+            }
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        log::debug!("readdir {} off={offset}", ino.0);
+        let Some(h) = self.union.handles.get(fh.0) else {
+            return reply.error(errno(libc::EBADF));
+        };
+        let Handle::Dir { items } = &*h else {
+            return reply.error(errno(libc::EBADF));
+        };
+        let mut items = items.lock().unwrap_or_else(|p| p.into_inner());
+        if offset == 0 {
+            // A rewind shows the directory as it is now.
+            match self.union.node(ino.0).and_then(|n| self.union.list_dir(&n)) {
+                Ok(fresh) => *items = Some(fresh),
+                Err(e) => return reply.error(errno(e)),
+            }
+        }
+        let list = items.as_deref().unwrap_or(&[]);
+        for (i, item) in list.iter().enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(item.ino), (i + 1) as u64, item.kind, &item.name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.union.handles.remove(fh.0);
+        reply.ok();
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        log::debug!("fsyncdir {}", ino.0);
+        let res = self.union.node(ino.0).and_then(|n| {
+            if self.union.volatile || !n.state().upper {
+                return Ok(());
+            }
+            let path = self.union.path(&n)?;
+            let fd = sys::open_dir_read(self.union.upper_fd()?, &path).map_err(super::err)?;
+            sys::fsync(fd.as_fd(), false).map_err(super::err)
+        });
+        match res {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let layer = self
+            .union
+            .layers
+            .upper
+            .as_ref()
+            .unwrap_or(&self.union.layers.lowers[0]);
+        match sys::fstatfs(layer.fd()) {
+            Ok(s) => reply.statfs(
+                s.f_blocks,
+                s.f_bfree,
+                s.f_bavail,
+                s.f_files,
+                s.f_ffree,
+                s.f_bsize as u32,
+                s.f_namelen as u32,
+                s.f_frsize as u32,
+            ),
+            Err(e) => reply.error(errno(super::err(e))),
+        }
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        log::debug!("setxattr {} {:?}", ino.0, name);
+        match self
+            .union
+            .node(ino.0)
+            .and_then(|n| self.union.setxattr(&n, name, value, flags))
+        {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        log::debug!("getxattr {} {:?}", ino.0, name);
+        match self
+            .union
+            .node(ino.0)
+            .and_then(|n| self.union.getxattr(&n, name))
+        {
+            Ok(v) => xattr_reply(reply, &v, size),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        log::debug!("listxattr {}", ino.0);
+        match self
+            .union
+            .node(ino.0)
+            .and_then(|n| self.union.listxattr(&n))
+        {
+            Ok(v) => xattr_reply(reply, &v, size),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        log::debug!("removexattr {} {:?}", ino.0, name);
+        match self
+            .union
+            .node(ino.0)
+            .and_then(|n| self.union.removexattr(&n, name))
+        {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
+        // default_permissions: the kernel has checked already.
+        reply.ok();
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        log::debug!("create {} {:?} {mode:o} flags={flags:#x}", parent.0, name);
+        let res = self.union.node(parent.0).and_then(|p| {
+            self.union
+                .create_file(&p, name, Self::owner(req), mode, flags)
+        });
+        match res {
+            Ok((node, r, fd)) => {
+                let attr = self.union.attr_of(&node, &r.stat);
+                let fh = self.union.handles.insert(Handle::File { fd });
+                reply.created(
+                    &self.union.ttl,
+                    &attr,
+                    Generation(0),
+                    FileHandle(fh),
+                    FopenFlags::empty(),
+                );
+            }
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        log::debug!("fallocate {} off={offset} len={length} mode={mode}", ino.0);
+        match self.with_fd(fh, |fd| {
+            sys::fallocate(fd, mode, offset, length).map_err(super::err)
+        }) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn lseek(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: i64,
+        whence: i32,
+        reply: ReplyLseek,
+    ) {
+        log::debug!("lseek {} off={offset} whence={whence}", ino.0);
+        match self.with_fd(fh, |fd| sys::lseek(fd, offset, whence).map_err(super::err)) {
+            Ok(o) => reply.offset(o),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn copy_file_range(
+        &self,
+        _req: &Request,
+        ino_in: INodeNo,
+        fh_in: FileHandle,
+        offset_in: u64,
+        ino_out: INodeNo,
+        fh_out: FileHandle,
+        offset_out: u64,
+        len: u64,
+        _flags: CopyFileRangeFlags,
+        reply: ReplyWrite,
+    ) {
+        log::debug!("copy_file_range {} -> {} len={len}", ino_in.0, ino_out.0);
+        let res = self.with_fd(fh_in, |fin| {
+            self.with_fd(fh_out, |fout| {
+                let len = len.min(u32::MAX as u64 / 2) as usize;
+                sys::copy_file_range(fin, offset_in, fout, offset_out, len).map_err(super::err)
+            })
+        });
+        match res {
+            Ok(n) => reply.written(n as u32),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+}
+
+fn xattr_reply(reply: ReplyXattr, value: &[u8], size: u32) {
+    if size == 0 {
+        reply.size(value.len() as u32);
+    } else if value.len() > size as usize {
+        reply.error(errno(libc::ERANGE));
+    } else {
+        reply.data(value);
+    }
+}

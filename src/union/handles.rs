@@ -1,0 +1,57 @@
+//! Open file and directory handles.
+
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// One entry of a merged directory listing, as handed to readdir.
+#[derive(Debug, Clone)]
+pub struct DirItem {
+    pub name: std::ffi::OsString,
+    pub ino: u64,
+    pub kind: fuser::FileType,
+}
+
+pub enum Handle {
+    /// An open regular file: the backing fd in the upper or a lower layer.
+    File { fd: OwnedFd },
+    /// An open directory: its merged listing, made at opendir (or rewind).
+    Dir { items: Mutex<Option<Vec<DirItem>>> },
+}
+
+#[derive(Default)]
+pub struct HandleTable {
+    map: Mutex<HashMap<u64, Arc<Handle>>>,
+    next: AtomicU64,
+}
+
+impl HandleTable {
+    pub fn insert(&self, h: Handle) -> u64 {
+        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, Arc::new(h));
+        id
+    }
+
+    pub fn get(&self, id: u64) -> Option<Arc<Handle>> {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
+    pub fn remove(&self, id: u64) -> Option<Arc<Handle>> {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}

@@ -1,0 +1,352 @@
+//! The inode table: what the kernel knows by node id, where each object lives
+//! in the layers, and the stable st_ino we report for it.
+//!
+//! A node is found again by its identity key: an upper object by its real
+//! inode number (so hard links share a node), a lower-only object by its
+//! parent node and name. Nodes are dropped when the kernel forgets them.
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+pub const ROOT_ID: u64 = 1;
+
+/// Where one object comes from in a lower layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LowerLoc {
+    /// Index into `LayerStack::lowers` (0 = top lower).
+    pub layer: usize,
+    /// Path relative to that layer's root.
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Key {
+    /// Real inode number in the upper layer.
+    Upper(u64),
+    /// A lower-only object: its parent node and its name there.
+    Lower(u64, OsString),
+}
+
+#[derive(Debug, Clone)]
+pub struct NodeState {
+    /// Merged location: parent node and name (the root has parent 0).
+    pub parent: u64,
+    pub name: OsString,
+    /// Other merged names of the same upper object (hard links) we have seen.
+    pub aliases: Vec<(u64, OsString)>,
+    /// The object exists in the upper layer at the merged path.
+    pub upper: bool,
+    /// Non-directory: the lower object it was found as (its origin).
+    /// Directory: every lower directory merged into it, top first.
+    pub lowers: Vec<LowerLoc>,
+    /// The name was removed; only open handles still reach the object.
+    pub unlinked: bool,
+    pub key: Key,
+}
+
+#[derive(Debug)]
+pub struct Node {
+    /// FUSE node id.
+    pub id: u64,
+    /// st_ino as reported (equal to `id`, as fuser wants): stable for the
+    /// life of the mount, copy-up included.
+    pub ino: u64,
+    /// S_IFMT bits; a name that changes type gets a new node.
+    pub kind: u32,
+    lookups: AtomicU64,
+    state: Mutex<NodeState>,
+    /// Serialises copy-up of this node.
+    pub copy_up: Mutex<()>,
+}
+
+impl Node {
+    pub fn state(&self) -> MutexGuard<'_, NodeState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn is_dir(&self) -> bool {
+        self.kind == libc::S_IFDIR
+    }
+
+    /// A node outside the table, for looking at a name the kernel holds no
+    /// reference to (e.g. listing a directory before removing it).
+    pub fn detached(parent: u64, name: &OsStr, r: &super::lookup::Resolved) -> Node {
+        Node {
+            id: 0,
+            ino: 0,
+            kind: r.kind(),
+            lookups: AtomicU64::new(0),
+            state: Mutex::new(NodeState {
+                parent,
+                name: name.to_os_string(),
+                aliases: Vec::new(),
+                upper: r.upper,
+                lowers: r.lowers.clone(),
+                unlinked: false,
+                key: Key::Lower(parent, name.to_os_string()),
+            }),
+            copy_up: Mutex::new(()),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Tables {
+    nodes: HashMap<u64, Arc<Node>>,
+    by_key: HashMap<Key, u64>,
+}
+
+pub struct InodeTable {
+    tables: RwLock<Tables>,
+    next_id: AtomicU64,
+    /// Real upper inode → reported st_ino, for objects copied up by this mount,
+    /// so that copy-up never changes st_ino.
+    copied_up: Mutex<HashMap<u64, u64>>,
+}
+
+/// Packs a layer index and a real inode number into one st_ino, the way
+/// overlayfs' xino does: the layer in the high bits. Layer 0 is the upper.
+pub fn pack_ino(layer_tag: usize, real_ino: u64) -> u64 {
+    ((layer_tag as u64 + 1) << 48) | (real_ino & ((1 << 48) - 1))
+}
+
+impl InodeTable {
+    pub fn new(root: NodeState) -> InodeTable {
+        let root = Arc::new(Node {
+            id: ROOT_ID,
+            ino: ROOT_ID,
+            kind: libc::S_IFDIR,
+            lookups: AtomicU64::new(1),
+            state: Mutex::new(root),
+            copy_up: Mutex::new(()),
+        });
+        let mut tables = Tables::default();
+        tables.nodes.insert(ROOT_ID, root);
+        InodeTable {
+            tables: RwLock::new(tables),
+            next_id: AtomicU64::new(1),
+            copied_up: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn get(&self, id: u64) -> Option<Arc<Node>> {
+        self.tables
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .nodes
+            .get(&id)
+            .cloned()
+    }
+
+    /// The st_ino for an object seen in the upper layer with real inode `real`.
+    pub fn upper_ino(&self, real: u64) -> u64 {
+        let map = self.copied_up.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&real).copied().unwrap_or_else(|| pack_ino(0, real))
+    }
+
+    pub fn record_copy_up(&self, real_upper: u64, reported: u64) {
+        self.copied_up
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(real_upper, reported);
+    }
+
+    /// Returns the node for `key` with one more lookup reference, creating it
+    /// from `make` when it does not exist (or exists with another type).
+    ///
+    /// fuser makes the FUSE node id and st_ino one number, so a new node takes
+    /// `ino` as its id; in the rare case that a live node of another identity
+    /// holds it (a lower hard link of a copied-up file), a free id is used.
+    pub fn lookup_or_insert(
+        &self,
+        key: Key,
+        kind: u32,
+        ino: u64,
+        make: impl FnOnce() -> NodeState,
+    ) -> Arc<Node> {
+        let mut t = self.tables.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(id) = t.by_key.get(&key).copied() {
+            if let Some(node) = t.nodes.get(&id).cloned() {
+                if node.kind == kind {
+                    node.lookups.fetch_add(1, Ordering::Relaxed);
+                    return node;
+                }
+            }
+        }
+        let mut id = ino;
+        while id == ROOT_ID || t.nodes.contains_key(&id) {
+            id = (1 << 63) | self.next_id.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut state = make();
+        state.key = key.clone();
+        let node = Arc::new(Node {
+            id,
+            ino: id,
+            kind,
+            lookups: AtomicU64::new(1),
+            state: Mutex::new(state),
+            copy_up: Mutex::new(()),
+        });
+        t.nodes.insert(id, node.clone());
+        t.by_key.insert(key, id);
+        node
+    }
+
+    /// The live node with this identity, if any (no reference taken).
+    pub fn find(&self, key: &Key) -> Option<Arc<Node>> {
+        let t = self.tables.read().unwrap_or_else(|p| p.into_inner());
+        t.by_key.get(key).and_then(|id| t.nodes.get(id)).cloned()
+    }
+
+    /// One more kernel reference (an entry reply for an existing node).
+    pub fn add_ref(&self, node: &Node) {
+        node.lookups.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Moves a node to a new identity key (after copy-up, the upper inode).
+    pub fn rekey(&self, node: &Node, new_key: Key) {
+        let mut t = self.tables.write().unwrap_or_else(|p| p.into_inner());
+        let mut st = node.state();
+        if t.by_key.get(&st.key) == Some(&node.id) {
+            t.by_key.remove(&st.key);
+        }
+        st.key = new_key.clone();
+        t.by_key.insert(new_key, node.id);
+    }
+
+    /// Forgets the identity key of a node whose name is gone, so a new object
+    /// created with that name gets a node of its own.
+    pub fn unkey(&self, node: &Node) {
+        let mut t = self.tables.write().unwrap_or_else(|p| p.into_inner());
+        let st = node.state();
+        if t.by_key.get(&st.key) == Some(&node.id) {
+            t.by_key.remove(&st.key);
+        }
+    }
+
+    /// The kernel dropped `n` references; frees the node at zero.
+    pub fn forget(&self, id: u64, n: u64) {
+        if id == ROOT_ID {
+            return;
+        }
+        let mut t = self.tables.write().unwrap_or_else(|p| p.into_inner());
+        let Some(node) = t.nodes.get(&id).cloned() else {
+            return;
+        };
+        let prev = node.lookups.fetch_sub(
+            n.min(node.lookups.load(Ordering::Relaxed)),
+            Ordering::Relaxed,
+        );
+        if prev <= n {
+            t.nodes.remove(&id);
+            let key = node.state().key.clone();
+            if t.by_key.get(&key) == Some(&id) {
+                t.by_key.remove(&key);
+            }
+        }
+    }
+
+    /// Merged path of a node, relative to the union root; None once unlinked.
+    pub fn path_of(&self, node: &Node) -> Option<PathBuf> {
+        let mut names: Vec<OsString> = Vec::new();
+        let (mut parent, name, unlinked) = {
+            let st = node.state();
+            (st.parent, st.name.clone(), st.unlinked)
+        };
+        if node.id == ROOT_ID {
+            return Some(PathBuf::new());
+        }
+        if unlinked {
+            return None;
+        }
+        names.push(name);
+        let mut depth = 0;
+        while parent != ROOT_ID {
+            let p = self.get(parent)?;
+            let st = p.state();
+            if st.unlinked {
+                return None;
+            }
+            names.push(st.name.clone());
+            parent = st.parent;
+            depth += 1;
+            if depth > 4096 {
+                return None;
+            }
+        }
+        let mut path = PathBuf::new();
+        for n in names.iter().rev() {
+            path.push(n);
+        }
+        Some(path)
+    }
+
+    /// Number of live nodes (for diagnostics and memory tests).
+    pub fn len(&self) -> usize {
+        self.tables
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .nodes
+            .len()
+    }
+}
+
+/// Records that `node` is also reachable as (parent, name).
+pub fn add_alias(node: &Node, parent: u64, name: &OsStr) {
+    let mut st = node.state();
+    if (st.parent == parent && st.name == name)
+        || st.aliases.iter().any(|(p, n)| *p == parent && n == name)
+    {
+        return;
+    }
+    st.aliases.push((parent, name.to_os_string()));
+}
+
+/// Removes (parent, name) from the node's names; returns true when no name is left.
+pub fn drop_name(node: &Node, parent: u64, name: &OsStr) -> bool {
+    let mut st = node.state();
+    if st.parent == parent && st.name == name {
+        if st.aliases.is_empty() {
+            st.unlinked = true;
+            return true;
+        }
+        let (p, n) = st.aliases.remove(0);
+        st.parent = p;
+        st.name = n;
+        false
+    } else {
+        st.aliases.retain(|(p, n)| !(*p == parent && n == name));
+        false
+    }
+}
+
+/// The name (from_parent, from) of `node` is now (to_parent, to).
+pub fn move_name(node: &Node, from_parent: u64, from: &OsStr, to_parent: u64, to: &OsStr) {
+    let mut st = node.state();
+    if st.parent == from_parent && st.name == from {
+        st.parent = to_parent;
+        st.name = to.to_os_string();
+    } else if let Some(alias) = st
+        .aliases
+        .iter_mut()
+        .find(|(p, n)| *p == from_parent && n == from)
+    {
+        *alias = (to_parent, to.to_os_string());
+    } else {
+        st.parent = to_parent;
+        st.name = to.to_os_string();
+    }
+    st.unlinked = false;
+}
+
+/// RENAME_EXCHANGE: `a` (at pa/na) and `b` (at pb/nb) trade names.
+pub fn swap_names(a: &Node, pa: u64, na: &OsStr, b: &Node, pb: u64, nb: &OsStr) {
+    if a.id == b.id {
+        return;
+    }
+    move_name(a, pa, na, pb, nb);
+    move_name(b, pb, nb, pa, na);
+}

@@ -1,0 +1,276 @@
+//! Lookup: walk the layers top-down for one name in a merged directory, stop
+//! at a whiteout, an opaque directory or a non-directory, merge directories,
+//! and follow `overlay.redirect` for renamed directories.
+
+use super::inode::{pack_ino, Key, LowerLoc, Node, NodeState};
+use super::ovl::{self, Redirect};
+use super::{err, At, OpResult, Union};
+use crate::sys::{self, Stat};
+use std::ffi::OsStr;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// What one name resolves to in the merged view.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// Stat of the topmost object (the one whose attributes show).
+    pub stat: Stat,
+    /// Present in the upper layer.
+    pub upper: bool,
+    /// Lower objects: the one origin for a non-directory; every merged
+    /// directory for a directory, top first.
+    pub lowers: Vec<LowerLoc>,
+    /// There is an upper whiteout for this name (only when not found).
+    pub upper_whiteout: bool,
+}
+
+impl Resolved {
+    pub fn kind(&self) -> u32 {
+        sys::file_type(self.stat.st_mode)
+    }
+
+    pub fn is_dir(&self) -> bool {
+        self.kind() == libc::S_IFDIR
+    }
+}
+
+/// Outcome of looking in one layer directory for one name.
+enum Found {
+    Missing,
+    Whiteout,
+    Object(Stat),
+}
+
+fn look_in(dir: &At, name: &OsStr) -> OpResult<Found> {
+    match sys::stat_at_opt(dir.dir(), name).map_err(err)? {
+        Some(st) if sys::is_whiteout_stat(&st) => Ok(Found::Whiteout),
+        Some(st) => {
+            // Xattr whiteouts are zero-size files in a directory marked `opaque=x`;
+            // the parent's mark is read only when such a file is met.
+            if sys::file_type(st.st_mode) == libc::S_IFREG
+                && st.st_size == 0
+                && ovl::is_xattr_whiteout(dir.dir(), name)
+                && dir_has_xattr_whiteouts(dir)
+            {
+                return Ok(Found::Whiteout);
+            }
+            Ok(Found::Object(st))
+        }
+        None => {
+            let wh = ovl::aufs_whiteout_name(name);
+            if sys::stat_at_opt(dir.dir(), &wh).map_err(err)?.is_some() {
+                Ok(Found::Whiteout)
+            } else {
+                Ok(Found::Missing)
+            }
+        }
+    }
+}
+
+/// Does the directory `dir` (the parent of the names looked up) carry `opaque=x`?
+fn dir_has_xattr_whiteouts(dir: &At) -> bool {
+    ovl::dir_marks(dir.dir(), OsStr::new(""), false)
+        .map(|m| m.has_xattr_whiteouts)
+        .unwrap_or(false)
+}
+
+/// Reads opaque/redirect marks of a directory found as `name` in `dir`,
+/// including the aufs `.wh..wh..opq` marker inside it.
+fn marks_of(u: &Union, dir: &At, name: &OsStr) -> OpResult<ovl::DirMarks> {
+    let mut marks = ovl::dir_marks(dir.dir(), name, u.redirect_dir).map_err(err)?;
+    if !marks.opaque {
+        if let Ok(sub) = sys::open_dir_path(dir.dir(), std::path::Path::new(name)) {
+            if sys::stat_at_opt(sub.as_fd(), OsStr::new(ovl::WH_OPAQUE))
+                .map_err(err)?
+                .is_some()
+            {
+                marks.opaque = true;
+            }
+        }
+    }
+    Ok(marks)
+}
+
+/// Opens the directory of a layer that holds `path`'s last component.
+fn open_parent(layer: std::os::fd::BorrowedFd, path: &std::path::Path) -> Option<At> {
+    At::open(layer, path).ok()
+}
+
+impl Union {
+    /// Resolves `name` in the merged directory `parent`. Ok(None): not there
+    /// (with `upper_whiteout` reported through the second value).
+    pub fn resolve(&self, parent: &Node, name: &OsStr) -> OpResult<(Option<Resolved>, bool)> {
+        self.resolve_from(parent, name, true)
+    }
+
+    /// Does any lower layer show an object for `name` (ignoring the upper)?
+    /// Then removing or moving the upper object needs a whiteout.
+    pub fn lower_has(&self, parent: &Node, name: &OsStr) -> OpResult<bool> {
+        Ok(self.resolve_from(parent, name, false)?.0.is_some())
+    }
+
+    fn resolve_from(
+        &self,
+        parent: &Node,
+        name: &OsStr,
+        include_upper: bool,
+    ) -> OpResult<(Option<Resolved>, bool)> {
+        let (p_upper, p_lowers) = {
+            let st = parent.state();
+            (st.upper, st.lowers.clone())
+        };
+        let mut found: Option<Resolved> = None;
+        let mut redirect: Option<Redirect> = None;
+        let mut stop = false;
+        // Index of the first lower layer still to search.
+        let mut next_layer = 0usize;
+
+        if p_upper && include_upper {
+            let ppath = self.path(parent)?;
+            let dir = At {
+                dir: sys::open_dir_path(self.upper_fd()?, &ppath).map_err(err)?,
+                name: Default::default(),
+            };
+            match look_in(&dir, name)? {
+                Found::Whiteout => return Ok((None, true)),
+                Found::Missing => {}
+                Found::Object(st) => {
+                    let is_dir = sys::is_dir(&st);
+                    if is_dir {
+                        let marks = marks_of(self, &dir, name)?;
+                        stop = marks.opaque;
+                        redirect = marks.redirect;
+                    } else {
+                        stop = true;
+                    }
+                    found = Some(Resolved {
+                        stat: st,
+                        upper: true,
+                        lowers: Vec::new(),
+                        upper_whiteout: false,
+                    });
+                }
+            }
+        }
+
+        while !stop && next_layer < self.layers.lowers.len() {
+            let layer = next_layer;
+            next_layer += 1;
+            let parent_path = p_lowers
+                .iter()
+                .find(|l| l.layer == layer)
+                .map(|l| l.path.clone());
+            let child_path: PathBuf = match &redirect {
+                Some(Redirect::Absolute(p)) => p.clone(),
+                Some(Redirect::Relative(n)) => match parent_path {
+                    Some(pp) => pp.join(n),
+                    None => continue,
+                },
+                None => match parent_path {
+                    Some(pp) => pp.join(name),
+                    None => continue,
+                },
+            };
+            let Some(dir) = open_parent(self.lower_fd(layer), &child_path) else {
+                continue;
+            };
+            match look_in(&dir, &dir.name.clone())? {
+                Found::Missing => continue,
+                Found::Whiteout => break,
+                Found::Object(st) => {
+                    let is_dir = sys::is_dir(&st);
+                    match &mut found {
+                        None => {
+                            found = Some(Resolved {
+                                stat: st,
+                                upper: false,
+                                lowers: vec![LowerLoc {
+                                    layer,
+                                    path: child_path.clone(),
+                                }],
+                                upper_whiteout: false,
+                            });
+                            if !is_dir {
+                                break;
+                            }
+                        }
+                        Some(r) => {
+                            // A non-directory below a directory is hidden by it.
+                            if !r.is_dir() || !is_dir {
+                                break;
+                            }
+                            r.lowers.push(LowerLoc {
+                                layer,
+                                path: child_path.clone(),
+                            });
+                        }
+                    }
+                    let marks = marks_of(self, &dir, &dir.name)?;
+                    if marks.opaque {
+                        break;
+                    }
+                    if marks.redirect.is_some() {
+                        redirect = marks.redirect;
+                    }
+                }
+            }
+        }
+        Ok((found, false))
+    }
+
+    /// The st_ino reported for a resolved object.
+    pub fn reported_ino(&self, r: &Resolved) -> u64 {
+        if r.upper {
+            self.inodes.upper_ino(r.stat.st_ino)
+        } else {
+            pack_ino(r.lowers[0].layer + 1, r.stat.st_ino)
+        }
+    }
+
+    /// Looks up `name` in `parent` and returns its node (one more kernel reference).
+    pub fn lookup_node(&self, parent: &Arc<Node>, name: &OsStr) -> OpResult<(Arc<Node>, Resolved)> {
+        let (r, _) = self.resolve(parent, name)?;
+        let r = r.ok_or(libc::ENOENT)?;
+        Ok((self.node_for(parent, name, &r), r))
+    }
+
+    /// Finds or creates the node for a resolved object named (parent, name).
+    pub fn node_for(&self, parent: &Node, name: &OsStr, r: &Resolved) -> Arc<Node> {
+        let key = if r.upper {
+            Key::Upper(r.stat.st_ino)
+        } else {
+            Key::Lower(parent.id, name.to_os_string())
+        };
+        let ino = self.reported_ino(r);
+        let node = self
+            .inodes
+            .lookup_or_insert(key, r.kind(), ino, || NodeState {
+                parent: parent.id,
+                name: name.to_os_string(),
+                aliases: Vec::new(),
+                upper: r.upper,
+                lowers: r.lowers.clone(),
+                unlinked: false,
+                key: Key::Lower(0, Default::default()),
+            });
+        {
+            let mut st = node.state();
+            // The layers below may be learnt better now (e.g. after a rename).
+            st.upper = r.upper;
+            if r.is_dir() || st.lowers.is_empty() {
+                st.lowers = r.lowers.clone();
+            }
+            if st.unlinked {
+                st.unlinked = false;
+                st.parent = parent.id;
+                st.name = name.to_os_string();
+                st.aliases.clear();
+            }
+        }
+        if r.upper && !r.is_dir() && r.stat.st_nlink > 1 {
+            super::inode::add_alias(&node, parent.id, name);
+        }
+        node
+    }
+}

@@ -1,0 +1,519 @@
+//! Namespace operations: create, mkdir, mknod, symlink, link, unlink, rmdir
+//! and rename, with whiteouts, opaque directories and redirects.
+
+use super::copyup::CopyData;
+use super::inode::{self, Key, Node};
+use super::layers::XattrNs;
+use super::lookup::Resolved;
+use super::ovl;
+use super::{err, OpResult, Union};
+use crate::sys;
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Who creates a new object (the caller's ids, from the FUSE request).
+#[derive(Debug, Clone, Copy)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// The upper directory of a merged directory, with its stat.
+struct UpperDir {
+    fd: OwnedFd,
+    st: sys::Stat,
+}
+
+impl Union {
+    fn upper_dir(&self, dir: &Arc<Node>) -> OpResult<UpperDir> {
+        self.copy_up(dir, CopyData::Full)?;
+        let path = self.path(dir)?;
+        let fd = sys::open_dir_path(self.upper_fd()?, &path).map_err(err)?;
+        let st = sys::fstat(fd.as_fd()).map_err(err)?;
+        Ok(UpperDir { fd, st })
+    }
+
+    fn set_xattr_mark(
+        &self,
+        dir: BorrowedFd,
+        name: &OsStr,
+        what: &str,
+        value: &[u8],
+    ) -> OpResult<()> {
+        let attr = ovl::xattr_name(self.layers.xattr_ns, what);
+        sys::xattr::set(dir, name, &attr, value, 0).map_err(err)
+    }
+
+    /// Creates a whiteout for `name` in `dir`: a 0/0 character device (allowed
+    /// unprivileged since Linux 5.8), else an aufs `.wh.NAME` file.
+    fn make_whiteout(&self, dir: BorrowedFd, name: &OsStr) -> OpResult<()> {
+        match sys::mknod_at(dir, name, libc::S_IFCHR, 0) {
+            Ok(()) => Ok(()),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EOPNOTSUPP)) => {
+                let wh = ovl::aufs_whiteout_name(name);
+                sys::open_beneath(
+                    dir,
+                    Path::new(&wh),
+                    libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+                    0,
+                )
+                .map(drop)
+                .map_err(err)
+            }
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    /// Puts a new object at (parent, name). `make` creates it at the (dir,
+    /// name) it is given: in place, or in the workdir when a whiteout has to
+    /// be replaced atomically. The caller holds the rename lock for reading
+    /// and has checked that the name is free in the merged view.
+    pub fn create_entry<T>(
+        &self,
+        parent: &Arc<Node>,
+        name: &OsStr,
+        owner: Option<Owner>,
+        kind: u32,
+        mode: u32,
+        make: impl FnOnce(BorrowedFd, &OsStr) -> io::Result<T>,
+    ) -> OpResult<T> {
+        let updir = self.upper_dir(parent)?;
+        let dir = updir.fd.as_fd();
+        let whiteout = sys::stat_at_opt(dir, name).map_err(err)?;
+        if let Some(st) = &whiteout {
+            if !sys::is_whiteout_stat(st) {
+                return Err(libc::EEXIST);
+            }
+        }
+        let aufs_wh = ovl::aufs_whiteout_name(name);
+        let has_aufs_wh = sys::stat_at_opt(dir, &aufs_wh).map_err(err)?.is_some();
+        // A directory created where a lower one was deleted must not merge with it.
+        let opaque = kind == libc::S_IFDIR && (whiteout.is_some() || has_aufs_wh);
+        // The caller owns what it creates; a setgid directory hands down its group.
+        let owner = owner.map(|o| Owner {
+            uid: o.uid,
+            gid: if updir.st.st_mode & libc::S_ISGID != 0 {
+                updir.st.st_gid
+            } else {
+                o.gid
+            },
+        });
+        let work;
+        let tmp;
+        let (target_dir, target_name): (BorrowedFd, &OsStr) = if whiteout.is_some() {
+            work = self.work_fd()?;
+            tmp = self.tmp_name();
+            (work, &tmp)
+        } else {
+            (dir, name)
+        };
+        let out = make(target_dir, target_name).map_err(err)?;
+        let finish = || -> OpResult<()> {
+            if let Some(o) = owner {
+                self.set_owner(target_dir, target_name, o.uid, o.gid)?;
+            }
+            if kind != libc::S_IFLNK && mode & (libc::S_ISUID | libc::S_ISGID) != 0 {
+                sys::chmod_at(target_dir, target_name, mode & 0o7777).map_err(err)?;
+            }
+            if opaque {
+                self.set_xattr_mark(target_dir, target_name, "opaque", b"y")?;
+            }
+            if whiteout.is_some() {
+                sys::rename_at(target_dir, target_name, dir, name, 0).map_err(err)?;
+            }
+            Ok(())
+        };
+        if let Err(e) = finish() {
+            let _ = super::layers::remove_tree(target_dir, target_name);
+            return Err(e);
+        }
+        if has_aufs_wh {
+            let _ = sys::unlink_at(dir, &aufs_wh, false);
+        }
+        Ok(out)
+    }
+
+    /// Fails with EEXIST when `name` shows in the merged directory.
+    fn check_free(&self, parent: &Node, name: &OsStr) -> OpResult<()> {
+        if parent.kind != libc::S_IFDIR {
+            return Err(libc::ENOTDIR);
+        }
+        if name.len() > 255 {
+            return Err(libc::ENAMETOOLONG);
+        }
+        match self.resolve(parent, name)?.0 {
+            Some(_) => Err(libc::EEXIST),
+            None => Ok(()),
+        }
+    }
+
+    /// mkdir, mknod and symlink: create, then look the new object up.
+    pub fn make_node(
+        &self,
+        parent: &Arc<Node>,
+        name: &OsStr,
+        owner: Owner,
+        mode: u32,
+        rdev: u64,
+        symlink_target: Option<&Path>,
+    ) -> OpResult<(Arc<Node>, Resolved)> {
+        self.check_writable()?;
+        let _r = self.rename_lock.read().unwrap_or_else(|p| p.into_inner());
+        self.check_free(parent, name)?;
+        let kind = if symlink_target.is_some() {
+            libc::S_IFLNK
+        } else {
+            sys::file_type(mode)
+        };
+        let perm = mode & 0o7777;
+        self.create_entry(parent, name, Some(owner), kind, mode, |dir, n| {
+            match (kind, symlink_target) {
+                (libc::S_IFLNK, Some(t)) => sys::symlink_at(t.as_os_str(), dir, n),
+                (libc::S_IFDIR, _) => sys::mkdir_at(dir, n, perm),
+                (libc::S_IFREG, _) => sys::open_beneath(
+                    dir,
+                    Path::new(n),
+                    libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+                    perm,
+                )
+                .map(drop),
+                _ => sys::mknod_at(dir, n, kind | perm, rdev),
+            }
+        })?;
+        self.lookup_node(parent, name)
+    }
+
+    /// open(O_CREAT) of a new file: creates it and opens it with `flags`.
+    pub fn create_file(
+        &self,
+        parent: &Arc<Node>,
+        name: &OsStr,
+        owner: Owner,
+        mode: u32,
+        flags: i32,
+    ) -> OpResult<(Arc<Node>, Resolved, OwnedFd)> {
+        self.check_writable()?;
+        let _r = self.rename_lock.read().unwrap_or_else(|p| p.into_inner());
+        self.check_free(parent, name)?;
+        let perm = mode & 0o7777;
+        let open_flags = super::fs::backing_flags(flags) | libc::O_CREAT | libc::O_EXCL;
+        let fd = self.create_entry(parent, name, Some(owner), libc::S_IFREG, mode, |dir, n| {
+            sys::open_beneath(dir, Path::new(n), open_flags, perm)
+        })?;
+        let (node, r) = self.lookup_node(parent, name)?;
+        Ok((node, r, fd))
+    }
+
+    /// link(): copies the source up, then links it under the new name.
+    pub fn link(
+        &self,
+        node: &Arc<Node>,
+        newparent: &Arc<Node>,
+        newname: &OsStr,
+    ) -> OpResult<sys::Stat> {
+        self.check_writable()?;
+        if node.is_dir() {
+            return Err(libc::EPERM);
+        }
+        let _r = self.rename_lock.read().unwrap_or_else(|p| p.into_inner());
+        self.check_free(newparent, newname)?;
+        self.copy_up(node, CopyData::Full)?;
+        let src = self.upper_at(node)?;
+        self.create_entry(newparent, newname, None, node.kind, 0, |dir, n| {
+            sys::link_at(src.dir(), &src.name, dir, n)
+        })?;
+        inode::add_alias(node, newparent.id, newname);
+        self.inodes.add_ref(node);
+        src.stat().map_err(err)
+    }
+
+    /// unlink and rmdir: remove the upper object, leave a whiteout where a
+    /// lower object would show through.
+    pub fn remove(&self, parent: &Arc<Node>, name: &OsStr, rmdir: bool) -> OpResult<()> {
+        self.check_writable()?;
+        let _r = self.rename_lock.read().unwrap_or_else(|p| p.into_inner());
+        let r = self.resolve(parent, name)?.0.ok_or(libc::ENOENT)?;
+        match (rmdir, r.is_dir()) {
+            (true, false) => return Err(libc::ENOTDIR),
+            (false, true) => return Err(libc::EISDIR),
+            _ => {}
+        }
+        let victim = self.find_node(parent, name, &r);
+        if rmdir {
+            let probe = self.probe_node(parent, name, &r);
+            if !self.dir_is_empty(&probe)? {
+                return Err(libc::ENOTEMPTY);
+            }
+        }
+        let needs_whiteout = self.lower_has(parent, name)?;
+        let updir = self.upper_dir(parent)?;
+        let dir = updir.fd.as_fd();
+        if r.upper {
+            if needs_whiteout {
+                self.replace_with_whiteout(dir, name, rmdir)?;
+            } else if rmdir {
+                super::layers::remove_tree(dir, name).map_err(err)?;
+            } else {
+                sys::unlink_at(dir, name, false).map_err(err)?;
+            }
+        } else {
+            self.make_whiteout(dir, name)?;
+        }
+        if let Some(node) = victim {
+            if inode::drop_name(&node, parent.id, name) {
+                self.inodes.unkey(&node);
+            }
+        }
+        Ok(())
+    }
+
+    /// Atomically swaps the upper object `name` for a whiteout (staged in the
+    /// workdir), then disposes of the old object.
+    fn replace_with_whiteout(&self, dir: BorrowedFd, name: &OsStr, is_dir: bool) -> OpResult<()> {
+        let work = self.work_fd()?;
+        let tmp = self.tmp_name();
+        match sys::mknod_at(work, &tmp, libc::S_IFCHR, 0) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                // No 0/0 devices here: remove, then leave an aufs whiteout.
+                if is_dir {
+                    super::layers::remove_tree(dir, name).map_err(err)?;
+                } else {
+                    sys::unlink_at(dir, name, false).map_err(err)?;
+                }
+                return self.make_whiteout(dir, name);
+            }
+            Err(e) => return Err(err(e)),
+        }
+        let flags = if is_dir { libc::RENAME_EXCHANGE } else { 0 };
+        if let Err(e) = sys::rename_at(work, &tmp, dir, name, flags) {
+            let _ = sys::unlink_at(work, &tmp, false);
+            return Err(err(e));
+        }
+        if is_dir {
+            super::layers::remove_tree(work, &tmp).map_err(err)?;
+        }
+        Ok(())
+    }
+
+    /// The live node for a resolved name, if the kernel has one.
+    fn find_node(&self, parent: &Node, name: &OsStr, r: &Resolved) -> Option<Arc<Node>> {
+        let key = if r.upper {
+            Key::Upper(r.stat.st_ino)
+        } else {
+            Key::Lower(parent.id, name.to_os_string())
+        };
+        self.inodes.find(&key)
+    }
+
+    /// A node for a resolved name, to list or copy it up; it is not entered
+    /// in the table unless it is there already.
+    fn probe_node(&self, parent: &Node, name: &OsStr, r: &Resolved) -> Arc<Node> {
+        self.find_node(parent, name, r)
+            .unwrap_or_else(|| Arc::new(Node::detached(parent.id, name, r)))
+    }
+
+    /// rename(2), with RENAME_NOREPLACE and RENAME_EXCHANGE.
+    pub fn rename(
+        &self,
+        parent: &Arc<Node>,
+        name: &OsStr,
+        newparent: &Arc<Node>,
+        newname: &OsStr,
+        flags: u32,
+    ) -> OpResult<()> {
+        self.check_writable()?;
+        if flags & !(libc::RENAME_NOREPLACE | libc::RENAME_EXCHANGE) != 0 {
+            return Err(libc::EINVAL);
+        }
+        if newname.len() > 255 {
+            return Err(libc::ENAMETOOLONG);
+        }
+        // Copy non-directories up before taking the lock for writing, so a
+        // big copy-up does not stall every other operation.
+        {
+            let _r = self.rename_lock.read().unwrap_or_else(|p| p.into_inner());
+            for (p, n) in [(parent, name), (newparent, newname)] {
+                if let Some(r) = self.resolve(p, n)?.0 {
+                    if !r.is_dir() && !r.upper {
+                        let (node, _) = self.lookup_node(p, n)?;
+                        let res = self.copy_up(&node, CopyData::Full);
+                        self.inodes.forget(node.id, 1);
+                        res?;
+                    }
+                }
+                if flags & libc::RENAME_EXCHANGE == 0 {
+                    break;
+                }
+            }
+        }
+        let _w = self.rename_lock.write().unwrap_or_else(|p| p.into_inner());
+        let src = self.resolve(parent, name)?.0.ok_or(libc::ENOENT)?;
+        let dst = self.resolve(newparent, newname)?.0;
+        if flags & libc::RENAME_EXCHANGE != 0 {
+            let dst = dst.ok_or(libc::ENOENT)?;
+            return self.rename_exchange(parent, name, &src, newparent, newname, &dst);
+        }
+        if let Some(d) = &dst {
+            if flags & libc::RENAME_NOREPLACE != 0 {
+                return Err(libc::EEXIST);
+            }
+            if src.upper
+                && d.upper
+                && src.stat.st_ino == d.stat.st_ino
+                && src.stat.st_dev == d.stat.st_dev
+            {
+                return Ok(()); // two names of one file: nothing to do
+            }
+            match (src.is_dir(), d.is_dir()) {
+                (true, false) => return Err(libc::ENOTDIR),
+                (false, true) => return Err(libc::EISDIR),
+                (true, true) => {
+                    if !self.dir_is_empty(&self.probe_node(newparent, newname, d))? {
+                        return Err(libc::ENOTEMPTY);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let (src_node, _) = self.lookup_node(parent, name)?;
+        let res = self.rename_checked(
+            parent,
+            name,
+            &src_node,
+            &src,
+            newparent,
+            newname,
+            dst.as_ref(),
+        );
+        self.inodes.forget(src_node.id, 1);
+        res
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn rename_checked(
+        &self,
+        parent: &Arc<Node>,
+        name: &OsStr,
+        src_node: &Arc<Node>,
+        src: &Resolved,
+        newparent: &Arc<Node>,
+        newname: &OsStr,
+        dst: Option<&Resolved>,
+    ) -> OpResult<()> {
+        let src_has_lowers = src.is_dir() && !src.lowers.is_empty();
+        if src_has_lowers && !self.redirect_dir {
+            return Err(libc::EXDEV);
+        }
+        self.copy_up(src_node, CopyData::Full)?;
+        let srcdir = self.upper_dir(parent)?;
+        let dstdir = self.upper_dir(newparent)?;
+        if src_has_lowers {
+            // The directory's lower contents stay where they are; the kernel
+            // finds them again through the absolute redirect.
+            let mut value = b"/".to_vec();
+            value.extend_from_slice(src.lowers[0].path.as_os_str().as_bytes());
+            self.set_xattr_mark(srcdir.fd.as_fd(), name, "redirect", &value)?;
+        }
+        let dst_lower = self.lower_has(newparent, newname)?;
+        let victim = dst.and_then(|d| self.find_node(newparent, newname, d));
+        if let Some(d) = dst {
+            if d.is_dir() && d.upper {
+                // Empty in the merged view: only whiteouts are left inside.
+                let sub = sys::open_dir_path(dstdir.fd.as_fd(), Path::new(newname)).map_err(err)?;
+                super::layers::clean_dir(sub.as_fd()).map_err(err)?;
+            }
+        }
+        let src_lower = self.lower_has(parent, name)?;
+        let mut flags = 0;
+        if src_lower {
+            flags |= libc::RENAME_WHITEOUT;
+        }
+        let moved = sys::rename_at(srcdir.fd.as_fd(), name, dstdir.fd.as_fd(), newname, flags);
+        match moved {
+            Ok(()) => {}
+            Err(e)
+                if src_lower
+                    && matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::EPERM)) =>
+            {
+                sys::rename_at(srcdir.fd.as_fd(), name, dstdir.fd.as_fd(), newname, 0)
+                    .map_err(err)?;
+                self.make_whiteout(srcdir.fd.as_fd(), name)?;
+            }
+            Err(e) => return Err(err(e)),
+        }
+        if src.is_dir() && !src_has_lowers && dst_lower {
+            self.set_xattr_mark(dstdir.fd.as_fd(), newname, "opaque", b"y")?;
+        }
+        let aufs_wh = ovl::aufs_whiteout_name(newname);
+        let _ = sys::unlink_at(dstdir.fd.as_fd(), &aufs_wh, false);
+        if let Some(v) = victim {
+            if v.id != src_node.id && inode::drop_name(&v, newparent.id, newname) {
+                self.inodes.unkey(&v);
+            }
+        }
+        inode::move_name(src_node, parent.id, name, newparent.id, newname);
+        Ok(())
+    }
+
+    fn rename_exchange(
+        &self,
+        parent: &Arc<Node>,
+        name: &OsStr,
+        a: &Resolved,
+        newparent: &Arc<Node>,
+        newname: &OsStr,
+        b: &Resolved,
+    ) -> OpResult<()> {
+        let (na, _) = self.lookup_node(parent, name)?;
+        let (nb, _) = self.lookup_node(newparent, newname)?;
+        let res = (|| {
+            for (n, r) in [(&na, a), (&nb, b)] {
+                if r.is_dir() && !r.lowers.is_empty() && !self.redirect_dir {
+                    return Err(libc::EXDEV);
+                }
+                self.copy_up(n, CopyData::Full)?;
+            }
+            let da = self.upper_dir(parent)?;
+            let db = self.upper_dir(newparent)?;
+            for (dir, nm, r) in [(&da, name, a), (&db, newname, b)] {
+                if r.is_dir() && !r.lowers.is_empty() {
+                    let mut value = b"/".to_vec();
+                    value.extend_from_slice(r.lowers[0].path.as_os_str().as_bytes());
+                    self.set_xattr_mark(dir.fd.as_fd(), nm, "redirect", &value)?;
+                }
+            }
+            let a_lower = self.lower_has(parent, name)?;
+            let b_lower = self.lower_has(newparent, newname)?;
+            sys::rename_at(
+                da.fd.as_fd(),
+                name,
+                db.fd.as_fd(),
+                newname,
+                libc::RENAME_EXCHANGE,
+            )
+            .map_err(err)?;
+            // A pure-upper directory landing on a name with lower objects must hide them.
+            if a.is_dir() && a.lowers.is_empty() && b_lower {
+                self.set_xattr_mark(db.fd.as_fd(), newname, "opaque", b"y")?;
+            }
+            if b.is_dir() && b.lowers.is_empty() && a_lower {
+                self.set_xattr_mark(da.fd.as_fd(), name, "opaque", b"y")?;
+            }
+            inode::swap_names(&na, parent.id, name, &nb, newparent.id, newname);
+            Ok(())
+        })();
+        self.inodes.forget(na.id, 1);
+        self.inodes.forget(nb.id, 1);
+        res
+    }
+
+    /// The xattr namespace overlay marks are written in.
+    pub fn xattr_ns(&self) -> XattrNs {
+        self.layers.xattr_ns
+    }
+}

@@ -1,0 +1,66 @@
+//! Extended attributes through the mount: the user's xattrs of the topmost
+//! object; overlay-private ones are hidden and can't be set.
+
+use super::copyup::CopyData;
+use super::inode::Node;
+use super::ovl;
+use super::{err, OpResult, Union};
+use crate::sys;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
+
+impl Union {
+    pub fn getxattr(&self, node: &Node, name: &OsStr) -> OpResult<Vec<u8>> {
+        if ovl::is_private_xattr(name.as_bytes()) {
+            return Err(libc::ENODATA);
+        }
+        let at = self.locate(node)?;
+        sys::xattr::get(at.dir(), &at.name, name)
+            .map_err(err)?
+            .ok_or(libc::ENODATA)
+    }
+
+    /// Names, NUL terminated, as listxattr(2) returns them.
+    pub fn listxattr(&self, node: &Node) -> OpResult<Vec<u8>> {
+        let at = self.locate(node)?;
+        let mut out = Vec::new();
+        for name in sys::xattr::list(at.dir(), &at.name).map_err(err)? {
+            if !ovl::is_private_xattr(&name) {
+                out.extend_from_slice(&name);
+                out.push(0);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn setxattr(
+        &self,
+        node: &Arc<Node>,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+    ) -> OpResult<()> {
+        self.check_writable()?;
+        if ovl::is_private_xattr(name.as_bytes()) {
+            return Err(libc::EPERM);
+        }
+        let _r = self.rename_lock.read().unwrap_or_else(|p| p.into_inner());
+        self.copy_up(node, CopyData::Full)?;
+        let at = self.upper_at(node)?;
+        sys::xattr::set(at.dir(), &at.name, name, value, flags).map_err(err)
+    }
+
+    pub fn removexattr(&self, node: &Arc<Node>, name: &OsStr) -> OpResult<()> {
+        self.check_writable()?;
+        if ovl::is_private_xattr(name.as_bytes()) {
+            return Err(libc::ENODATA);
+        }
+        let _r = self.rename_lock.read().unwrap_or_else(|p| p.into_inner());
+        // Removing what isn't there must not copy up.
+        self.getxattr(node, name)?;
+        self.copy_up(node, CopyData::Full)?;
+        let at = self.upper_at(node)?;
+        sys::xattr::remove(at.dir(), &at.name, name).map_err(err)
+    }
+}
