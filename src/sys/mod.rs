@@ -513,10 +513,6 @@ pub fn geteuid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
-pub fn getegid() -> u32 {
-    unsafe { libc::getegid() }
-}
-
 /// st_mode's file-type bits.
 pub fn file_type(mode: u32) -> u32 {
     mode & libc::S_IFMT

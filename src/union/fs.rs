@@ -88,7 +88,11 @@ impl fuser::Filesystem for StrataFs {
     }
 
     fn destroy(&mut self) {
-        log::info!("FUSE session ends");
+        log::info!(
+            "FUSE session ends ({} inodes, {} open handles)",
+            self.union.inodes.len(),
+            self.union.handles.len()
+        );
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {

@@ -21,8 +21,6 @@ pub struct Resolved {
     /// Lower objects: the one origin for a non-directory; every merged
     /// directory for a directory, top first.
     pub lowers: Vec<LowerLoc>,
-    /// There is an upper whiteout for this name (only when not found).
-    pub upper_whiteout: bool,
 }
 
 impl Resolved {
@@ -148,7 +146,6 @@ impl Union {
                         stat: st,
                         upper: true,
                         lowers: Vec::new(),
-                        upper_whiteout: false,
                     });
                 }
             }
@@ -189,7 +186,6 @@ impl Union {
                                     layer,
                                     path: child_path.clone(),
                                 }],
-                                upper_whiteout: false,
                             });
                             if !is_dir {
                                 break;

@@ -18,7 +18,7 @@ pub mod xattrs;
 
 use crate::cli::options::MountOptions;
 use crate::sys;
-use inode::{InodeTable, Key, LowerLoc, Node, NodeState, ROOT_ID};
+use inode::{InodeTable, Key, LowerLoc, Node, NodeState};
 use layers::LayerStack;
 use std::ffi::OsStr;
 use std::io;

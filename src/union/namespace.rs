@@ -3,7 +3,6 @@
 
 use super::copyup::CopyData;
 use super::inode::{self, Key, Node};
-use super::layers::XattrNs;
 use super::lookup::Resolved;
 use super::ovl;
 use super::{err, OpResult, Union};
@@ -123,7 +122,14 @@ impl Union {
                 self.set_xattr_mark(target_dir, target_name, "opaque", b"y")?;
             }
             if whiteout.is_some() {
-                sys::rename_at(target_dir, target_name, dir, name, 0).map_err(err)?;
+                if kind == libc::S_IFDIR {
+                    // A directory can't replace a device node: swap, then drop the whiteout.
+                    sys::rename_at(target_dir, target_name, dir, name, libc::RENAME_EXCHANGE)
+                        .map_err(err)?;
+                    let _ = sys::unlink_at(target_dir, target_name, false);
+                } else {
+                    sys::rename_at(target_dir, target_name, dir, name, 0).map_err(err)?;
+                }
             }
             Ok(())
         };
@@ -510,10 +516,5 @@ impl Union {
         self.inodes.forget(na.id, 1);
         self.inodes.forget(nb.id, 1);
         res
-    }
-
-    /// The xattr namespace overlay marks are written in.
-    pub fn xattr_ns(&self) -> XattrNs {
-        self.layers.xattr_ns
     }
 }

@@ -1,0 +1,1276 @@
+#!/usr/bin/env python3
+"""strata benchmark driver. Run it through scripts/bench (which installs the tools and
+builds strata); `scripts/bench --help` documents the options.
+
+Compares strata with kernel overlayfs and fuse-overlayfs 1.10 / 2.0 over the same,
+deterministically generated, read-only lower layers. For every workload and every
+repetition the implementations run back to back (interleaved), each on a fresh mount
+with fresh upper/work dirs; the table shows medians and the ratio to kernel overlayfs.
+Not part of the test suite: it needs root, mounts things and takes minutes.
+"""
+
+import argparse
+import datetime
+import hashlib
+import io
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tarfile
+import time
+
+IMPLS = ["kernel", "strata", "fo110", "fo20"]
+LABEL = {"kernel": "kernel", "strata": "strata", "fo110": "fo-1.10", "fo20": "fo-2.0"}
+GEN_VERSION = 2  # bump when a generator changes: layers are regenerated
+MiB = 1 << 20
+GiB = 1 << 30
+
+
+class Failed(Exception):
+    """A workload failed for one implementation (shown as FAILED in the table)."""
+
+
+class Skip(Exception):
+    """A workload does not apply (shown as a note)."""
+
+
+# ----------------------------------------------------------------------------- utilities
+
+CURRENT_CHILD = None  # Popen of the command being waited for, killed on interrupt
+
+
+def log(msg):
+    ts = datetime.datetime.now().strftime("%H:%M:%S")
+    print(f"[bench {ts}] {msg}", file=sys.stderr, flush=True)
+
+
+def short(cmd):
+    s = " ".join(str(c) for c in cmd)
+    return s if len(s) < 300 else s[:300] + "..."
+
+
+def unescape_mountinfo(s):
+    out, i = [], 0
+    while i < len(s):
+        if s[i] == "\\" and i + 3 < len(s) and s[i + 1 : i + 4].isdigit():
+            out.append(chr(int(s[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(s[i])
+            i += 1
+    return "".join(out)
+
+
+def mountinfo():
+    """[(mountpoint, fstype, dev_major:minor)] of this mount namespace."""
+    res = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            parts = line.split()
+            sep = parts.index("-")
+            res.append((unescape_mountinfo(parts[4]), parts[sep + 1], parts[2]))
+    return res
+
+
+def mount_entry(mnt):
+    found = None
+    for mp, fstype, dev in mountinfo():
+        if mp == mnt:
+            found = (fstype, dev)
+    return found
+
+
+def abort_fuse(mnt):
+    """Abort the FUSE connection behind mnt (unsticks processes blocked on a hung daemon)."""
+    ent = mount_entry(mnt)
+    if not ent or not ent[0].startswith("fuse"):
+        return
+    major, minor = (int(x) for x in ent[1].split(":"))
+    conn = "/sys/fs/fuse/connections"
+    if not os.path.exists(os.path.join(conn, "")) or not os.listdir(conn):
+        subprocess.run(["mount", "-t", "fusectl", "fusectl", conn], stderr=subprocess.DEVNULL)
+    path = os.path.join(conn, str((major << 20) | minor), "abort")
+    try:
+        with open(path, "w") as f:
+            f.write("1")
+        log(f"aborted FUSE connection of {mnt} ({path})")
+    except OSError as e:
+        log(f"could not abort FUSE connection of {mnt}: {e}")
+
+
+def run(cmd, timeout=600, mnt=None, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=None, env=None):
+    """Runs cmd in its own process group; Failed on timeout or non-zero exit."""
+    global CURRENT_CHILD
+    p = subprocess.Popen(cmd, stdout=stdout, stderr=stderr, cwd=cwd, env=env, start_new_session=True)
+    CURRENT_CHILD = p
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        if mnt:
+            abort_fuse(mnt)
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            p.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        raise Failed(f"timeout after {timeout:.0f}s: {short(cmd)}")
+    finally:
+        CURRENT_CHILD = None
+    if p.returncode != 0:
+        msg = (err or b"").decode(errors="replace").strip().splitlines()
+        tail = " | ".join(msg[-3:]) if msg else ""
+        raise Failed(f"exit {p.returncode}: {short(cmd)}: {tail}")
+    return out or b"", err or b""
+
+
+def timed(cmd, **kw):
+    t0 = time.perf_counter()
+    out, err = run(cmd, **kw)
+    return time.perf_counter() - t0, out, err
+
+
+def sync():
+    os.sync()
+
+
+def drop_caches():
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
+def rmtree(path):
+    if os.path.lexists(path):
+        subprocess.run(["rm", "-rf", "--one-file-system", path], check=False)
+
+
+def proc_status(pid):
+    """{'VmRSS': kB, 'VmHWM': kB} of pid."""
+    res = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                if k in ("VmRSS", "VmHWM"):
+                    res[k] = int(v.split()[0])
+    except OSError:
+        pass
+    return res
+
+
+def find_daemon(mnt, names=("strata", "fuse-overlayfs")):
+    """PID of the FUSE daemon serving mnt: a process whose argv names mnt (fallback: a
+    strata/fuse-overlayfs process holding /dev/fuse)."""
+    cands, fuse_holders = [], []
+    me = os.getpid()
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) == me:
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                argv = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+        except OSError:
+            continue
+        if not argv or os.path.basename(argv[0]) not in names:
+            continue
+        if any(a == mnt or a.rstrip("/") == mnt for a in argv[1:]):
+            cands.append(int(d))
+            continue
+        try:
+            for fd in os.listdir(f"/proc/{d}/fd"):
+                if os.readlink(f"/proc/{d}/fd/{fd}") == "/dev/fuse":
+                    fuse_holders.append(int(d))
+                    break
+        except OSError:
+            pass
+    pool = cands or fuse_holders
+    pool = [p for p in pool if proc_status(p).get("VmRSS")]
+    if not pool:
+        return None
+    return max(pool, key=lambda p: proc_status(p).get("VmRSS", 0))
+
+
+def count_lines(data):
+    return data.count(b"\n")
+
+
+# ----------------------------------------------------------------------------- layers
+
+
+def wfile(path, data=b""):
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def whiteout(path):
+    os.mknod(path, 0o600 | 0o020000, os.makedev(0, 0))
+
+
+def gen_walk1(root):
+    # 122 top-level files, 120 dirs x 8 subdirs x 100 entries (every 50th a symlink)
+    for i in range(122):
+        wfile(f"{root}/top{i:03d}", b"t" * (i % 5) * 100)
+    for a in range(120):
+        for b in range(8):
+            d = f"{root}/a{a:03d}/b{b}"
+            os.makedirs(d)
+            for c in range(100):
+                p = f"{d}/f{c:03d}"
+                if c % 50 == 49:
+                    os.symlink("f000", p)
+                elif c % 4 == 0:
+                    wfile(p, (f"{a}/{b}/{c}\n" * (20 + c * 3)).encode())
+                else:
+                    wfile(p)
+
+
+def gen_walk2(root):
+    # a100..a119 merge with walk1 (50 new names, 10 whiteouts per subdir); a120..a141 new;
+    # etc/ with 1599 files: 123,000 merged entries in all
+    os.makedirs(f"{root}/etc")
+    for i in range(1599):
+        wfile(f"{root}/etc/c{i:04d}", f"conf {i}\n".encode())
+    for a in range(100, 142):
+        for b in range(8):
+            d = f"{root}/a{a:03d}/b{b}"
+            os.makedirs(d)
+            if a < 120:
+                for c in range(60):
+                    if c < 10:
+                        whiteout(f"{d}/f{c + 10:03d}")
+                    else:
+                        wfile(f"{d}/g{c:03d}", b"g" * c)
+            else:
+                for c in range(100):
+                    wfile(f"{d}/f{c:03d}", b"" if c % 4 else (f"{a}{b}{c}\n" * 30).encode())
+
+
+def gen_rssx(root):
+    # 11 dirs x 999 files on top of walk2:walk1 -> 134k entries
+    for x in range(11):
+        d = f"{root}/x{x:02d}"
+        os.makedirs(d)
+        for i in range(999):
+            wfile(f"{d}/e{i:04d}")
+
+
+def big_block():
+    return random.Random(20261125).randbytes(MiB)
+
+
+def gen_big(root, size):
+    blk = bytearray(big_block())
+    with open(f"{root}/big.bin", "wb") as f:
+        full, rest = divmod(size, MiB)
+        for i in range(full):
+            blk[0:16] = f"{i:016d}".encode()
+            f.write(blk)
+        if rest:
+            f.write(bytes(blk[:rest]))
+
+
+def gen_chmod(root):
+    data = bytes(range(256)) * 64  # 16 KiB
+    for d in range(100):
+        os.makedirs(f"{root}/ctree/d{d:03d}")
+        for i in range(100):
+            wfile(f"{root}/ctree/d{d:03d}/f{i:03d}", data)
+
+
+def gen_rmt(root):
+    for d in range(40):
+        os.makedirs(f"{root}/rmtree/d{d:02d}")
+        for i in range(599):
+            wfile(f"{root}/rmtree/d{d:02d}/f{i:03d}", b"" if i % 3 else b"r" * 300)
+
+
+def gen_bigdir(root):
+    os.makedirs(f"{root}/bigdir")
+    for i in range(100000):
+        wfile(f"{root}/bigdir/e{i:06d}")
+
+
+NPROJ = 200
+
+
+def gen_proj(root):
+    d = f"{root}/proj"
+    os.makedirs(d)
+    wfile(f"{d}/common.h", b"#ifndef COMMON_H\n#define COMMON_H\n#include <stdint.h>\n"
+          + b"".join(f"uint64_t f{i:03d}(uint64_t x);\n".encode() for i in range(NPROJ))
+          + b"#endif\n")
+    for i in range(NPROJ):
+        body = [f'#include "common.h"', f"/* generated unit {i} */",
+                f"static uint64_t mix{i}(uint64_t x) {{ return x * {2 * i + 3}u + {i}u; }}",
+                f"uint64_t f{i:03d}(uint64_t x) {{", "    uint64_t acc = x;",
+                f"    for (int k = 0; k < {i % 7 + 1}; k++)", f"        acc = mix{i}(acc) ^ (acc >> 3);",
+                "    return acc;", "}"]
+        wfile(f"{d}/u{i:03d}.c", ("\n".join(body) + "\n").encode())
+    calls = "".join(f"    s += f{i:03d}(s + {i});\n" for i in range(NPROJ))
+    wfile(f"{d}/main.c", ('#include <stdio.h>\n#include "common.h"\nint main(void) {\n'
+                          f"    uint64_t s = 1;\n{calls}"
+                          '    printf("%llu\\n", (unsigned long long)s);\n    return 0;\n}\n').encode())
+    objs = " ".join(f"u{i:03d}.o" for i in range(NPROJ))
+    wfile(f"{d}/Makefile", (f"OBJS = main.o {objs}\nCFLAGS = -O1\n\napp: $(OBJS)\n\t$(CC) -o $@ $(OBJS)\n\n"
+                            "%.o: %.c common.h\n\t$(CC) $(CFLAGS) -c -o $@ $<\n").encode())
+
+
+def proj_expected():
+    m = (1 << 64) - 1
+    s = 1
+    for i in range(NPROJ):
+        acc = (s + i) & m
+        for _ in range(i % 7 + 1):
+            acc = ((acc * (2 * i + 3) + i) & m) ^ (acc >> 3)
+        s = (s + acc) & m
+    return f"{s}\n"
+
+
+def gen_srctar(path):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tf:
+        dirs = set()
+        for i in range(200):
+            sub = f"srctree/mod{i % 20:02d}"
+            if sub not in dirs:
+                dirs.add(sub)
+                ti = tarfile.TarInfo(sub)
+                ti.type, ti.mode, ti.mtime = tarfile.DIRTYPE, 0o755, 1700000000
+                tf.addfile(ti)
+            text = "".join(f"/* {i}:{k} */ int v{i}_{k} = {k * i};\n" for k in range(40 + (i * 37) % 200))
+            data = text.encode()
+            ti = tarfile.TarInfo(f"{sub}/file{i:03d}.c")
+            ti.size, ti.mode, ti.mtime = len(data), 0o644, 1700000000
+            tf.addfile(ti, io.BytesIO(data))
+    wfile(path, buf.getvalue())
+
+
+def gen_many(root, n=100, files=2000):
+    # root/NN: every layer has d/lNN and fNN; top (00) has d/tNNNNN, bottom has d/bNNNNN
+    for layer in range(n):
+        d = f"{root}/{layer:02d}/d"
+        os.makedirs(d)
+        wfile(f"{d}/l{layer:02d}")
+        wfile(f"{root}/{layer:02d}/f{layer:02d}")
+        if layer == 0:
+            for i in range(files):
+                wfile(f"{d}/t{i:05d}")
+        if layer == n - 1:
+            for i in range(files):
+                wfile(f"{d}/b{i:05d}")
+
+
+def gen_rootfs(root):
+    bb = shutil.which("busybox") or "/bin/busybox"
+    for d in ("bin", "dev", "proc", "sys", "tmp", "etc", "root"):
+        os.makedirs(f"{root}/{d}")
+    shutil.copy2(bb, f"{root}/bin/busybox")
+    for tool in ("sh", "true", "false", "ls", "cat", "echo"):
+        os.symlink("busybox", f"{root}/bin/{tool}")
+
+
+def merged_entries(layers):
+    """Number of entries (root excluded) in the union of layers (top first), honouring
+    char-0/0 whiteouts: computed from the layer dirs, independently of any mount."""
+    paths, hidden = set(), set()
+    for layer in layers:
+        new_wh = set()
+        for dirpath, dirnames, filenames in os.walk(layer):
+            rel_dir = os.path.relpath(dirpath, layer)
+            for name in dirnames + filenames:
+                rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+                st = os.lstat(os.path.join(dirpath, name))
+                if (st.st_mode & 0o170000) == 0o020000 and st.st_rdev == 0:
+                    new_wh.add(rel)
+                    continue
+                parts = rel.split("/")
+                if any("/".join(parts[: k + 1]) in hidden for k in range(len(parts))):
+                    continue
+                paths.add(rel)
+        hidden |= new_wh
+    return len(paths)
+
+
+# ----------------------------------------------------------------------------- harness
+
+
+class Bench:
+    def __init__(self, args):
+        self.a = args
+        self.dir = os.path.abspath(args.bench_dir)
+        self.layers = f"{self.dir}/layers"  # generated, writable
+        self.ro = f"{self.dir}/ro"  # read-only bind mount of layers: what the unions see
+        self.runs = f"{self.dir}/runs"
+        self.mnts = f"{self.dir}/mnt"
+        self.repo = os.path.abspath(args.repo)
+        self.impls = args.only
+        self.bins = {"strata": args.strata_bin, "fo110": args.fo110_bin, "fo20": args.fo20_bin}
+        self.mounted = []  # [(impl, mnt)]
+        self.own_mounts = []  # bind mounts etc. to undo at exit
+        self.meta = {}
+        self.samples = {}  # metric -> impl -> [values]
+        self.errors = {}  # metric -> impl -> message
+        self.notes = []
+        self.helper = None
+        self.big_size = max(MiB, int(GiB * args.size_scale) // MiB * MiB)
+
+    # --- layers
+
+    def layer(self, name, gen, *gen_args, count_layers=None):
+        """Generates layers/<name> once (atomically, stamped with GEN_VERSION) and returns
+        its path under the read-only bind mount, plus the stamp's metadata."""
+        stamp = f"{self.layers}/.stamps/{name}.json"
+        path = f"{self.layers}/{name}"
+        try:
+            with open(stamp) as f:
+                meta = json.load(f)
+            if meta.get("version") == GEN_VERSION and os.path.exists(path):
+                return f"{self.ro}/{name}", meta
+        except (OSError, ValueError):
+            pass
+        log(f"generating layer {name} ...")
+        t0 = time.perf_counter()
+        tmp = f"{path}.tmp"
+        rmtree(tmp)
+        rmtree(path)
+        os.makedirs(tmp)
+        gen(tmp, *gen_args)
+        os.rename(tmp, path)
+        meta = {"version": GEN_VERSION}
+        os.makedirs(os.path.dirname(stamp), exist_ok=True)
+        with open(stamp + ".tmp", "w") as f:
+            json.dump(meta, f)
+        os.sync()
+        os.rename(stamp + ".tmp", stamp)
+        log(f"generated {name} in {time.perf_counter() - t0:.1f}s")
+        return f"{self.ro}/{name}", meta
+
+    def expected(self, key, layer_names):
+        """Merged entry count of layer_names (top first), cached in layers/.stamps."""
+        path = f"{self.layers}/.stamps/count-{key}.json"
+        try:
+            with open(path) as f:
+                m = json.load(f)
+            if m.get("version") == GEN_VERSION:
+                return m["count"]
+        except (OSError, ValueError, KeyError):
+            pass
+        n = merged_entries([f"{self.layers}/{x}" for x in layer_names])
+        with open(path, "w") as f:
+            json.dump({"version": GEN_VERSION, "count": n}, f)
+        return n
+
+    def prepare(self):
+        for d in (self.layers, self.runs, self.mnts, self.ro):
+            os.makedirs(d, exist_ok=True)
+        # Layers are shared read-only by every implementation: a read-only bind mount
+        # makes any write to a lower layer fail loudly (EROFS) instead of skewing runs.
+        if not mount_entry(self.ro):
+            subprocess.run(["mount", "--bind", self.layers, self.ro], check=True)
+            subprocess.run(["mount", "-o", "remount,bind,ro", self.ro], check=True)
+            self.own_mounts.append(self.ro)
+        os.makedirs(f"{self.layers}/empty", exist_ok=True)
+        self.build_helper()
+
+    def build_helper(self):
+        src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_helper.c")
+        digest = hashlib.sha256(open(src, "rb").read()).hexdigest()[:16]
+        out = os.path.join(self.a.cache_dir, f"bench_helper-{digest}")
+        if not os.path.exists(out):
+            os.makedirs(self.a.cache_dir, exist_ok=True)
+            subprocess.run(["gcc", "-O2", "-Wall", "-o", out + ".tmp", src], check=True)
+            os.rename(out + ".tmp", out)
+        self.helper = out
+
+    # --- mounting
+
+    def mount_cmd(self, impl, opts, mnt):
+        if impl == "kernel":
+            return ["mount", "-t", "overlay", "overlay", "-o", opts, mnt]
+        if impl == "strata":
+            return [self.bins["strata"], "mount", "-o", opts, mnt]
+        return [self.bins[impl], "-o", opts, mnt]
+
+    def mount(self, impl, lowers, tag="u", extra=""):
+        """Fresh upper/work + mount. Returns (mnt, upper, mount seconds)."""
+        if impl == "strata" and self.a.strata_error:
+            raise Failed(self.a.strata_error)
+        rd = f"{self.runs}/{impl}"
+        rmtree(rd)
+        upper, work, mnt = f"{rd}/upper", f"{rd}/work", f"{self.mnts}/{impl}"
+        os.makedirs(upper)
+        os.makedirs(work)
+        os.makedirs(mnt, exist_ok=True)
+        if mount_entry(mnt):
+            self.umount(impl, mnt)
+        opts = f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}" + (f",{extra}" if extra else "")
+        cmd = self.mount_cmd(impl, opts, mnt)
+        parent_dev = os.stat(self.mnts).st_dev
+        t0 = time.perf_counter()
+        try:
+            run(cmd, timeout=self.a.mount_timeout, stdout=subprocess.DEVNULL)
+        except Failed as e:
+            if mount_entry(mnt):
+                self.mounted.append((impl, mnt))
+                self.umount(impl, mnt)
+            raise Failed(f"mount failed: {e}")
+        # live = visible in mountinfo with the right type and answering a stat of its root
+        want = "overlay" if impl == "kernel" else "fuse"
+        deadline = time.perf_counter() + 10
+        while True:
+            ent = mount_entry(mnt)
+            if ent and ent[0].startswith(want):
+                break
+            if time.perf_counter() > deadline:
+                raise Failed(f"mount command exited 0 but {mnt} is not a {want} mount: {short(cmd)}")
+            time.sleep(0.0005)
+        self.mounted.append((impl, mnt))
+        st = os.stat(mnt)
+        elapsed = time.perf_counter() - t0
+        if st.st_dev == parent_dev:
+            raise Failed(f"{mnt} still shows the parent file system after mount")
+        return mnt, upper, elapsed
+
+    def umount(self, impl, mnt):
+        pid = find_daemon(mnt) if impl != "kernel" else None
+        if impl == "kernel":
+            cmds = [["umount", mnt]]
+        elif impl == "strata":
+            cmds = [[self.bins["strata"], "umount", mnt], ["fusermount3", "-u", mnt]]
+        else:
+            cmds = [["fusermount3", "-u", mnt]]
+        ok = False
+        for cmd in cmds:
+            try:
+                run(cmd, timeout=30, mnt=mnt)
+                ok = not mount_entry(mnt)
+                if ok:
+                    break
+            except Failed as e:
+                log(f"{LABEL[impl]}: unmount: {e}")
+        if not ok and mount_entry(mnt):
+            abort_fuse(mnt)
+            subprocess.run(["umount", "-l", mnt], stderr=subprocess.DEVNULL)
+            self.notes.append(f"{LABEL[impl]}: needed a lazy unmount of {mnt}")
+        self.mounted = [m for m in self.mounted if m[1] != mnt]
+        if pid:  # let the daemon finish so its teardown does not overlap the next run
+            deadline = time.time() + 10
+            while os.path.exists(f"/proc/{pid}") and time.time() < deadline:
+                try:
+                    with open(f"/proc/{pid}/stat") as f:
+                        if f.read().split(")")[-1].split()[0] == "Z":
+                            break
+                except OSError:
+                    break
+                time.sleep(0.01)
+            if os.path.exists(f"/proc/{pid}/status") and proc_status(pid):
+                log(f"{LABEL[impl]}: daemon {pid} still alive 10s after unmount; killing it")
+                self.notes.append(f"{LABEL[impl]}: daemon outlived its unmount by >10s (killed)")
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+    def finish_run(self, impl):
+        for i, m in list(self.mounted):
+            if i == impl:
+                self.umount(i, m)
+        rmtree(f"{self.runs}/{impl}")
+
+    def cleanup(self):
+        if CURRENT_CHILD and CURRENT_CHILD.poll() is None:
+            try:
+                os.killpg(CURRENT_CHILD.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for impl, mnt in list(reversed(self.mounted)):
+            try:
+                self.umount(impl, mnt)
+            except Exception as e:  # never leave a mount behind
+                log(f"cleanup: {e}")
+                subprocess.run(["umount", "-l", mnt], stderr=subprocess.DEVNULL)
+        for mp, _, _ in reversed(mountinfo()):
+            if mp.startswith(self.mnts + "/"):
+                abort_fuse(mp)
+                subprocess.run(["umount", "-l", mp], stderr=subprocess.DEVNULL)
+        for m in reversed(self.own_mounts):
+            subprocess.run(["umount", m], stderr=subprocess.DEVNULL)
+        rmtree(self.runs)
+
+    # --- recording
+
+    def record(self, metric, impl, value):
+        self.samples.setdefault(metric, {}).setdefault(impl, []).append(value)
+
+    def fail(self, metrics, impl, msg):
+        for m in metrics:
+            self.errors.setdefault(m, {}).setdefault(impl, msg)
+
+
+# ----------------------------------------------------------------------------- workloads
+# Each workload: fn(bench, impl) -> {metric: value}; raises Failed/Skip.
+
+
+def walk(b, mnt, expected, timeout):
+    """find(1) printing st_size forces an lstat of every entry. Returns seconds."""
+    t, out, _ = timed(["find", mnt, "-printf", "%s\n"], timeout=timeout, mnt=mnt)
+    n = count_lines(out) - 1
+    if n != expected:
+        raise Failed(f"walk saw {n} entries, expected {expected}")
+    return t
+
+
+def walk_layers(b):
+    w1, _ = b.layer("walk1", gen_walk1)
+    w2, _ = b.layer("walk2", gen_walk2)
+    return [w2, w1], b.expected("walk", ["walk2", "walk1"])
+
+
+def wl_walk_cold(b, impl):
+    lowers, n = walk_layers(b)
+    mnt, _, _ = b.mount(impl, lowers)
+    drop_caches()
+    return {"walk_cold": walk(b, mnt, n, b.a.timeout)}
+
+
+def wl_walk_warm(b, impl):
+    lowers, n = walk_layers(b)
+    mnt, _, _ = b.mount(impl, lowers)
+    walk(b, mnt, n, b.a.timeout)
+    sync()
+    return {"walk_warm": walk(b, mnt, n, b.a.timeout)}
+
+
+def wl_ls_warm(b, impl):
+    lowers, n = walk_layers(b)
+    mnt, _, _ = b.mount(impl, lowers)
+    walk(b, mnt, n, b.a.timeout)
+    sync()
+    t, out, _ = timed(["ls", "-lR", mnt], timeout=b.a.timeout, mnt=mnt)
+    entries = sum(1 for line in out.splitlines() if line[:1] in b"-dlcbps" and not line.startswith(b"total "))
+    if entries != n:
+        raise Failed(f"ls -lR listed {entries} entries, expected {n}")
+    return {"ls_warm": t}
+
+
+def big_layer(b):
+    mb = b.big_size // MiB
+    return b.layer(f"big-{mb}M", gen_big, b.big_size)[0]
+
+
+def warm_file(path):
+    with open(path, "rb", buffering=0) as f:
+        while f.read(4 * MiB):
+            pass
+
+
+def wl_seq_read(b, impl):
+    lower = big_layer(b)
+    warm_file(f"{lower}/big.bin")  # data in the lower page cache: measures the union, not the disk
+    mnt, _, _ = b.mount(impl, [lower])
+    sync()
+    t, _, err = timed(["dd", f"if={mnt}/big.bin", "of=/dev/null", "bs=1M"], timeout=b.a.timeout, mnt=mnt)
+    nbytes = int(err.decode().strip().splitlines()[-1].split()[0])
+    if nbytes != b.big_size:
+        raise Failed(f"read {nbytes} bytes, expected {b.big_size}")
+    return {"seq_read": nbytes / MiB / t}
+
+
+def wl_seq_write(b, impl):
+    empty = f"{b.ro}/empty"
+    mnt, _, _ = b.mount(impl, [empty])
+    sync()
+    count = b.big_size // MiB
+    t, _, _ = timed(["dd", "if=/dev/zero", f"of={mnt}/out.bin", "bs=1M", f"count={count}", "conv=fsync"],
+                    timeout=b.a.timeout, mnt=mnt)
+    size = os.stat(f"{mnt}/out.bin").st_size
+    if size != b.big_size:
+        raise Failed(f"wrote file of {size} bytes, expected {b.big_size}")
+    return {"seq_write": b.big_size / MiB / t}
+
+
+def wl_randrw(b, impl):
+    empty = f"{b.ro}/empty"
+    mnt, _, _ = b.mount(impl, [empty])
+    size = max(16, int(256 * b.a.size_scale))
+    sync()
+    out, _ = run(["fio", "--name=randrw", f"--filename={mnt}/fio.dat", f"--size={size}M", "--rw=randrw",
+                  "--rwmixread=70", "--bs=4k", "--ioengine=psync", "--direct=0", "--fallocate=none",
+                  f"--runtime={b.a.fio_runtime}", "--time_based", "--randrepeat=1", "--output-format=json"],
+                 timeout=b.a.fio_runtime + b.a.timeout, mnt=mnt)
+    data = json.loads(out[out.index(b"{"):])
+    job = data["jobs"][0]
+    if job.get("error"):
+        raise Failed(f"fio error {job['error']}")
+    iops = job["read"]["iops"] + job["write"]["iops"]
+    if iops <= 0:
+        raise Failed("fio reported 0 IOPS")
+    return {"randrw": iops}
+
+
+def wl_create_delete(b, impl):
+    empty = f"{b.ro}/empty"
+    mnt, _, _ = b.mount(impl, [empty])
+    sync()
+    out, _ = run([b.helper, "mkfiles", f"{mnt}/cd", "20", "1000", "100"], timeout=b.a.timeout, mnt=mnt)
+    ns_c, n, _ = (int(x) for x in out.split())
+    seen = sum(len(os.listdir(f"{mnt}/cd/{d}")) for d in os.listdir(f"{mnt}/cd"))
+    if n != 20000 or seen != 20000:
+        raise Failed(f"created {n}, listed {seen}, expected 20000")
+    sync()
+    out, _ = run([b.helper, "rmfiles", f"{mnt}/cd", "20", "1000"], timeout=b.a.timeout, mnt=mnt)
+    ns_d, n, _ = (int(x) for x in out.split())
+    if os.path.lexists(f"{mnt}/cd") or os.listdir(mnt):
+        raise Failed(f"after delete the union still shows {os.listdir(mnt)}")
+    return {"create20k": ns_c / 1e9, "delete20k": ns_d / 1e9}
+
+
+def wl_rm_rf(b, impl):
+    lower, _ = b.layer("rmt", gen_rmt)
+    run(["find", f"{lower}/rmtree", "-printf", ""])  # warm the lower's dentries/inodes
+    mnt, _, _ = b.mount(impl, [lower])
+    n = count_lines(run(["find", f"{mnt}/rmtree"], timeout=b.a.timeout, mnt=mnt)[0])
+    if n != 24001:
+        raise Failed(f"lower tree shows {n} entries through the union, expected 24001")
+    sync()
+    t, _, _ = timed(["rm", "-rf", f"{mnt}/rmtree"], timeout=b.a.timeout, mnt=mnt)
+    if os.path.lexists(f"{mnt}/rmtree"):
+        raise Failed("rmtree still visible after rm -rf")
+    return {"rm_rf": t}
+
+
+def wl_untar(b, impl):
+    tarball = f"{b.layers}/src.tar"
+    if not os.path.exists(tarball):
+        gen_srctar(tarball + ".tmp")
+        os.rename(tarball + ".tmp", tarball)
+    warm_file(tarball)
+    mnt, _, _ = b.mount(impl, [f"{b.ro}/empty"])
+    sync()
+    t, _, _ = timed(["tar", "-xf", tarball, "-C", mnt], timeout=b.a.timeout, mnt=mnt)
+    n = sum(len(fs) for _, _, fs in os.walk(f"{mnt}/srctree"))
+    if n != 200:
+        raise Failed(f"untar produced {n} files, expected 200")
+    return {"untar": t * 1000}
+
+
+def wl_make(b, impl):
+    lower, _ = b.layer("proj", gen_proj)
+    if not getattr(b, "make_warm", False):  # load gcc & co. into the page cache once
+        tmp = f"{b.runs}/make-warm"
+        rmtree(tmp)
+        shutil.copytree(f"{lower}/proj", tmp)
+        run(["make", "-s", "-j2", "-C", tmp], timeout=b.a.timeout)
+        rmtree(tmp)
+        b.make_warm = True
+    mnt, _, _ = b.mount(impl, [lower])
+    sync()
+    t, _, _ = timed(["make", "-s", "-j2", "-C", f"{mnt}/proj"], timeout=b.a.timeout, mnt=mnt)
+    out, _ = run([f"{mnt}/proj/app"], timeout=60, mnt=mnt)
+    if out.decode() != proj_expected():
+        raise Failed(f"built program printed {out!r}, expected {proj_expected()!r}")
+    return {"make": t}
+
+
+def chmod_run(b, impl, extra=""):
+    lower, _ = b.layer("chmod", gen_chmod)
+    run(["find", f"{lower}/ctree", "-printf", ""])
+    mnt, _, _ = b.mount(impl, [lower], extra=extra)
+    sync()
+    t, _, _ = timed(["chmod", "-R", "o-r", f"{mnt}/ctree"], timeout=b.a.timeout, mnt=mnt)
+    files, _ = run(["find", f"{mnt}/ctree", "-type", "f"], timeout=b.a.timeout, mnt=mnt)
+    readable, _ = run(["find", f"{mnt}/ctree", "-perm", "-o=r"], timeout=b.a.timeout, mnt=mnt)
+    if count_lines(files) != 10000 or count_lines(readable) != 0:
+        raise Failed(f"after chmod: {count_lines(files)} files (want 10000), "
+                     f"{count_lines(readable)} still o+r (want 0)")
+    for p in ("d000/f000", "d057/f042", "d099/f099"):
+        with open(f"{mnt}/ctree/{p}", "rb") as f, open(f"{lower}/ctree/{p}", "rb") as g:
+            if f.read() != g.read():
+                raise Failed(f"content of ctree/{p} changed by chmod")
+    return t
+
+
+def wl_chmod(b, impl):
+    return {"chmod": chmod_run(b, impl)}
+
+
+def wl_chmod_metacopy(b, impl):
+    try:
+        return {"chmod_meta": chmod_run(b, impl, extra="metacopy=on")}
+    except Failed as e:
+        if "mount failed" in str(e):
+            raise Skip(f"kernel refused metacopy=on: {e}")
+        raise
+
+
+def wl_append(b, impl):
+    lower = big_layer(b)
+    warm_file(f"{lower}/big.bin")
+    mnt, _, _ = b.mount(impl, [lower])
+    sync()
+    t0 = time.perf_counter()
+    with open(f"{mnt}/big.bin", "ab") as f:
+        f.write(b"x")
+    t = time.perf_counter() - t0
+    st = os.stat(f"{mnt}/big.bin")
+    with open(f"{mnt}/big.bin", "rb") as f:
+        head = f.read(4096)
+        f.seek(b.big_size - 4095)
+        tail = f.read()
+    with open(f"{lower}/big.bin", "rb") as g:
+        lhead = g.read(4096)
+        g.seek(b.big_size - 4095)
+        ltail = g.read()
+    if st.st_size != b.big_size + 1 or head != lhead or tail != ltail + b"x":
+        raise Failed(f"after append: size {st.st_size} (want {b.big_size + 1}) or content differs")
+    if os.stat(f"{lower}/big.bin").st_size != b.big_size:
+        raise Failed("the lower file changed")
+    return {"append": t}
+
+
+def settle_rss(pid, secs=3.0):
+    """VmRSS after it stops shrinking (FORGETs after drop_caches arrive asynchronously)."""
+    last, t_end = None, time.time() + secs
+    while time.time() < t_end:
+        cur = proc_status(pid).get("VmRSS")
+        if cur is not None and last is not None and cur >= last and time.time() > t_end - secs + 1:
+            break
+        last = cur
+        time.sleep(0.25)
+    return proc_status(pid).get("VmRSS", last)
+
+
+def wl_rss_walk(b, impl):
+    if impl == "kernel":
+        raise Skip("no daemon")
+    lowers, _ = walk_layers(b)
+    x, _ = b.layer("rssx", gen_rssx)
+    n = b.expected("rss", ["rssx", "walk2", "walk1"])
+    mnt, _, _ = b.mount(impl, [x] + lowers)
+    time.sleep(0.3)
+    pid = find_daemon(mnt)
+    if not pid:
+        raise Failed(f"could not find the daemon process of {mnt}")
+    start = proc_status(pid)
+    walk(b, mnt, n, b.a.timeout)
+    after = proc_status(pid)
+    drop_caches()
+    dropped = settle_rss(pid)
+    kb = 1024.0
+    return {"rss_start": start["VmRSS"] / kb, "rss_walk": after["VmRSS"] / kb,
+            "hwm_walk": after["VmHWM"] / kb, "rss_drop": dropped / kb}
+
+
+def wl_rss_bigdir(b, impl):
+    lower, _ = b.layer("bigdir", gen_bigdir)
+    mnt, _, _ = b.mount(impl, [lower])
+    pid = find_daemon(mnt) if impl != "kernel" else None
+    if impl != "kernel" and not pid:
+        raise Failed(f"could not find the daemon process of {mnt}")
+    sync()
+    t, out, _ = timed(["ls", "-lU", f"{mnt}/bigdir"], timeout=b.a.timeout, mnt=mnt)
+    n = count_lines(out) - 1  # minus the "total" line
+    if n != 100000:
+        raise Failed(f"ls -lU listed {n} entries, expected 100000")
+    res = {"bigdir_ls": t}
+    if pid:
+        st = proc_status(pid)
+        res.update({"bigdir_rss": st["VmRSS"] / 1024.0, "bigdir_hwm": st["VmHWM"] / 1024.0})
+    return res
+
+
+def wl_layers100(b, impl):
+    root, _ = b.layer("m", gen_many)
+    lowers = [f"{root}/{i:02d}" for i in range(100)]
+    drop_caches()
+    mnt, _, t_mount = b.mount(impl, lowers)
+    names = os.listdir(mnt)
+    if len(names) != 101:  # d + f00..f99
+        raise Failed(f"root of the 100-layer union lists {len(names)} entries, expected 101")
+    res = {"l100_mount": t_mount * 1000}
+    for key, prefix in (("l100_top", "t"), ("l100_bottom", "b")):
+        drop_caches()
+        out, _ = run([b.helper, "statfiles", f"{mnt}/d", prefix, "2000"], timeout=b.a.timeout, mnt=mnt)
+        ns, ok, fails = (int(x) for x in out.split())
+        if ok != 2000:
+            raise Failed(f"{fails} of 2000 stats of d/{prefix}* failed")
+        res[key] = ns / 1000.0 / 2000
+    res["l100_ratio"] = res["l100_bottom"] / res["l100_top"]
+    return res
+
+
+def wl_startup(b, impl):
+    if impl != "strata":
+        raise Skip("strata only")
+    if b.a.strata_error:
+        raise Failed(b.a.strata_error)
+    strata = b.bins["strata"]
+    h = subprocess.run([strata, "run", "--help"], capture_output=True)
+    if h.returncode != 0 or b"--rootfs" not in h.stdout + h.stderr:
+        raise Skip("`strata run --help` fails or has no --rootfs: launcher not available yet")
+    rootfs, _ = b.layer("rootfs", gen_rootfs)
+    cmd = [strata, "run", "--rootfs", rootfs, "--", "/bin/true"]
+    run(cmd, timeout=60)  # warm-up
+    times = []
+    for _ in range(20):
+        t, _, _ = timed(cmd, timeout=60)
+        times.append(t * 1000)
+    return {"startup": statistics.median(times)}
+
+
+# metric: (label, unit, better, target, ratio_base)
+#   target: None | ("le", x) ratio ≤ x | ("ge", x) ratio ≥ x | ("ge_impl", impl) | ("abs_le", x)
+#           | ("abs_lt", x) | ("near_start",)
+METRICS = {
+    "walk_cold": ("stat walk, 123k entries, cold", "s", "lower", ("le", 1.5)),
+    "walk_warm": ("stat walk, 123k entries, warm", "s", "lower", ("le", 1.2)),
+    "ls_warm": ("`ls -lR`, 123k entries, warm", "s", "lower", ("le", 1.5)),
+    "seq_read": ("sequential read, {big} lower file (lower page-cached)", "MiB/s", "higher", ("ge", 0.9)),
+    "seq_write": ("sequential write, {big} + fsync", "MiB/s", "higher", ("ge", 0.9)),
+    "randrw": ("random 4k read/write 70/30 (fio psync, buffered)", "IOPS", "higher", ("ge_impl", "fo20")),
+    "create20k": ("create 20k small files (20 dirs × 1000, 100 B)", "s", "lower", ("le", 1.2)),
+    "delete20k": ("delete those 20k files", "s", "lower", ("le", 1.5)),
+    "rm_rf": ("`rm -rf` of a 24k-entry lower tree", "s", "lower", ("le", 2.0)),
+    "untar": ("untar of a 200-file source tree", "ms", "lower", ("le", 1.5)),
+    "make": ("`make -j2`, 201 C files, in the union", "s", "lower", ("le", 1.03)),
+    "chmod": ("chmod of 10k lower files (16 KiB, copy-up)", "s", "lower", ("le", 0.1)),
+    "chmod_meta": ("chmod of 10k lower files, kernel `metacopy=on`", "s", "lower", None),
+    "append": ("append 1 byte to a {big} lower file", "s", "lower", ("le", 0.7)),
+    "rss_start": ("daemon VmRSS right after mount", "MB", "lower", None),
+    "rss_walk": ("daemon VmRSS after walking 134k entries", "MB", "lower", ("abs_le", 35)),
+    "hwm_walk": ("daemon VmHWM after walking 134k entries", "MB", "lower", None),
+    "rss_drop": ("daemon VmRSS after that + drop_caches", "MB", "lower", ("near_start",)),
+    "bigdir_ls": ("`ls -lU` of a 100k-entry directory (fresh mount)", "s", "lower", None),
+    "bigdir_rss": ("daemon VmRSS after that listing", "MB", "lower", None),
+    "bigdir_hwm": ("daemon VmHWM after that listing", "MB", "lower", None),
+    "l100_mount": ("mount 100 lower layers (until live)", "ms", "lower", ("abs_lt", 20)),
+    "l100_top": ("100 layers: stat of a top-layer file, cold", "µs/stat", "lower", None),
+    "l100_bottom": ("100 layers: stat of a bottom-layer file, cold", "µs/stat", "lower", None),
+    "l100_ratio": ("100 layers: bottom/top stat time", "×", "lower", ("abs_le", 2)),
+    "startup": ("`strata run --rootfs R -- /bin/true` (median of 20)", "ms", "lower", None),
+}
+
+# name: (fn, metrics, in quick mode, implementations it applies to (None = all))
+WORKLOADS = {
+    "walk-cold": (wl_walk_cold, ["walk_cold"], True, None),
+    "walk-warm": (wl_walk_warm, ["walk_warm"], True, None),
+    "ls-warm": (wl_ls_warm, ["ls_warm"], False, None),
+    "seq-read": (wl_seq_read, ["seq_read"], True, None),
+    "seq-write": (wl_seq_write, ["seq_write"], True, None),
+    "randrw": (wl_randrw, ["randrw"], True, None),
+    "create-delete": (wl_create_delete, ["create20k", "delete20k"], True, None),
+    "rm-rf": (wl_rm_rf, ["rm_rf"], False, None),
+    "untar": (wl_untar, ["untar"], True, None),
+    "make": (wl_make, ["make"], False, None),
+    "chmod": (wl_chmod, ["chmod"], True, None),
+    "chmod-metacopy": (wl_chmod_metacopy, ["chmod_meta"], False, ["kernel"]),
+    "append": (wl_append, ["append"], True, None),
+    "rss-walk": (wl_rss_walk, ["rss_start", "rss_walk", "hwm_walk", "rss_drop"], True,
+                 ["strata", "fo110", "fo20"]),
+    "rss-bigdir": (wl_rss_bigdir, ["bigdir_ls", "bigdir_rss", "bigdir_hwm"], False, None),
+    "layers100": (wl_layers100, ["l100_mount", "l100_top", "l100_bottom", "l100_ratio"], True, None),
+    "startup": (wl_startup, ["startup"], True, ["strata"]),
+}
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def fmt_num(v):
+    if v >= 1000:
+        return f"{v:,.0f}"
+    if v >= 100:
+        return f"{v:.0f}"
+    if v >= 10:
+        return f"{v:.1f}"
+    if v >= 1:
+        return f"{v:.2f}"
+    return f"{v:.3f}"
+
+
+def target_text(metric, t):
+    if t is None:
+        return ""
+    kind = t[0]
+    unit = METRICS[metric][1]
+    if kind == "le":
+        return f"≤{t[1]:g}×"
+    if kind == "ge":
+        return f"≥{t[1]:g}×"
+    if kind == "ge_impl":
+        return f"≥ {LABEL[t[1]]}"
+    if kind == "abs_le":
+        return f"≤{t[1]:g} {unit}" if unit != "×" else f"≤{t[1]:g}×"
+    if kind == "abs_lt":
+        return f"<{t[1]:g} {unit}"
+    if kind == "near_start":
+        return "≤ start + 5 MB"
+    return ""
+
+
+def target_met(b, metric, value, med):
+    t = METRICS[metric][3]
+    if t is None:
+        return None
+    kind = t[0]
+    base = med.get(metric, {}).get("kernel")
+    if kind in ("le", "ge"):
+        if base is None or base == 0:
+            return None
+        r = value / base
+        return r <= t[1] if kind == "le" else r >= t[1]
+    if kind == "ge_impl":
+        other = med.get(metric, {}).get(t[1])
+        return None if other is None else value >= other
+    if kind == "abs_le":
+        return value <= t[1]
+    if kind == "abs_lt":
+        return value < t[1]
+    if kind == "near_start":
+        start = med.get("rss_start", {}).get("strata")
+        return None if start is None else value <= start + 5
+    return None
+
+
+def report(b, started, finished):
+    med = {}
+    for m, per in b.samples.items():
+        for impl, vals in per.items():
+            if not b.errors.get(m, {}).get(impl):
+                med.setdefault(m, {})[impl] = statistics.median(vals)
+    big = f"{b.big_size // GiB} GiB" if b.big_size % GiB == 0 else f"{b.big_size // MiB} MiB"
+    impls = b.impls
+    lines = []
+    lines.append("# strata benchmark")
+    lines.append("")
+    lines.append(f"- date: {started:%Y-%m-%d %H:%M} UTC, duration {int((finished - started).total_seconds())} s; "
+                 f"medians of {b.a.reps}{' (quick mode)' if b.a.quick else ''}, size scale {b.a.size_scale:g}")
+    for k, v in b.meta.items():
+        lines.append(f"- {k}: {v}")
+    lines.append("- values are medians; (×) = ratio to kernel overlayfs (times: lower is better, "
+                 "MiB/s and IOPS: higher is better); ✓/✗ = strata meets its target")
+    lines.append("")
+    lines.append("| workload | " + " | ".join(LABEL[i] for i in impls) + " | target (strata) |")
+    lines.append("|---|" + "---|" * len(impls) + "---|")
+    footnotes = []
+    order = [m for name, w in WORKLOADS.items() if name in b.a.workloads for m in w[1]]
+    for m in order:
+        label, unit, _, target = METRICS[m]
+        if m not in b.samples and m not in b.errors:
+            continue
+        row = [label.format(big=big) + f" [{unit}]"]
+        for impl in impls:
+            err = b.errors.get(m, {}).get(impl)
+            if err:
+                if err.startswith("SKIP:"):
+                    row.append("—")
+                    continue
+                footnotes.append(f"{LABEL[impl]}, {label.format(big=big)}: {err}")
+                row.append(f"FAILED[{len(footnotes)}]")
+                continue
+            v = med.get(m, {}).get(impl)
+            if v is None:
+                row.append("—")
+                continue
+            cell = fmt_num(v)
+            base_metric = "chmod" if m == "chmod_meta" else m
+            base = med.get(base_metric, {}).get("kernel")
+            if base and unit not in ("MB", "×"):
+                cell += f" ({v / base:.2f}×)"
+            if impl == "strata":
+                ok = target_met(b, m, v, med)
+                if ok is not None:
+                    cell += " ✓" if ok else " ✗"
+            row.append(cell)
+        row.append(target_text(m, target))
+        lines.append("| " + " | ".join(row) + " |")
+    if footnotes:
+        lines.append("")
+        lines.append("Failures:")
+        lines.append("")
+        for i, f in enumerate(footnotes, 1):
+            lines.append(f"{i}. {f}")
+    skips = sorted({e[5:].strip() for per in b.errors.values() for e in per.values() if e.startswith("SKIP:")
+                    and "no daemon" not in e and "strata only" not in e})
+    notes = list(dict.fromkeys(b.notes)) + skips
+    if notes:
+        lines.append("")
+        lines.append("Notes:")
+        lines.append("")
+        for n in notes:
+            lines.append(f"- {n}")
+    lines.append("")
+    lines.append("Workload details: walks run `find MNT -printf '%s\\n'` (an lstat per entry) over two lower layers "
+                 "(with whiteouts) and check the entry count; cold = `sync; echo 3 > /proc/sys/vm/drop_caches` "
+                 "after mounting; warm = second walk on the same mount. Sequential read: `dd bs=1M` of a lower file "
+                 "whose pages are cached in the lower fs (first read through a fresh mount). Append and chmod time "
+                 "the copy-up (kernel overlayfs fsyncs copied-up data; FUSE implementations may not). "
+                 "Each run gets a fresh mount and fresh upper/work dirs; lower layers are a read-only bind mount.")
+    return "\n".join(lines) + "\n", med
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="scripts/bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="subset of workloads, 1 rep, size scale 0.25")
+    p.add_argument("--only", default=",".join(IMPLS), help="implementations: kernel,strata,fo110,fo20")
+    p.add_argument("--workloads", default=None, help="comma-separated workload names (see --list)")
+    p.add_argument("--list", action="store_true", help="list workloads and exit")
+    p.add_argument("--reps", type=int, default=None, help="repetitions (default 3, quick 1)")
+    p.add_argument("--size-scale", type=float, default=None, help="scale of the 1 GiB files (default 1, quick 0.25)")
+    p.add_argument("--fio-runtime", type=int, default=None, help="seconds per fio run (default 8, quick 3)")
+    p.add_argument("--timeout", type=float, default=300, help="per-command timeout in seconds (default 300)")
+    p.add_argument("--mount-timeout", type=float, default=30)
+    p.add_argument("--bench-dir", default=os.environ.get("STRATA_BENCH_DIR", "/var/tmp/strata-bench"))
+    p.add_argument("--cache-dir", default=os.environ.get("STRATA_BENCH_CACHE", "/var/cache/strata-bench"))
+    p.add_argument("--out-dir", default=None, help="where latest.md/.json go (default REPO/target/bench)")
+    p.add_argument("--repo", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    p.add_argument("--strata-bin", default=None)
+    p.add_argument("--fo110-bin", default="/usr/bin/fuse-overlayfs")
+    p.add_argument("--fo20-bin", default=None)
+    p.add_argument("--strata-error", default="", help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.list:
+        for name, (_, metrics, quick, only) in WORKLOADS.items():
+            print(f"{name:15} {'quick ' if quick else '      '}{'; '.join(METRICS[m][0].format(big='1 GiB') for m in metrics)}")
+        sys.exit(0)
+    a.only = [x.strip() for x in a.only.split(",") if x.strip()]
+    for x in a.only:
+        if x not in IMPLS:
+            p.error(f"unknown implementation {x!r} (choose from {', '.join(IMPLS)})")
+    a.only = [x for x in IMPLS if x in a.only]
+    if a.workloads:
+        a.workloads = [x.strip() for x in a.workloads.split(",") if x.strip()]
+        for x in a.workloads:
+            if x not in WORKLOADS:
+                p.error(f"unknown workload {x!r} (see --list)")
+    else:
+        a.workloads = [n for n, w in WORKLOADS.items() if w[2] or not a.quick]
+    a.reps = a.reps or (1 if a.quick else 3)
+    a.size_scale = a.size_scale or (0.25 if a.quick else 1.0)
+    a.fio_runtime = a.fio_runtime or (3 if a.quick else 8)
+    a.repo = os.path.abspath(a.repo)
+    a.strata_bin = a.strata_bin or os.path.join(a.repo, "target/release/strata")
+    a.fo20_bin = a.fo20_bin or os.path.join(a.cache_dir, "fo20/bin/fuse-overlayfs")
+    a.out_dir = a.out_dir or os.path.join(a.repo, "target/bench")
+    return a
+
+
+def version_of(cmd):
+    try:
+        r = subprocess.run(cmd, capture_output=True, timeout=10)
+        text = (r.stdout + r.stderr).decode(errors="replace")
+        for line in text.splitlines():
+            if "version" in line.lower() and "fuse library" not in line.lower() and "fusermount" not in line.lower():
+                return line.strip()
+        return text.strip().splitlines()[0] if text.strip() else "?"
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+
+
+def main(argv):
+    a = parse_args(argv)
+    if os.geteuid() != 0:
+        sys.exit("scripts/bench: must run as root (mounts, drop_caches)")
+    b = Bench(a)
+    started = datetime.datetime.now(datetime.timezone.utc)
+
+    def on_signal(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    for s in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, on_signal)
+    interrupted = False
+    try:
+        b.prepare()
+        b.meta["kernel"] = platform.release()
+        b.meta["cpus"] = f"{os.cpu_count()}, RAM {os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') // GiB} GiB"
+        b.meta["bench dir"] = f"{b.dir} ({mount_fs_type(b.dir)})"
+        vers = []
+        if "strata" in a.only:
+            rev = subprocess.run(["git", "-C", a.repo, "log", "-1", "--format=%h %s"], capture_output=True)
+            vers.append(f"strata {rev.stdout.decode().strip()[:70]}" + (" (dirty tree)" if subprocess.run(
+                ["git", "-C", a.repo, "diff", "--quiet", "HEAD", "--", "src"]).returncode else ""))
+        if "fo110" in a.only:
+            vers.append(version_of([a.fo110_bin, "--version"]))
+        if "fo20" in a.only:
+            vers.append(version_of([a.fo20_bin, "--version"]))
+        b.meta["versions"] = "; ".join(vers)
+        log(f"implementations {', '.join(LABEL[i] for i in a.only)}; workloads {', '.join(a.workloads)}; "
+            f"reps {a.reps}; size scale {a.size_scale:g}")
+        for name in a.workloads:
+            fn, metrics, _, applies = WORKLOADS[name]
+            impls = [i for i in a.only if applies is None or i in applies]
+            failed = set()
+            for rep in range(1, a.reps + 1):
+                for impl in impls:
+                    if impl in failed:
+                        continue
+                    if name == "startup" and rep > 1:
+                        continue
+                    log(f"{name} rep {rep}/{a.reps}: {LABEL[impl]}")
+                    t0 = time.perf_counter()
+                    try:
+                        vals = fn(b, impl)
+                        for m, v in vals.items():
+                            b.record(m, impl, v)
+                        log(f"  {' '.join(f'{m}={v:.4g}' for m, v in vals.items())} "
+                            f"({time.perf_counter() - t0:.1f}s)")
+                    except Skip as e:
+                        b.fail(metrics, impl, f"SKIP: {e}")
+                        failed.add(impl)
+                        log(f"  skipped: {e}")
+                    except Failed as e:
+                        b.fail(metrics, impl, str(e))
+                        failed.add(impl)
+                        log(f"  FAILED: {e}")
+                    except OSError as e:
+                        b.fail(metrics, impl, f"{type(e).__name__}: {e}")
+                        failed.add(impl)
+                        log(f"  FAILED: {e}")
+                    finally:
+                        b.finish_run(impl)
+    except KeyboardInterrupt:
+        interrupted = True
+        log("interrupted: unmounting everything and writing partial results")
+    finally:
+        b.cleanup()
+    finished = datetime.datetime.now(datetime.timezone.utc)
+    text, med = report(b, started, finished)
+    if interrupted:
+        text = text.replace("# strata benchmark", "# strata benchmark (INTERRUPTED, partial)")
+    os.makedirs(a.out_dir, exist_ok=True)
+    stamp = started.strftime("%Y%m%d-%H%M%S")
+    for name in ("latest", stamp):
+        with open(os.path.join(a.out_dir, f"{name}.md"), "w") as f:
+            f.write(text)
+        with open(os.path.join(a.out_dir, f"{name}.json"), "w") as f:
+            json.dump({"args": {k: v for k, v in vars(a).items()}, "meta": b.meta, "samples": b.samples,
+                       "errors": b.errors, "medians": med, "notes": b.notes}, f, indent=1, default=str)
+    print(text)
+    log(f"results in {a.out_dir}/latest.md and {a.out_dir}/{stamp}.md")
+    return 130 if interrupted else 0
+
+
+def mount_fs_type(path):
+    best = ("", "?")
+    for mp, fstype, _ in mountinfo():
+        if (path == mp or path.startswith(mp.rstrip("/") + "/")) and len(mp) >= len(best[0]):
+            best = (mp, fstype)
+    return best[1]
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
