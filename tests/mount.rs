@@ -1,0 +1,41 @@
+//! Integration tests for `strata mount`.
+//!
+//! Every test mounts a real FUSE filesystem through the built binary and, where the
+//! semantics are the kernel's, compares with a real kernel overlayfs mount. The tests
+//! need root, /dev/fuse usable by everyone (mode 0666), fusermount3, setfacl/getfacl,
+//! and kernel overlayfs. Each test works in its own temporary directory under /tmp,
+//! so they run in parallel; RAII guards unmount everything even when a test panics.
+
+#[path = "mount/common.rs"]
+mod common;
+
+#[path = "mount/badinput.rs"]
+mod badinput;
+#[path = "mount/basic.rs"]
+mod basic;
+#[path = "mount/copyup.rs"]
+mod copyup;
+#[path = "mount/inodes.rs"]
+mod inodes;
+#[path = "mount/interop.rs"]
+mod interop;
+#[path = "mount/lifecycle.rs"]
+mod lifecycle;
+#[path = "mount/links.rs"]
+mod links;
+#[path = "mount/lookup.rs"]
+mod lookup;
+#[path = "mount/perms.rs"]
+mod perms;
+#[path = "mount/readdir.rs"]
+mod readdir;
+#[path = "mount/rename.rs"]
+mod rename;
+#[path = "mount/rootless.rs"]
+mod rootless;
+#[path = "mount/security.rs"]
+mod security;
+#[path = "mount/special.rs"]
+mod special;
+#[path = "mount/whiteout.rs"]
+mod whiteout;

@@ -1,0 +1,142 @@
+//! Symlinks in the layers must never make the daemon read or write outside them.
+
+use crate::common::*;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+
+/// A directory outside every layer, with a file in it.
+fn outside(lay: &Layout) -> std::path::PathBuf {
+    let o = lay.dir.dir("outside");
+    write(o.join("secret"), "outside secret");
+    chmod(&o, 0o755).unwrap();
+    o
+}
+
+#[test]
+fn symlink_to_outside_is_an_ordinary_symlink_in_the_view() {
+    let lay = Layout::new(1);
+    let out = outside(&lay);
+    symlink(&out, lay.l(0, "escape"));
+    let before = snapshot(&out);
+    let m = lay.mount();
+    assert!(lstat(lay.m("escape")).file_type().is_symlink());
+    assert_eq!(fs::read_link(lay.m("escape")).unwrap(), out);
+    // metadata changes apply to the link (copied up), never to its target
+    lchown(lay.m("escape"), 1234, 1234).unwrap();
+    lsetxattr(lay.m("escape"), "trusted.tag", b"1").unwrap();
+    lutimens(lay.m("escape"), (7, 0), (7, 0)).unwrap();
+    // removing the link removes the link only
+    fs::remove_file(lay.m("escape")).unwrap();
+    m.umount();
+    assert_same_tree("outside before", &before, "outside after", &snapshot(&out));
+    assert!(is_whiteout(lay.u("escape")));
+}
+
+#[test]
+fn upper_symlink_over_lower_dir_hides_it_and_rm_does_not_follow() {
+    let lay = Layout::new(1);
+    let out = outside(&lay);
+    mkdirs(lay.l(0, "d"));
+    write(lay.l(0, "d/lowerfile"), "x");
+    symlink(&out, lay.u("d"));
+    let before = snapshot(&out);
+    let m = lay.mount();
+    assert!(lstat(lay.m("d")).file_type().is_symlink());
+    assert_eq!(ls(&lay.mnt), strs(&["d"]));
+    fs::remove_file(lay.m("d")).unwrap();
+    m.umount();
+    assert_same_tree("outside before", &before, "outside after", &snapshot(&out));
+}
+
+/// The upper gets a symlink where the daemon will next need a directory, while the
+/// mount is live; then a copy-up must go there. Nothing may land outside.
+#[test]
+fn copy_up_never_follows_a_symlink_planted_in_the_upper() {
+    let lay = Layout::new(1);
+    let out = outside(&lay);
+    mkdirs(lay.l(0, "a/b"));
+    write(lay.l(0, "a/b/file"), "lower data");
+    write(lay.l(0, "a/other"), "other");
+    let before = snapshot(&out);
+    let m = lay.mount();
+    assert_eq!(read_string(lay.m("a/b/file")), "lower data");
+    // attacker (with write access to the upper dir) plants a/ -> outside
+    symlink(&out, lay.u("a"));
+    let _ = chmod(lay.m("a/b/file"), 0o600);
+    let _ = fs::write(lay.m("a/b/file"), "through the mount");
+    let _ = fs::write(lay.m("a/created"), "created");
+    let _ = fs::create_dir(lay.m("a/newdir"));
+    let _ = fs::remove_file(lay.m("a/other"));
+    let _ = lsetxattr(lay.m("a/b"), "user.x", b"1");
+    drop(m);
+    assert_same_tree("outside before", &before, "outside after", &snapshot(&out));
+}
+
+#[test]
+fn create_never_follows_a_symlink_replacing_an_upper_dir() {
+    let lay = Layout::new(1);
+    let out = outside(&lay);
+    mkdirs(lay.l(0, "a"));
+    write(lay.l(0, "a/f"), "f");
+    let before = snapshot(&out);
+    let m = lay.mount();
+    write(lay.m("a/first"), "1"); // a/ now exists in the upper
+    assert!(lstat(lay.u("a")).is_dir());
+    fs::rename(lay.u("a"), lay.u("a.moved")).unwrap();
+    symlink(&out, lay.u("a"));
+    let _ = fs::write(lay.m("a/second"), "2");
+    let _ = fs::write(lay.m("a/first"), "overwrite");
+    let _ = fs::remove_file(lay.m("a/first"));
+    let _ = fs::create_dir(lay.m("a/dir"));
+    let _ = std::os::unix::fs::symlink("x", lay.m("a/sym"));
+    let _ = fs::rename(lay.m("a/f"), lay.m("a/g"));
+    drop(m);
+    assert_same_tree("outside before", &before, "outside after", &snapshot(&out));
+}
+
+#[test]
+fn lookup_never_follows_a_symlink_replacing_a_lower_dir() {
+    let lay = Layout::new(1);
+    let out = outside(&lay);
+    mkdirs(lay.l(0, "a/b"));
+    write(lay.l(0, "a/b/inner"), "inner");
+    let m = lay.mount();
+    assert_eq!(read_string(lay.m("a/b/inner")), "inner");
+    // swap the lower directory for a symlink to outside
+    fs::rename(lay.l(0, "a/b"), lay.l(0, "a/b.orig")).unwrap();
+    symlink(&out, lay.l(0, "a/b"));
+    let got = fs::read(lay.m("a/b/secret"));
+    if let Ok(data) = &got {
+        assert_ne!(
+            data.as_slice(),
+            b"outside secret",
+            "the daemon read a file outside its layers through a planted symlink"
+        );
+    }
+    // copying up what is now under the symlink must not touch outside either
+    let before = snapshot(&out);
+    let _ = chmod(lay.m("a/b/secret"), 0o600);
+    let _ = fs::write(lay.m("a/b/secret"), "pwned");
+    let _ = fs::write(lay.m("a/b/dropped"), "pwned");
+    drop(m);
+    assert_same_tree("outside before", &before, "outside after", &snapshot(&out));
+    assert_eq!(lstat(out.join("secret")).mode() & 0o777, 0o644);
+}
+
+#[test]
+fn workdir_symlink_planted_during_mount_is_not_followed() {
+    let lay = Layout::new(1);
+    let out = outside(&lay);
+    write(lay.l(0, "f"), "f");
+    let before = snapshot(&out);
+    let m = lay.mount();
+    let w = lay.work.join("work");
+    if w.is_dir() {
+        fs::rename(&w, lay.work.join("work.moved")).unwrap();
+        symlink(&out, &w);
+    }
+    let _ = chmod(lay.m("f"), 0o600);
+    let _ = fs::write(lay.m("g"), "g");
+    drop(m);
+    assert_same_tree("outside before", &before, "outside after", &snapshot(&out));
+}
