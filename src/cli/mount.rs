@@ -203,6 +203,7 @@ pub fn mount_main(args: MountArgs) -> i32 {
     let config = fuser_config(&opts, union.read_only);
     let fs = StrataFs {
         union: union.clone(),
+        negative_ttl: true,
     };
     let session = match fuser::Session::new(fs, &mountpoint, &config) {
         Ok(s) => s,

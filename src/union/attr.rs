@@ -51,6 +51,34 @@ pub fn to_attr(id: u64, st: &Stat, merged_dir: bool) -> FileAttr {
     }
 }
 
+/// The attributes of a negative entry: node id 0.
+pub fn negative_attr() -> FileAttr {
+    let mut a = dot_attr(0);
+    a.ino = INodeNo(0);
+    a
+}
+
+/// Placeholder attributes for "." and ".." in readdirplus.
+pub fn dot_attr(ino: u64) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(ino),
+        size: 0,
+        blocks: 0,
+        atime: UNIX_EPOCH,
+        mtime: UNIX_EPOCH,
+        ctime: UNIX_EPOCH,
+        crtime: UNIX_EPOCH,
+        kind: FileType::Directory,
+        perm: 0o755,
+        nlink: 1,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: 4096,
+        flags: 0,
+    }
+}
+
 fn to_timespec(t: TimeOrNow) -> libc::timespec {
     match t {
         TimeOrNow::Now => libc::timespec {
@@ -80,7 +108,17 @@ impl Union {
     pub fn getattr(&self, node: &Node, fd: Option<BorrowedFd>) -> OpResult<FileAttr> {
         let st = match fd {
             Some(fd) => sys::fstat(fd).map_err(err)?,
-            None => self.locate(node)?.stat().map_err(err)?,
+            None => match self.locate(node) {
+                Ok(at) => at.stat().map_err(err)?,
+                // Unlinked but still open: the kernel asks without a handle.
+                Err(libc::ENOENT) => match self.handles.file_of_node(node.id).as_deref() {
+                    Some(super::handles::Handle::File { fd, .. }) => {
+                        sys::fstat(std::os::fd::AsFd::as_fd(fd)).map_err(err)?
+                    }
+                    _ => return Err(libc::ENOENT),
+                },
+                Err(e) => return Err(e),
+            },
         };
         Ok(self.attr_of(node, &st))
     }

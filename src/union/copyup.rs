@@ -52,7 +52,31 @@ impl Union {
         self.inodes.record_copy_up(real_ino, node.ino);
         node.state().upper = true;
         self.inodes.rekey(node, Key::Upper(real_ino));
+        if !node.is_dir() {
+            self.link_aliases(node, &dst_parent)?;
+        }
         log::debug!("copied up {}", path.display());
+        Ok(())
+    }
+
+    /// Other names of a lower hard-linked file that the kernel knows as this
+    /// same node are linked to the new upper file, so they stay one file
+    /// (as the kernel's index=on does).
+    fn link_aliases(&self, node: &Arc<Node>, copied: &At) -> OpResult<()> {
+        let aliases = node.state().aliases.clone();
+        for (parent_id, name) in aliases {
+            let parent = self.node(parent_id)?;
+            self.copy_up(&parent, CopyData::Full)?;
+            let ppath = self.path(&parent)?;
+            let pdir = sys::open_dir_path(self.upper_fd()?, &ppath).map_err(err)?;
+            if sys::stat_at_opt(pdir.as_fd(), &name)
+                .map_err(err)?
+                .is_some()
+            {
+                continue; // already has an upper object of its own
+            }
+            sys::link_at(copied.dir(), &copied.name, pdir.as_fd(), &name).map_err(err)?;
+        }
         Ok(())
     }
 

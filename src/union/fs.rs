@@ -9,8 +9,8 @@ use crate::sys;
 use fuser::{
     AccessFlags, BsdFileFlags, CopyFileRangeFlags, Errno, FileHandle, FopenFlags, Generation,
     INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs,
-    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -32,6 +32,8 @@ fn errno(e: i32) -> Errno {
 /// Wraps the union for fuser; `Arc` so the signal thread can reach it too.
 pub struct StrataFs {
     pub union: Arc<Union>,
+    /// Answer ENOENT lookups with cacheable negative entries.
+    pub negative_ttl: bool,
 }
 
 impl StrataFs {
@@ -45,7 +47,7 @@ impl StrataFs {
     fn with_fd<T>(&self, fh: FileHandle, f: impl FnOnce(BorrowedFd) -> OpResult<T>) -> OpResult<T> {
         let h = self.file_fd(fh)?;
         match &*h {
-            Handle::File { fd } => f(fd.as_fd()),
+            Handle::File { fd, .. } => f(fd.as_fd()),
             Handle::Dir { .. } => Err(libc::EBADF),
         }
     }
@@ -75,6 +77,8 @@ impl StrataFs {
 impl fuser::Filesystem for StrataFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let wanted = InitFlags::FUSE_PARALLEL_DIROPS
+            | InitFlags::FUSE_DO_READDIRPLUS
+            | InitFlags::FUSE_READDIRPLUS_AUTO
             | InitFlags::FUSE_ATOMIC_O_TRUNC
             | InitFlags::FUSE_EXPORT_SUPPORT
             | InitFlags::FUSE_CACHE_SYMLINKS;
@@ -103,6 +107,15 @@ impl fuser::Filesystem for StrataFs {
             }
             self.union.lookup_node(&p, name)
         });
+        if res.as_ref().err() == Some(&libc::ENOENT) && self.negative_ttl {
+            // A negative entry: the kernel caches the absence too. Every change
+            // to the namespace goes through this mount, so it stays true.
+            return reply.entry(
+                &self.union.ttl,
+                &super::attr::negative_attr(),
+                Generation(0),
+            );
+        }
         self.entry(reply, res);
     }
 
@@ -325,8 +338,8 @@ impl fuser::Filesystem for StrataFs {
             .and_then(|n| self.union.open_file(&n, flags.0))
         {
             Ok(fd) => {
-                let fh = self.union.handles.insert(Handle::File { fd });
-                reply.opened(FileHandle(fh), FopenFlags::empty());
+                let fh = self.union.handles.insert(Handle::File { fd, node: ino.0 });
+                reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE);
             }
             Err(e) => reply.error(errno(e)),
         }
@@ -438,7 +451,12 @@ impl fuser::Filesystem for StrataFs {
                 let fh = self.union.handles.insert(Handle::Dir {
                     items: std::sync::Mutex::new(Some(items)),
                 });
-                reply.opened(FileHandle(fh), FopenFlags::empty());
+                // The kernel may keep the listing: every change comes through us
+                // and invalidates it.
+                reply.opened(
+                    FileHandle(fh),
+                    FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
+                );
             }
             Err(e) => reply.error(errno(e)),
         }
@@ -470,6 +488,71 @@ impl fuser::Filesystem for StrataFs {
         let list = items.as_deref().unwrap_or(&[]);
         for (i, item) in list.iter().enumerate().skip(offset as usize) {
             if reply.add(INodeNo(item.ino), (i + 1) as u64, item.kind, &item.name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        log::debug!("readdirplus {} off={offset}", ino.0);
+        let Some(h) = self.union.handles.get(fh.0) else {
+            return reply.error(errno(libc::EBADF));
+        };
+        let Handle::Dir { items } = &*h else {
+            return reply.error(errno(libc::EBADF));
+        };
+        let dir = match self.union.node(ino.0) {
+            Ok(d) => d,
+            Err(e) => return reply.error(errno(e)),
+        };
+        let mut items = items.lock().unwrap_or_else(|p| p.into_inner());
+        if offset == 0 {
+            match self.union.list_dir(&dir) {
+                Ok(fresh) => *items = Some(fresh),
+                Err(e) => return reply.error(errno(e)),
+            }
+        }
+        let list = items.as_deref().unwrap_or(&[]);
+        for (i, item) in list.iter().enumerate().skip(offset as usize) {
+            let next = (i + 1) as u64;
+            if item.name == "." || item.name == ".." {
+                // Not linked by the kernel; only the d_ino and type matter.
+                let attr = super::attr::dot_attr(item.ino);
+                if reply.add(
+                    INodeNo(item.ino),
+                    next,
+                    &item.name,
+                    &self.union.ttl,
+                    &attr,
+                    Generation(0),
+                ) {
+                    break;
+                }
+                continue;
+            }
+            // Each entry is a lookup: the kernel takes a reference on the node.
+            let Ok((node, r)) = self.union.lookup_node(&dir, &item.name) else {
+                continue;
+            };
+            let attr = self.union.attr_of(&node, &r.stat);
+            if reply.add(
+                INodeNo(node.id),
+                next,
+                &item.name,
+                &self.union.ttl,
+                &attr,
+                Generation(0),
+            ) {
+                // Did not fit: the kernel never saw it, so drop the reference again.
+                self.union.inodes.forget(node.id, 1);
                 break;
             }
         }
@@ -613,13 +696,16 @@ impl fuser::Filesystem for StrataFs {
         match res {
             Ok((node, r, fd)) => {
                 let attr = self.union.attr_of(&node, &r.stat);
-                let fh = self.union.handles.insert(Handle::File { fd });
+                let fh = self
+                    .union
+                    .handles
+                    .insert(Handle::File { fd, node: node.id });
                 reply.created(
                     &self.union.ttl,
                     &attr,
                     Generation(0),
                     FileHandle(fh),
-                    FopenFlags::empty(),
+                    FopenFlags::FOPEN_KEEP_CACHE,
                 );
             }
             Err(e) => reply.error(errno(e)),

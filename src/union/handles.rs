@@ -15,7 +15,7 @@ pub struct DirItem {
 
 pub enum Handle {
     /// An open regular file: the backing fd in the upper or a lower layer.
-    File { fd: OwnedFd },
+    File { fd: OwnedFd, node: u64 },
     /// An open directory: its merged listing, made at opendir (or rewind).
     Dir { items: Mutex<Option<Vec<DirItem>>> },
 }
@@ -49,6 +49,14 @@ impl HandleTable {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&id)
+    }
+
+    /// Some open file of `node` (for fstat of a file whose name is gone).
+    pub fn file_of_node(&self, node: u64) -> Option<Arc<Handle>> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.values()
+            .find(|h| matches!(***h, Handle::File { node: n, .. } if n == node))
+            .cloned()
     }
 
     pub fn len(&self) -> usize {

@@ -28,6 +28,9 @@ pub enum Key {
     Upper(u64),
     /// A lower-only object: its parent node and its name there.
     Lower(u64, OsString),
+    /// A lower-only file with several hard links: its layer and real inode,
+    /// so that every name of it is one node.
+    LowerIno(usize, u64),
 }
 
 #[derive(Debug, Clone)]

@@ -233,11 +233,7 @@ impl Union {
 
     /// Finds or creates the node for a resolved object named (parent, name).
     pub fn node_for(&self, parent: &Node, name: &OsStr, r: &Resolved) -> Arc<Node> {
-        let key = if r.upper {
-            Key::Upper(r.stat.st_ino)
-        } else {
-            Key::Lower(parent.id, name.to_os_string())
-        };
+        let key = identity_key(parent, name, r);
         let ino = self.reported_ino(r);
         let node = self
             .inodes
@@ -264,9 +260,20 @@ impl Union {
                 st.aliases.clear();
             }
         }
-        if r.upper && !r.is_dir() && r.stat.st_nlink > 1 {
+        if !r.is_dir() && r.stat.st_nlink > 1 {
             super::inode::add_alias(&node, parent.id, name);
         }
         node
+    }
+}
+
+/// The identity a resolved object is known by in the inode table.
+pub fn identity_key(parent: &Node, name: &OsStr, r: &Resolved) -> Key {
+    if r.upper {
+        Key::Upper(r.stat.st_ino)
+    } else if !r.is_dir() && r.stat.st_nlink > 1 {
+        Key::LowerIno(r.lowers[0].layer, r.stat.st_ino)
+    } else {
+        Key::Lower(parent.id, name.to_os_string())
     }
 }

@@ -28,6 +28,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+/// Default kernel cache timeout for entries and attributes, in seconds.
+pub const DEFAULT_TTL_SECS: f64 = 3600.0;
+
 /// Result of a union operation: an errno on failure.
 pub type OpResult<T> = Result<T, i32>;
 
@@ -117,7 +120,9 @@ impl Union {
         Ok(Union {
             inodes: InodeTable::new(root),
             handles: handles::HandleTable::default(),
-            ttl: Duration::from_secs_f64(opts.timeout.unwrap_or(1.0)),
+            // The mount owns its upper and sees every change, so the kernel
+            // may cache entries and attributes for long (as fuse-overlayfs).
+            ttl: Duration::from_secs_f64(opts.timeout.unwrap_or(DEFAULT_TTL_SECS)),
             read_only,
             redirect_dir: opts.redirect_dir,
             volatile: opts.volatile,

@@ -2,7 +2,7 @@
 //! and rename, with whiteouts, opaque directories and redirects.
 
 use super::copyup::CopyData;
-use super::inode::{self, Key, Node};
+use super::inode::{self, Node};
 use super::lookup::Resolved;
 use super::ovl;
 use super::{err, OpResult, Union};
@@ -308,12 +308,8 @@ impl Union {
 
     /// The live node for a resolved name, if the kernel has one.
     fn find_node(&self, parent: &Node, name: &OsStr, r: &Resolved) -> Option<Arc<Node>> {
-        let key = if r.upper {
-            Key::Upper(r.stat.st_ino)
-        } else {
-            Key::Lower(parent.id, name.to_os_string())
-        };
-        self.inodes.find(&key)
+        self.inodes
+            .find(&super::lookup::identity_key(parent, name, r))
     }
 
     /// A node for a resolved name, to list or copy it up; it is not entered
