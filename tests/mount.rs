@@ -31,6 +31,8 @@ mod perms;
 mod readdir;
 #[path = "mount/rename.rs"]
 mod rename;
+#[path = "mount/robustness.rs"]
+mod robustness;
 #[path = "mount/rootless.rs"]
 mod rootless;
 #[path = "mount/security.rs"]

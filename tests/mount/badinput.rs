@@ -25,7 +25,14 @@ fn case() -> Case {
     mkdirs(l.join("sub"));
     write(u.join("g"), "g");
     write(d.join("afile"), "not a dir");
-    Case { d, l, l2, u, w, mnt }
+    Case {
+        d,
+        l,
+        l2,
+        u,
+        w,
+        mnt,
+    }
 }
 
 /// Runs `strata mount -o opts mnt` and checks everything a rejected mount must satisfy.
@@ -54,9 +61,7 @@ fn expect_rejected(c: &Case, opts: &str, mnt: &Path, names: &[&Path]) -> CmdOut 
         out.stderr
     );
     assert!(
-        names
-            .iter()
-            .any(|n| err.contains(n.to_str().unwrap())),
+        names.iter().any(|n| err.contains(n.to_str().unwrap())),
         "the error {err:?} names none of {names:?}"
     );
     let mnt2 = mnt.to_path_buf();
@@ -71,15 +76,29 @@ fn expect_rejected(c: &Case, opts: &str, mnt: &Path, names: &[&Path]) -> CmdOut 
 }
 
 fn opts(l: &str, u: &Path, w: &Path) -> String {
-    format!("lowerdir={l},upperdir={},workdir={}", u.display(), w.display())
+    format!(
+        "lowerdir={l},upperdir={},workdir={}",
+        u.display(),
+        w.display()
+    )
 }
 
 #[test]
 fn missing_lower() {
     let c = case();
     let nope = c.d.join("does-not-exist");
-    expect_rejected(&c, &opts(nope.to_str().unwrap(), &c.u, &c.w), &c.mnt, &[&nope]);
-    expect_rejected(&c, &format!("lowerdir={}:{}", c.l.display(), nope.display()), &c.mnt, &[&nope]);
+    expect_rejected(
+        &c,
+        &opts(nope.to_str().unwrap(), &c.u, &c.w),
+        &c.mnt,
+        &[&nope],
+    );
+    expect_rejected(
+        &c,
+        &format!("lowerdir={}:{}", c.l.display(), nope.display()),
+        &c.mnt,
+        &[&nope],
+    );
 }
 
 #[test]
@@ -93,7 +112,12 @@ fn lower_is_a_file() {
 fn missing_or_file_upper() {
     let c = case();
     let nope = c.d.join("no-upper");
-    expect_rejected(&c, &opts(c.l.to_str().unwrap(), &nope, &c.w), &c.mnt, &[&nope]);
+    expect_rejected(
+        &c,
+        &opts(c.l.to_str().unwrap(), &nope, &c.w),
+        &c.mnt,
+        &[&nope],
+    );
     let f = c.d.join("afile");
     expect_rejected(&c, &opts(c.l.to_str().unwrap(), &f, &c.w), &c.mnt, &[&f]);
 }
@@ -117,9 +141,19 @@ fn same_directory_twice() {
 fn upper_inside_lower_and_lower_inside_upper() {
     let c = case();
     let inner = c.l.join("sub");
-    expect_rejected(&c, &opts(c.l.to_str().unwrap(), &inner, &c.w), &c.mnt, &[&inner, &c.l]);
+    expect_rejected(
+        &c,
+        &opts(c.l.to_str().unwrap(), &inner, &c.w),
+        &c.mnt,
+        &[&inner, &c.l],
+    );
     let uinner = c.d.dir("upper/inner");
-    expect_rejected(&c, &opts(uinner.to_str().unwrap(), &c.u, &c.w), &c.mnt, &[&uinner, &c.u]);
+    expect_rejected(
+        &c,
+        &opts(uinner.to_str().unwrap(), &c.u, &c.w),
+        &c.mnt,
+        &[&uinner, &c.u],
+    );
 }
 
 #[test]
@@ -135,7 +169,12 @@ fn workdir_on_another_filesystem() {
 fn missing_mountpoint() {
     let c = case();
     let nope = c.d.join("no-mnt");
-    expect_rejected(&c, &opts(c.l.to_str().unwrap(), &c.u, &c.w), &nope, &[&nope]);
+    expect_rejected(
+        &c,
+        &opts(c.l.to_str().unwrap(), &c.u, &c.w),
+        &nope,
+        &[&nope],
+    );
 }
 
 #[test]
@@ -157,9 +196,21 @@ fn mountpoint_already_mounted() {
         let _ = run(Command::new("umount").arg(&c.mnt));
     }
     assert!(!out.ok(), "mounting over an existing mount point must fail");
-    assert!(!stacked, "strata stacked a mount on an existing mount point");
-    assert_eq!(out.stderr.trim_end().lines().count(), 1, "stderr: {:?}", out.stderr);
-    assert!(out.stderr.contains(c.mnt.to_str().unwrap()), "stderr: {:?}", out.stderr);
+    assert!(
+        !stacked,
+        "strata stacked a mount on an existing mount point"
+    );
+    assert_eq!(
+        out.stderr.trim_end().lines().count(),
+        1,
+        "stderr: {:?}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(c.mnt.to_str().unwrap()),
+        "stderr: {:?}",
+        out.stderr
+    );
     assert_same_tree("lower before", &snap, "lower after", &snapshot(&c.l));
 }
 
@@ -177,9 +228,22 @@ fn mountpoint_already_a_strata_mount() {
     }
     assert!(!out.ok(), "second mount on the same mount point must fail");
     assert_eq!(n2, n, "a second mount was stacked");
-    assert_eq!(out.stderr.trim_end().lines().count(), 1, "stderr: {:?}", out.stderr);
-    assert!(out.stderr.contains(c.mnt.to_str().unwrap()), "stderr: {:?}", out.stderr);
-    assert_eq!(ls(&c.mnt), strs(&["f", "g", "sub"]), "the first mount still serves");
+    assert_eq!(
+        out.stderr.trim_end().lines().count(),
+        1,
+        "stderr: {:?}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(c.mnt.to_str().unwrap()),
+        "stderr: {:?}",
+        out.stderr
+    );
+    assert_eq!(
+        ls(&c.mnt),
+        strs(&["f", "g", "sub"]),
+        "the first mount still serves"
+    );
 }
 
 #[test]
@@ -189,9 +253,18 @@ fn unknown_option_exits_2() {
     let o = format!("{},frobnicate", opts(c.l.to_str().unwrap(), &c.u, &c.w));
     let out = strata_mount(&o, &c.mnt);
     let _g = Mount::guard(&c.mnt);
-    assert_eq!(out.code(), Some(2), "exit status for an unknown option; stderr {:?}", out.stderr);
+    assert_eq!(
+        out.code(),
+        Some(2),
+        "exit status for an unknown option; stderr {:?}",
+        out.stderr
+    );
     assert!(!is_mounted(&c.mnt));
-    assert!(out.stderr.contains("frobnicate"), "stderr: {:?}", out.stderr);
+    assert!(
+        out.stderr.contains("frobnicate"),
+        "stderr: {:?}",
+        out.stderr
+    );
     assert_same_tree("before", &before, "after", &snapshot(c.d.path()));
 }
 
@@ -221,12 +294,26 @@ fn no_usable_dev_fuse() {
         .env("ERRF", &errf));
     let err = std::fs::read_to_string(&errf).unwrap_or_default();
     let _ = std::fs::remove_file(&errf);
-    assert_ne!(out.code(), Some(99), "test setup: could not hide /dev: {}", out.stderr);
+    assert_ne!(
+        out.code(),
+        Some(99),
+        "test setup: could not hide /dev: {}",
+        out.stderr
+    );
     assert!(!out.ok(), "strata mount without /dev/fuse succeeded");
-    assert!(!out.stdout.contains("MOUNTED"), "something was mounted without /dev/fuse");
+    assert!(
+        !out.stdout.contains("MOUNTED"),
+        "something was mounted without /dev/fuse"
+    );
     assert_eq!(err.trim_end().lines().count(), 1, "stderr: {err:?}");
-    assert!(err.contains("/dev/fuse"), "the error must name /dev/fuse: {err:?}");
+    assert!(
+        err.contains("/dev/fuse"),
+        "the error must name /dev/fuse: {err:?}"
+    );
     let mnt = c.mnt.clone();
-    assert!(wait_until(|| procs_with_arg(&mnt).is_empty()), "processes left");
+    assert!(
+        wait_until(|| procs_with_arg(&mnt).is_empty()),
+        "processes left"
+    );
     assert_same_tree("before", &before, "after", &snapshot(c.d.path()));
 }

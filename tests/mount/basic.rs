@@ -71,7 +71,12 @@ fn writes_land_in_upper_and_lower_is_untouched() {
     assert!(lstat(lay.u("newdir")).is_dir());
     assert_eq!(read_string(lay.u("dir/old")), "rewritten");
     assert_eq!(read_string(lay.u("dir/added")), "added");
-    assert_same_tree("lower before", &before, "lower after", &snapshot(&lay.lowers[0]));
+    assert_same_tree(
+        "lower before",
+        &before,
+        "lower after",
+        &snapshot(&lay.lowers[0]),
+    );
 }
 
 /// Every write through a mount without upper fails with EROFS; nothing changes.
@@ -94,21 +99,13 @@ fn assert_all_writes_erofs(lay: &Layout) {
     assert_errno(chmod(lay.m("file"), 0o600), e, "chmod");
     assert_errno(lchown(lay.m("file"), 1, 1), e, "chown");
     assert_errno(fs::rename(lay.m("file"), lay.m("file2")), e, "rename");
-    assert_errno(
-        std::os::unix::fs::symlink("x", lay.m("sym")),
-        e,
-        "symlink",
-    );
+    assert_errno(std::os::unix::fs::symlink("x", lay.m("sym")), e, "symlink");
     assert_errno(fs::hard_link(lay.m("file"), lay.m("hl")), e, "link");
     assert_errno(lsetxattr(lay.m("file"), "user.x", b"1"), e, "setxattr");
     assert_errno(lutimens(lay.m("file"), (1, 0), (1, 0)), e, "utimens");
     assert_errno(mkfifo(lay.m("fifo"), 0o644), e, "mkfifo");
     let c = cstr(lay.m("file"));
-    assert_errno(
-        cvt(unsafe { libc::truncate(c.as_ptr(), 0) }),
-        e,
-        "truncate",
-    );
+    assert_errno(cvt(unsafe { libc::truncate(c.as_ptr(), 0) }), e, "truncate");
 }
 
 #[test]
@@ -140,7 +137,12 @@ fn ro_option_with_upper_returns_erofs() {
         assert_eq!(read_string(lay.m("file")), "content");
         assert_all_writes_erofs(&lay);
     }
-    assert_same_tree("upper before", &before, "upper after", &snapshot(&lay.upper));
+    assert_same_tree(
+        "upper before",
+        &before,
+        "upper after",
+        &snapshot(&lay.upper),
+    );
 }
 
 #[test]

@@ -236,7 +236,9 @@ pub fn make_opaque<P: AsRef<Path>>(p: P) {
 }
 
 pub fn is_opaque<P: AsRef<Path>>(p: P) -> bool {
-    lgetxattr(p, "trusted.overlay.opaque").map(|v| v == b"y").unwrap_or(false)
+    lgetxattr(p, "trusted.overlay.opaque")
+        .map(|v| v == b"y")
+        .unwrap_or(false)
 }
 
 /// Sets atime and mtime (seconds, nanoseconds) without following symlinks.
@@ -360,9 +362,7 @@ pub fn run(cmd: &mut Command) -> CmdOut {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::from(out.try_clone().unwrap()))
         .stderr(Stdio::from(err.try_clone().unwrap()));
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
     let deadline = Instant::now() + PATIENCE;
     let status = loop {
         if let Some(st) = child.try_wait().unwrap() {

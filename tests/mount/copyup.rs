@@ -201,7 +201,10 @@ fn setxattr_copies_up_with_everything() {
     let before = f.lower_snapshot();
     let m = f.lay.mount();
     lsetxattr(f.lay.m("dir/file"), "user.new", b"value").unwrap();
-    assert_eq!(lgetxattr(f.lay.m("dir/file"), "user.new").unwrap(), b"value");
+    assert_eq!(
+        lgetxattr(f.lay.m("dir/file"), "user.new").unwrap(),
+        b"value"
+    );
     m.umount();
     f.assert_upper_file("hello world", 0o640, 1234, 2345);
     f.assert_upper_times();
@@ -220,7 +223,10 @@ fn removexattr_copies_up() {
         libc::ENODATA,
         "removed xattr",
     );
-    assert_eq!(llistxattr(f.lay.m("dir/file")).unwrap(), strs(&["trusted.t"]));
+    assert_eq!(
+        llistxattr(f.lay.m("dir/file")).unwrap(),
+        strs(&["trusted.t"])
+    );
     m.umount();
     assert_errno(
         lgetxattr(f.lay.u("dir/file"), "user.color"),
@@ -265,7 +271,11 @@ fn reading_never_copies_up() {
     let _ = ls(f.lay.m("dir"));
     let _ = fs::File::open(f.lay.m("link")).unwrap();
     m.umount();
-    assert_eq!(ls(&f.lay.upper), Vec::<String>::new(), "upper after reads only");
+    assert_eq!(
+        ls(&f.lay.upper),
+        Vec::<String>::new(),
+        "upper after reads only"
+    );
 }
 
 #[test]
@@ -277,16 +287,25 @@ fn symlink_copy_up_keeps_target() {
     let m = lay.mount();
     lchown(lay.m("link"), 1234, 2345).unwrap();
     lsetxattr(lay.m("abs"), "trusted.x", b"1").unwrap();
-    assert_eq!(fs::read_link(lay.m("link")).unwrap().to_str(), Some("../some/where"));
+    assert_eq!(
+        fs::read_link(lay.m("link")).unwrap().to_str(),
+        Some("../some/where")
+    );
     m.umount();
     let st = lstat(lay.u("link"));
     assert!(st.file_type().is_symlink());
     assert_eq!((st.uid(), st.gid()), (1234, 2345));
-    assert_eq!(fs::read_link(lay.u("link")).unwrap().to_str(), Some("../some/where"));
+    assert_eq!(
+        fs::read_link(lay.u("link")).unwrap().to_str(),
+        Some("../some/where")
+    );
     let st = lstat(lay.u("abs"));
     assert!(st.file_type().is_symlink());
     assert_eq!((st.uid(), st.gid()), (5, 6));
-    assert_eq!(fs::read_link(lay.u("abs")).unwrap().to_str(), Some("/absolute/target"));
+    assert_eq!(
+        fs::read_link(lay.u("abs")).unwrap().to_str(),
+        Some("/absolute/target")
+    );
     assert_eq!(lgetxattr(lay.u("abs"), "trusted.x").unwrap(), b"1");
 }
 
@@ -330,14 +349,20 @@ fn parents_are_copied_up_first_with_their_own_metadata() {
             (s.mode() & 0o7777, s.uid(), s.gid())
         })
         .collect();
-    assert_eq!(view_before, view_after, "copy-up changed directory metadata");
+    assert_eq!(
+        view_before, view_after,
+        "copy-up changed directory metadata"
+    );
     assert_eq!(ls(lay.m("a")), strs(&["b", "sibling"]));
     m.umount();
     for (p, want) in ["a", "a/b", "a/b/c"].iter().zip(view_before.iter()) {
         let s = lstat(lay.u(p));
         assert!(s.is_dir(), "upper {p} is not a directory");
         assert_eq!((s.mode() & 0o7777, s.uid(), s.gid()), *want, "upper {p}");
-        assert!(!is_opaque(lay.u(p)), "copied-up parent {p} must not be opaque");
+        assert!(
+            !is_opaque(lay.u(p)),
+            "copied-up parent {p} must not be opaque"
+        );
     }
     assert_eq!(lgetxattr(lay.u("a/b"), "user.level").unwrap(), b"b");
     assert_eq!(ls(lay.u("a")), strs(&["b"]), "only the path was copied up");
@@ -443,7 +468,11 @@ fn workdir_leftovers_are_cleaned_at_mount() {
     lsetxattr(lay.m("f"), "user.a", b"1").unwrap();
     m.umount();
     assert_eq!(read_string(lay.u("f")), "x");
-    assert!(!ls(&lay.upper).iter().any(|n| n != "f"), "junk in upper: {:?}", ls(&lay.upper));
+    assert!(
+        !ls(&lay.upper).iter().any(|n| n != "f"),
+        "junk in upper: {:?}",
+        ls(&lay.upper)
+    );
 }
 
 #[test]

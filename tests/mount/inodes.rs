@@ -25,7 +25,15 @@ fn layered() -> Layout {
 }
 
 const PATHS: [&str; 9] = [
-    "", "dir", "dir/sub", "dir/low1", "dir/low0", "dir/up", "top", "sym", "dir/sub/..",
+    "",
+    "dir",
+    "dir/sub",
+    "dir/low1",
+    "dir/low0",
+    "dir/up",
+    "top",
+    "sym",
+    "dir/sub/..",
 ];
 
 fn inos(lay: &Layout) -> BTreeMap<&'static str, u64> {
@@ -42,17 +50,28 @@ fn st_ino_is_stable_and_survives_copy_up() {
     let _m = lay.mount();
     let first = inos(&lay);
     let distinct: BTreeSet<u64> = first.values().cloned().collect();
-    assert_eq!(distinct.len(), first.len(), "two objects share an inode: {first:?}");
+    assert_eq!(
+        distinct.len(),
+        first.len(),
+        "two objects share an inode: {first:?}"
+    );
     assert_eq!(inos(&lay), first, "st_ino changed between two stats");
     // copy everything up
     chmod(lay.m("dir/low1"), 0o600).unwrap();
     lsetxattr(lay.m("dir/low0"), "user.x", b"1").unwrap();
-    fs::OpenOptions::new().write(true).open(lay.m("top")).unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(lay.m("top"))
+        .unwrap();
     lchown(lay.m("sym"), 5, 5).unwrap();
     chmod(lay.m("dir/sub"), 0o700).unwrap();
     assert_eq!(inos(&lay), first, "st_ino changed by copy-up");
     drop_caches();
-    assert_eq!(inos(&lay), first, "st_ino changed after the kernel forgot the inodes");
+    assert_eq!(
+        inos(&lay),
+        first,
+        "st_ino changed after the kernel forgot the inodes"
+    );
     // the same through an open fd
     let f = fs::File::open(lay.m("dir/low1")).unwrap();
     assert_eq!(f.metadata().unwrap().ino(), first["dir/low1"]);
@@ -65,7 +84,10 @@ fn st_ino_unchanged_when_the_kernel_forgets_before_copy_up() {
     let first = inos(&lay);
     drop_caches();
     assert_eq!(inos(&lay), first);
-    fs::OpenOptions::new().append(true).open(lay.m("dir/low1")).unwrap();
+    fs::OpenOptions::new()
+        .append(true)
+        .open(lay.m("dir/low1"))
+        .unwrap();
     drop_caches();
     assert_eq!(inos(&lay), first);
 }
@@ -78,7 +100,12 @@ fn d_ino_equals_st_ino() {
         for e in fs::read_dir(lay.m(dir)).unwrap() {
             let e = e.unwrap();
             let st = lstat(e.path());
-            assert_eq!(e.ino(), st.ino(), "d_ino != st_ino for {}", e.path().display());
+            assert_eq!(
+                e.ino(),
+                st.ino(),
+                "d_ino != st_ino for {}",
+                e.path().display()
+            );
         }
     };
     check("");
@@ -102,7 +129,11 @@ fn one_st_dev_for_the_whole_mount() {
     chmod(lay.m("dir/low1"), 0o600).unwrap();
     assert_eq!(lstat(lay.m("dir/new")).dev(), dev);
     assert_eq!(lstat(lay.m("dir/low1")).dev(), dev);
-    assert_ne!(dev, lstat(&lay.upper).dev(), "the mount must have its own st_dev");
+    assert_ne!(
+        dev,
+        lstat(&lay.upper).dev(),
+        "the mount must have its own st_dev"
+    );
 }
 
 #[test]

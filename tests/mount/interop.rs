@@ -65,7 +65,12 @@ fn ops_a(root: &Path) {
         .unwrap();
     chmod(p("etc/motd"), 0o600).unwrap();
     lchown(p("etc/conf.d/a.conf"), 2000, 3000).unwrap();
-    lutimens(p("usr/lib/pkg/readme"), (1_000_000_000, 0), (1_000_000_000, 0)).unwrap();
+    lutimens(
+        p("usr/lib/pkg/readme"),
+        (1_000_000_000, 0),
+        (1_000_000_000, 0),
+    )
+    .unwrap();
     // mkdir with contents
     fs::create_dir_all(p("opt/app/bin")).unwrap();
     write(p("opt/app/bin/run"), "run");
@@ -136,7 +141,11 @@ fn strata_upper_reads_identically_through_kernel_overlayfs() {
     check_expectations(&s);
     assert!(s.contains_key("usr/pkg/data.bin") && !s.contains_key("usr/lib/pkg"));
     assert!(!s.contains_key("recreate/old") && s.contains_key("recreate/fresh"));
-    assert_eq!(sg, vec![strs(&["bin/tool", "bin/tool-hardlink"])], "hard links in strata");
+    assert_eq!(
+        sg,
+        vec![strs(&["bin/tool", "bin/tool-hardlink"])],
+        "hard links in strata"
+    );
 
     // strata again, after a remount
     let m = lay.mount();

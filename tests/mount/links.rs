@@ -76,9 +76,21 @@ fn link_errors() {
     write(lay.l(0, "f"), "f");
     write(lay.l(0, "g"), "g");
     let m = lay.mount();
-    assert_errno(fs::hard_link(lay.m("d"), lay.m("d2")), libc::EPERM, "link of a directory");
-    assert_errno(fs::hard_link(lay.m("f"), lay.m("g")), libc::EEXIST, "link onto existing");
-    assert_errno(fs::hard_link(lay.m("nope"), lay.m("x")), libc::ENOENT, "link of missing");
+    assert_errno(
+        fs::hard_link(lay.m("d"), lay.m("d2")),
+        libc::EPERM,
+        "link of a directory",
+    );
+    assert_errno(
+        fs::hard_link(lay.m("f"), lay.m("g")),
+        libc::EEXIST,
+        "link onto existing",
+    );
+    assert_errno(
+        fs::hard_link(lay.m("nope"), lay.m("x")),
+        libc::ENOENT,
+        "link of missing",
+    );
     m.umount();
 }
 
@@ -90,9 +102,18 @@ fn symlinks_create_and_read() {
     std::os::unix::fs::symlink("some/relative/path", lay.m("rel")).unwrap();
     let long: String = "x/".repeat(1000) + "end";
     std::os::unix::fs::symlink(&long, lay.m("long")).unwrap();
-    assert_eq!(fs::read_link(lay.m("rel")).unwrap().to_str(), Some("some/relative/path"));
-    assert_eq!(fs::read_link(lay.m("long")).unwrap().to_str(), Some(long.as_str()));
-    assert_eq!(fs::read_link(lay.m("lowlink")).unwrap().to_str(), Some("lower-target"));
+    assert_eq!(
+        fs::read_link(lay.m("rel")).unwrap().to_str(),
+        Some("some/relative/path")
+    );
+    assert_eq!(
+        fs::read_link(lay.m("long")).unwrap().to_str(),
+        Some(long.as_str())
+    );
+    assert_eq!(
+        fs::read_link(lay.m("lowlink")).unwrap().to_str(),
+        Some("lower-target")
+    );
     assert!(lstat(lay.m("rel")).file_type().is_symlink());
     assert_eq!(lstat(lay.m("rel")).len(), "some/relative/path".len() as u64);
     assert_errno(
@@ -105,6 +126,12 @@ fn symlinks_create_and_read() {
     std::os::unix::fs::symlink("target-file", lay.m("tl")).unwrap();
     assert_eq!(read_string(lay.m("tl")), "via link");
     m.umount();
-    assert_eq!(fs::read_link(lay.u("rel")).unwrap().to_str(), Some("some/relative/path"));
-    assert_eq!(fs::read_link(lay.u("long")).unwrap().to_str(), Some(long.as_str()));
+    assert_eq!(
+        fs::read_link(lay.u("rel")).unwrap().to_str(),
+        Some("some/relative/path")
+    );
+    assert_eq!(
+        fs::read_link(lay.u("long")).unwrap().to_str(),
+        Some(long.as_str())
+    );
 }

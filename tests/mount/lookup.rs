@@ -69,15 +69,23 @@ fn directory_over_non_directory_does_not_merge_further_down() {
     write(lay.l(1, "y/z"), "z");
     let t = strata_vs_kernel(&lay, true);
     assert!(t.contains_key("y/u"));
-    assert!(!t.contains_key("y/z"), "merged through a non-directory: {t:?}");
+    assert!(
+        !t.contains_key("y/z"),
+        "merged through a non-directory: {t:?}"
+    );
 }
 
 #[test]
 fn directories_merge_across_all_layers() {
     let lay = Layout::new(3);
-    for (i, root) in [lay.upper.clone(), lay.lowers[0].clone(), lay.lowers[1].clone(), lay.lowers[2].clone()]
-        .iter()
-        .enumerate()
+    for (i, root) in [
+        lay.upper.clone(),
+        lay.lowers[0].clone(),
+        lay.lowers[1].clone(),
+        lay.lowers[2].clone(),
+    ]
+    .iter()
+    .enumerate()
     {
         mkdirs(root.join("d/deep/er"));
         write(root.join(format!("d/f{i}")), format!("{i}"));
@@ -191,10 +199,16 @@ fn complex_stack_matches_kernel() {
     assert!(ro.contains_key("a/b/one"));
     let rw = strata_vs_kernel(&lay, true);
     assert!(!rw.contains_key("a/b/one"));
-    assert_eq!(rw["a/file"].content.as_deref(), Some("\"re-created in lower0\""));
+    assert_eq!(
+        rw["a/file"].content.as_deref(),
+        Some("\"re-created in lower0\"")
+    );
     assert_eq!(rw["opq"].kind, 'd');
     assert!(!rw.contains_key("opq/inner"));
-    assert_eq!(rw["a/b/c/top"].xattrs.get("user.k").map(|s| s.as_str()), Some("v"));
+    assert_eq!(
+        rw["a/b/c/top"].xattrs.get("user.k").map(|s| s.as_str()),
+        Some("v")
+    );
     assert_eq!(rw["exec"].mode, 0o4755);
     assert!(lstat(lay.u("chardev")).file_type().is_char_device());
 }
@@ -230,7 +244,11 @@ fn nothing_overlay_private_is_listed_or_readable() {
         ("g", "user.overlay.foo"),
         ("g", "user.fuseoverlayfs.bar"),
     ] {
-        assert_errno(lgetxattr(lay.m(p), name), libc::ENODATA, &format!("getxattr {p} {name}"));
+        assert_errno(
+            lgetxattr(lay.m(p), name),
+            libc::ENODATA,
+            &format!("getxattr {p} {name}"),
+        );
     }
     assert_eq!(lgetxattr(lay.m("g"), "user.plain").unwrap(), b"ok");
     assert_eq!(ls(lay.m("d")), Vec::<String>::new());

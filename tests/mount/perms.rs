@@ -59,7 +59,11 @@ fn caller_owns_what_it_creates_with_its_umask() {
     for (name, mode) in [("file", 0o640), ("dir", 0o750), ("fifo", 0o640)] {
         let st = lstat(lay.m(format!("shared/{name}")));
         assert_eq!((st.uid(), st.gid()), (A, A), "owner of {name} in the view");
-        assert_eq!(st.mode() & 0o7777, mode, "mode of {name} in the view (umask 027)");
+        assert_eq!(
+            st.mode() & 0o7777,
+            mode,
+            "mode of {name} in the view (umask 027)"
+        );
     }
     let st = lstat(lay.m("shared/link"));
     assert_eq!((st.uid(), st.gid()), (A, A), "owner of the symlink");
@@ -84,10 +88,22 @@ fn setgid_directory_rule() {
         fs::create_dir(lay.m("sg/sub")).unwrap();
     });
     let st = lstat(lay.m("sg/file"));
-    assert_eq!((st.uid(), st.gid()), (A, G2), "file in a setgid dir takes the dir's group");
+    assert_eq!(
+        (st.uid(), st.gid()),
+        (A, G2),
+        "file in a setgid dir takes the dir's group"
+    );
     let st = lstat(lay.m("sg/sub"));
-    assert_eq!((st.uid(), st.gid()), (A, G2), "subdir in a setgid dir takes the dir's group");
-    assert_ne!(st.mode() & 0o2000, 0, "subdir of a setgid dir must be setgid too");
+    assert_eq!(
+        (st.uid(), st.gid()),
+        (A, G2),
+        "subdir in a setgid dir takes the dir's group"
+    );
+    assert_ne!(
+        st.mode() & 0o2000,
+        0,
+        "subdir of a setgid dir must be setgid too"
+    );
     m.umount();
     assert_eq!(lstat(lay.u("sg/file")).gid(), G2);
     assert_ne!(lstat(lay.u("sg/sub")).mode() & 0o2000, 0);
@@ -114,8 +130,14 @@ fn access_is_decided_by_uid_gid_and_supplementary_groups() {
         )
     });
     assert_eq!(r.0, Err(libc::EACCES), "other user reads a 0600 file");
-    assert_eq!(r.1, Ok(b"group's".to_vec()), "supplementary group member reads");
-    let r = as_user(&Creds::user(B, G1), || e(fs::read(lay.m("rootdir/groupfile"))));
+    assert_eq!(
+        r.1,
+        Ok(b"group's".to_vec()),
+        "supplementary group member reads"
+    );
+    let r = as_user(&Creds::user(B, G1), || {
+        e(fs::read(lay.m("rootdir/groupfile")))
+    });
     assert_eq!(r, Ok(b"group's".to_vec()), "primary group member reads");
 }
 
@@ -127,7 +149,10 @@ fn denied_writes_fail_and_copy_nothing_up() {
         vec![
             (
                 "open O_WRONLY root's 0644 file",
-                e(fs::OpenOptions::new().write(true).open(lay.m("rootdir/rootfile"))).map(|_| ()),
+                e(fs::OpenOptions::new()
+                    .write(true)
+                    .open(lay.m("rootdir/rootfile")))
+                .map(|_| ()),
             ),
             (
                 "O_TRUNC root's 0644 file",
@@ -137,15 +162,30 @@ fn denied_writes_fail_and_copy_nothing_up() {
                     .open(lay.m("rootdir/rootfile")))
                 .map(|_| ()),
             ),
-            ("create in root's 0755 dir", e(fs::write(lay.m("rootdir/new"), "x"))),
-            ("mkdir in root's 0755 dir", e(fs::create_dir(lay.m("rootdir/newdir")))),
-            ("unlink in root's 0755 dir", e(fs::remove_file(lay.m("rootdir/afile")))),
+            (
+                "create in root's 0755 dir",
+                e(fs::write(lay.m("rootdir/new"), "x")),
+            ),
+            (
+                "mkdir in root's 0755 dir",
+                e(fs::create_dir(lay.m("rootdir/newdir"))),
+            ),
+            (
+                "unlink in root's 0755 dir",
+                e(fs::remove_file(lay.m("rootdir/afile"))),
+            ),
             (
                 "rename in root's 0755 dir",
                 e(fs::rename(lay.m("rootdir/afile"), lay.m("rootdir/moved"))),
             ),
-            ("chmod of root's file", e(chmod(lay.m("rootdir/rootfile"), 0o666))),
-            ("chown of root's file", e(lchown(lay.m("rootdir/rootfile"), A, A))),
+            (
+                "chmod of root's file",
+                e(chmod(lay.m("rootdir/rootfile"), 0o666)),
+            ),
+            (
+                "chown of root's file",
+                e(lchown(lay.m("rootdir/rootfile"), A, A)),
+            ),
             (
                 "set user xattr on root's 0644 file",
                 e(lsetxattr(lay.m("rootdir/rootfile"), "user.x", b"1")),
@@ -156,7 +196,10 @@ fn denied_writes_fail_and_copy_nothing_up() {
             ),
             (
                 "link into root's dir",
-                e(fs::hard_link(lay.m("rootdir/afile"), lay.m("rootdir/afile2"))),
+                e(fs::hard_link(
+                    lay.m("rootdir/afile"),
+                    lay.m("rootdir/afile2"),
+                )),
             ),
         ]
     });
@@ -169,7 +212,7 @@ fn denied_writes_fail_and_copy_nothing_up() {
         libc::EACCES,
         libc::EPERM,
         libc::EPERM,
-        libc::EPERM,
+        libc::EACCES, // user.* xattrs need write permission (EACCES), not ownership
         libc::EPERM,
         libc::EACCES,
     ];
@@ -180,7 +223,11 @@ fn denied_writes_fail_and_copy_nothing_up() {
     assert!(
         !exists(lay.u("rootdir/rootfile")) && !exists(lay.u("rootdir/afile")),
         "a denied operation copied something up: {:?}",
-        if exists(lay.u("rootdir")) { ls(lay.u("rootdir")) } else { vec![] }
+        if exists(lay.u("rootdir")) {
+            ls(lay.u("rootdir"))
+        } else {
+            vec![]
+        }
     );
 }
 
@@ -196,8 +243,16 @@ fn sticky_directory_protects_other_users_files() {
             e(fs::write(lay.m("sticky/mine"), "b")),
         )
     });
-    assert_eq!(r.0, Err(libc::EPERM), "unlink of another user's file in a sticky dir");
-    assert_eq!(r.1, Err(libc::EPERM), "rename of another user's file in a sticky dir");
+    assert_eq!(
+        r.0,
+        Err(libc::EPERM),
+        "unlink of another user's file in a sticky dir"
+    );
+    assert_eq!(
+        r.1,
+        Err(libc::EPERM),
+        "rename of another user's file in a sticky dir"
+    );
     assert_eq!(r.2, Ok(()));
     let r = as_user(&Creds::user(A, A), || e(fs::remove_file(lay.m("sticky/a"))));
     assert_eq!(r, Ok(()), "owner removes its own file");
@@ -219,7 +274,11 @@ fn chown_and_chmod_rules() {
     });
     assert_eq!(r.0, Err(libc::EPERM), "give a file away");
     assert_eq!(r.1, Ok(()), "chgrp to a group the owner is in");
-    assert_eq!(r.2, Err(libc::EPERM), "chgrp to a group the owner is not in");
+    assert_eq!(
+        r.2,
+        Err(libc::EPERM),
+        "chgrp to a group the owner is not in"
+    );
     assert_eq!(r.3, Ok(()), "owner chmods");
     let st = lstat(lay.m("shared/f"));
     assert_eq!((st.uid(), st.gid(), st.mode() & 0o7777), (A, G1, 0o604));
@@ -229,7 +288,11 @@ fn chown_and_chmod_rules() {
             e(lchown(lay.m("shared/f"), B, B)),
         )
     });
-    assert_eq!(r, (Err(libc::EPERM), Err(libc::EPERM)), "non-owner chmod/chown");
+    assert_eq!(
+        r,
+        (Err(libc::EPERM), Err(libc::EPERM)),
+        "non-owner chmod/chown"
+    );
     // non-owner may set times to "now" when it can write, not explicit times
     as_user(&c, || chmod(lay.m("shared/f"), 0o666).unwrap());
     let r = as_user(&Creds::user(B, B), || {
@@ -241,7 +304,11 @@ fn chown_and_chmod_rules() {
             e(lutimens(lay.m("shared/f"), (5, 0), (5, 0))),
         )
     });
-    assert_eq!(r.0, Ok(0), "touch (UTIME_NOW) by a non-owner with write access");
+    assert_eq!(
+        r.0,
+        Ok(0),
+        "touch (UTIME_NOW) by a non-owner with write access"
+    );
     assert_eq!(r.1, Err(libc::EPERM), "explicit times by a non-owner");
 }
 
@@ -253,7 +320,13 @@ fn root_chown_through_the_mount() {
     lchown(lay.m("shared/f"), B, G2).unwrap();
     let st = lstat(lay.m("shared/f"));
     assert_eq!((st.uid(), st.gid()), (B, G2));
-    assert_eq!((lstat(lay.u("shared/f")).uid(), lstat(lay.u("shared/f")).gid()), (B, G2));
+    assert_eq!(
+        (
+            lstat(lay.u("shared/f")).uid(),
+            lstat(lay.u("shared/f")).gid()
+        ),
+        (B, G2)
+    );
 }
 
 #[test]
@@ -311,7 +384,11 @@ fn non_root_modifies_own_lower_file_in_a_root_directory() {
     let st = lstat(lay.u("rootdir/afile"));
     assert_eq!((st.uid(), st.gid(), st.mode() & 0o7777), (A, A, 0o600));
     let st = lstat(lay.u("rootdir"));
-    assert_eq!((st.uid(), st.mode() & 0o7777), (0, 0o755), "copied-up parent");
+    assert_eq!(
+        (st.uid(), st.mode() & 0o7777),
+        (0, 0o755),
+        "copied-up parent"
+    );
 }
 
 #[test]
@@ -330,7 +407,10 @@ fn several_users_share_one_mount() {
         as_user(&a, || e(fs::read(lay.m("shared/b-private")))),
         Err(libc::EACCES)
     );
-    assert_eq!(as_user(&a, || e(fs::read(lay.m("shared/a-private")))), Ok(b"a".to_vec()));
+    assert_eq!(
+        as_user(&a, || e(fs::read(lay.m("shared/a-private")))),
+        Ok(b"a".to_vec())
+    );
     // root reads both
     assert_eq!(read_string(lay.m("shared/a-private")), "a");
     assert_eq!(read_string(lay.m("shared/b-private")), "b");
@@ -348,10 +428,24 @@ fn several_users_share_one_mount() {
 }
 
 #[test]
-fn without_allow_other_other_users_are_locked_out() {
+fn root_mount_is_shared_by_default_with_permissions_checked() {
+    // README: allow_other is the default when strata runs as root (as with
+    // fuse-overlayfs); permissions are still checked for every caller.
     let lay = layout();
     let _m = lay.mount();
-    let r = as_user(&Creds::user(A, A), || e(fs::metadata(lay.m("shared")).map(|_| ())));
-    assert_eq!(r, Err(libc::EACCES), "other users must not reach a mount without allow_other");
+    let r = as_user(&Creds::user(A, A), || {
+        (
+            e(fs::read(lay.m("rootdir/rootfile"))),
+            e(fs::read(lay.m("rootdir/groupfile"))),
+            e(fs::write(lay.m("rootdir/new"), "x")),
+        )
+    });
+    assert_eq!(
+        r.0,
+        Ok(b"root's".to_vec()),
+        "other users reach a root mount"
+    );
+    assert_eq!(r.1, Err(libc::EACCES), "but permissions are checked");
+    assert_eq!(r.2, Err(libc::EACCES), "but permissions are checked");
     let _ = fs::Permissions::from_mode(0);
 }

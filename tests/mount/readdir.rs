@@ -62,7 +62,10 @@ pub fn getdents_all(fd: i32, bufsize: usize) -> Vec<Dirent> {
         calls += 1;
         assert!(calls < 10_000_000, "getdents64 never reaches the end");
         all.extend(chunk);
-        assert!(all.len() < 1_000_000, "directory listing does not terminate");
+        assert!(
+            all.len() < 1_000_000,
+            "directory listing does not terminate"
+        );
     }
     all
 }
@@ -178,7 +181,17 @@ fn offsets_from_getdents_resume_at_the_right_place() {
     let full = getdents_all(fd, 512);
     check_listing(&dir, &full, &want);
     let names: Vec<&str> = full.iter().map(|d| d.name.as_str()).collect();
-    for k in [0usize, 1, 2, 57, 1000, 2500, 4321, full.len() - 2, full.len() - 1] {
+    for k in [
+        0usize,
+        1,
+        2,
+        57,
+        1000,
+        2500,
+        4321,
+        full.len() - 2,
+        full.len() - 1,
+    ] {
         let off = full[k].off;
         let r = unsafe { libc::lseek(fd, off, libc::SEEK_SET) };
         assert_eq!(r, off, "lseek to d_off of entry {k}: {}", last_err());
@@ -253,7 +266,10 @@ fn telldir_seekdir_return_to_the_same_entry() {
         for k in [3usize, 100, 2047, 4000, names.len() - 1] {
             libc::seekdir(d, tells[k]);
             let e = libc::readdir64(d);
-            assert!(!e.is_null(), "readdir after seekdir to entry {k} hit the end");
+            assert!(
+                !e.is_null(),
+                "readdir after seekdir to entry {k} hit the end"
+            );
             let name = std::ffi::CStr::from_ptr((*e).d_name.as_ptr())
                 .to_string_lossy()
                 .into_owned();

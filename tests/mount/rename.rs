@@ -4,6 +4,7 @@
 use crate::common::*;
 use crate::lookup::strata_vs_kernel;
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 
 const NOREPLACE: u32 = libc::RENAME_NOREPLACE;
 const EXCHANGE: u32 = libc::RENAME_EXCHANGE;
@@ -35,7 +36,10 @@ fn rename_lower_file_copies_up_and_whites_out() {
     assert_eq!(read_string(lay.m("dst/g")), "lower data");
     let st = lstat(lay.m("dst/g"));
     use std::os::unix::fs::MetadataExt;
-    assert_eq!((st.mode() & 0o7777, st.uid(), st.gid()), (0o751, 1234, 2345));
+    assert_eq!(
+        (st.mode() & 0o7777, st.uid(), st.gid()),
+        (0o751, 1234, 2345)
+    );
     assert_eq!(st.ino(), ino.ino(), "rename changed st_ino");
     m.umount();
     assert!(is_whiteout(lay.u("src/f")));
@@ -69,9 +73,21 @@ fn rename_noreplace() {
     write(lay.l(0, "gone"), "g");
     let m = lay.mount();
     write(lay.m("u"), "u");
-    assert_errno(renameat2(lay.m("a"), lay.m("b"), NOREPLACE), libc::EEXIST, "onto lower file");
-    assert_errno(renameat2(lay.m("u"), lay.m("a"), NOREPLACE), libc::EEXIST, "upper onto lower");
-    assert_errno(renameat2(lay.m("a"), lay.m("u"), NOREPLACE), libc::EEXIST, "lower onto upper");
+    assert_errno(
+        renameat2(lay.m("a"), lay.m("b"), NOREPLACE),
+        libc::EEXIST,
+        "onto lower file",
+    );
+    assert_errno(
+        renameat2(lay.m("u"), lay.m("a"), NOREPLACE),
+        libc::EEXIST,
+        "upper onto lower",
+    );
+    assert_errno(
+        renameat2(lay.m("a"), lay.m("u"), NOREPLACE),
+        libc::EEXIST,
+        "lower onto upper",
+    );
     assert_eq!(read_string(lay.m("a")), "a");
     assert_eq!(read_string(lay.m("b")), "b");
     renameat2(lay.m("a"), lay.m("c"), NOREPLACE).unwrap();
@@ -136,11 +152,31 @@ fn rename_file_over_directory_and_back_errors() {
     mkdirs(lay.l(0, "full/x"));
     write(lay.l(0, "f"), "f");
     let m = lay.mount();
-    assert_errno(fs::rename(lay.m("f"), lay.m("d")), libc::EISDIR, "file over dir");
-    assert_errno(fs::rename(lay.m("d"), lay.m("f")), libc::ENOTDIR, "dir over file");
-    assert_errno(fs::rename(lay.m("d"), lay.m("full")), libc::ENOTEMPTY, "dir over non-empty dir");
-    assert_errno(fs::rename(lay.m("nope"), lay.m("x")), libc::ENOENT, "missing source");
-    assert_errno(fs::rename(lay.m("d"), lay.m("d/sub")), libc::EINVAL, "dir into itself");
+    assert_errno(
+        fs::rename(lay.m("f"), lay.m("d")),
+        libc::EISDIR,
+        "file over dir",
+    );
+    assert_errno(
+        fs::rename(lay.m("d"), lay.m("f")),
+        libc::ENOTDIR,
+        "dir over file",
+    );
+    assert_errno(
+        fs::rename(lay.m("d"), lay.m("full")),
+        libc::ENOTEMPTY,
+        "dir over non-empty dir",
+    );
+    assert_errno(
+        fs::rename(lay.m("nope"), lay.m("x")),
+        libc::ENOENT,
+        "missing source",
+    );
+    assert_errno(
+        fs::rename(lay.m("d"), lay.m("d/sub")),
+        libc::EINVAL,
+        "dir into itself",
+    );
     m.umount();
 }
 
@@ -184,7 +220,11 @@ fn rename_lower_directory_keeps_contents_and_records_a_redirect() {
     let m = lay.mount();
     assert_eq!(ls(lay.m("c/d")), strs(&["deep", "f", "new"]));
     assert_eq!(read_string(lay.m("c/d/deep/g")), "g");
-    assert_errno(fs::metadata(lay.m("a/b")), libc::ENOENT, "old name after remount");
+    assert_errno(
+        fs::metadata(lay.m("a/b")),
+        libc::ENOENT,
+        "old name after remount",
+    );
     m.umount();
     // and the kernel (redirect_dir=on) agrees
     let t = strata_vs_kernel(&lay, true);
@@ -221,7 +261,11 @@ fn renamed_directory_renamed_again_and_old_name_reused() {
     fs::rename(lay.m("a"), lay.m("b")).unwrap();
     fs::rename(lay.m("b"), lay.m("c")).unwrap();
     fs::create_dir(lay.m("a")).unwrap();
-    assert_eq!(ls(lay.m("a")), Vec::<String>::new(), "new a must not show the old contents");
+    assert_eq!(
+        ls(lay.m("a")),
+        Vec::<String>::new(),
+        "new a must not show the old contents"
+    );
     fs::rename(lay.m("c/sub"), lay.m("a/moved")).unwrap();
     assert_eq!(read_string(lay.m("a/moved/x")), "x");
     assert_eq!(ls(lay.m("c")), Vec::<String>::new());
@@ -249,7 +293,11 @@ fn rename_directory_over_empty_directory() {
     // a merged dir whose view is empty may be replaced too
     fs::remove_file(lay.m("dst2/only")).unwrap();
     fs::rename(lay.m("dst"), lay.m("dst2")).unwrap();
-    assert_eq!(ls(lay.m("dst2")), strs(&["f"]), "lower contents of the replaced dir leaked");
+    assert_eq!(
+        ls(lay.m("dst2")),
+        strs(&["f"]),
+        "lower contents of the replaced dir leaked"
+    );
     assert_eq!(ls(&lay.mnt), strs(&["dst2"]));
     m.umount();
     let m = lay.mount();
@@ -298,4 +346,103 @@ fn rename_with_redirect_dir_off_still_keeps_contents() {
             assert_eq!(read_string(lay.m("a/f")), "f");
         }
     }
+}
+
+#[test]
+fn operations_inside_a_renamed_lower_directory() {
+    let lay = Layout::new(1);
+    mkdirs(lay.l(0, "a/sub"));
+    write(lay.l(0, "a/f"), "f");
+    write(lay.l(0, "a/g"), "g");
+    write(lay.l(0, "a/h"), "h");
+    write(lay.l(0, "a/sub/s"), "s");
+    mkdirs(lay.l(0, "other"));
+    write(lay.l(0, "other/o"), "o");
+    let m = lay.mount();
+    fs::rename(lay.m("a"), lay.m("b")).unwrap();
+    fs::remove_file(lay.m("b/f")).unwrap(); // whiteout inside a redirected dir
+    chmod(lay.m("b/g"), 0o600).unwrap(); // copy-up inside a redirected dir
+    fs::rename(lay.m("b/h"), lay.m("other/h")).unwrap(); // out of it
+    fs::rename(lay.m("other/o"), lay.m("b/o")).unwrap(); // into it
+    fs::hard_link(lay.m("b/sub/s"), lay.m("b/s-link")).unwrap();
+    let want = strs(&["g", "o", "s-link", "sub"]);
+    assert_eq!(ls(lay.m("b")), want);
+    assert_eq!(ls(lay.m("other")), strs(&["h"]));
+    m.umount();
+    let m = lay.mount();
+    assert_eq!(ls(lay.m("b")), want, "after remount");
+    assert_eq!(read_string(lay.m("b/o")), "o");
+    assert_eq!(read_string(lay.m("other/h")), "h");
+    assert_eq!(lstat(lay.m("b/g")).permissions().mode() & 0o777, 0o600);
+    m.umount();
+    strata_vs_kernel(&lay, true);
+}
+
+#[test]
+fn removing_a_renamed_lower_directory() {
+    let lay = Layout::new(1);
+    mkdirs(lay.l(0, "a/sub"));
+    write(lay.l(0, "a/f"), "f");
+    write(lay.l(0, "a/sub/s"), "s");
+    let m = lay.mount();
+    fs::rename(lay.m("a"), lay.m("b")).unwrap();
+    assert_errno(
+        fs::remove_dir(lay.m("b")),
+        libc::ENOTEMPTY,
+        "rmdir of renamed non-empty dir",
+    );
+    fs::remove_dir_all(lay.m("b")).unwrap();
+    assert_eq!(ls(&lay.mnt), Vec::<String>::new());
+    fs::create_dir(lay.m("b")).unwrap();
+    assert_eq!(ls(lay.m("b")), Vec::<String>::new());
+    m.umount();
+    let m = lay.mount();
+    assert_eq!(ls(&lay.mnt), strs(&["b"]));
+    assert_eq!(ls(lay.m("b")), Vec::<String>::new());
+    m.umount();
+    strata_vs_kernel(&lay, true);
+}
+
+#[test]
+fn rename_directory_within_the_same_parent_and_back() {
+    let lay = Layout::new(1);
+    mkdirs(lay.l(0, "p/x"));
+    write(lay.l(0, "p/x/f"), "f");
+    let m = lay.mount();
+    fs::rename(lay.m("p/x"), lay.m("p/y")).unwrap();
+    fs::rename(lay.m("p/y"), lay.m("p/x")).unwrap();
+    assert_eq!(ls(lay.m("p")), strs(&["x"]));
+    assert_eq!(read_string(lay.m("p/x/f")), "f");
+    fs::rename(lay.m("p/x"), lay.m("p/z")).unwrap();
+    m.umount();
+    let m = lay.mount();
+    assert_eq!(ls(lay.m("p")), strs(&["z"]));
+    assert_eq!(read_string(lay.m("p/z/f")), "f");
+    m.umount();
+    strata_vs_kernel(&lay, true);
+}
+
+#[test]
+fn rename_directory_onto_a_deleted_lower_name() {
+    let lay = Layout::new(1);
+    write(lay.l(0, "was-file"), "f");
+    mkdirs(lay.l(0, "was-dir"));
+    let m = lay.mount();
+    fs::remove_file(lay.m("was-file")).unwrap();
+    fs::remove_dir(lay.m("was-dir")).unwrap();
+    fs::create_dir(lay.m("d1")).unwrap();
+    write(lay.m("d1/in"), "1");
+    fs::create_dir(lay.m("d2")).unwrap();
+    fs::rename(lay.m("d1"), lay.m("was-file")).expect("upper dir onto a whited-out file name");
+    fs::rename(lay.m("d2"), lay.m("was-dir")).expect("upper dir onto a whited-out dir name");
+    write(lay.m("f"), "x");
+    fs::rename(lay.m("f"), lay.m("was-dir/f")).unwrap();
+    assert_eq!(ls(&lay.mnt), strs(&["was-dir", "was-file"]));
+    assert_eq!(read_string(lay.m("was-file/in")), "1");
+    m.umount();
+    let m = lay.mount();
+    assert_eq!(read_string(lay.m("was-file/in")), "1");
+    assert_eq!(ls(lay.m("was-dir")), strs(&["f"]));
+    m.umount();
+    strata_vs_kernel(&lay, true);
 }

@@ -70,7 +70,10 @@ fn nobody_mounts_creates_reads_deletes_and_unmounts() {
     assert!(out.ok(), "strata umount as nobody: {}", out.stderr);
     assert!(!is_mounted(&lay.mnt));
     let mnt = lay.mnt.clone();
-    assert!(wait_until(|| procs_with_arg(&mnt).is_empty()), "daemon left running");
+    assert!(
+        wait_until(|| procs_with_arg(&mnt).is_empty()),
+        "daemon left running"
+    );
     m.forget();
     // on-disk format of a rootless mount
     assert_eq!(read_string(lay.u("new")), "created by nobody");
@@ -94,11 +97,16 @@ fn nobody_unmounts_with_fusermount3() {
     populate(&lay);
     let m = rootless_mount(&lay);
     as_user(&nobody(), || write(lay.m("y"), "y"));
-    let out = run(as_nobody(&mut Command::new("fusermount3")).arg("-u").arg(&lay.mnt));
+    let out = run(as_nobody(&mut Command::new("fusermount3"))
+        .arg("-u")
+        .arg(&lay.mnt));
     assert!(out.ok(), "fusermount3 -u as nobody: {}", out.stderr);
     assert!(!is_mounted(&lay.mnt));
     let mnt = lay.mnt.clone();
-    assert!(wait_until(|| procs_with_arg(&mnt).is_empty()), "daemon left running");
+    assert!(
+        wait_until(|| procs_with_arg(&mnt).is_empty()),
+        "daemon left running"
+    );
     m.forget();
     assert_eq!(read_string(lay.u("y")), "y");
 }
@@ -112,10 +120,17 @@ fn rootless_daemon_grants_nothing_beyond_its_user() {
         write(lay.m("mine"), "m");
         (
             e(fs::read(lay.m("secret"))),
-            e(fs::OpenOptions::new().write(true).open(lay.m("rootro")).map(|_| ())),
+            e(fs::OpenOptions::new()
+                .write(true)
+                .open(lay.m("rootro"))
+                .map(|_| ())),
             e(lchown(lay.m("mine"), 0, 0)),
             e(chmod(lay.m("rootro"), 0o666)),
-            e(mknod(lay.m("dev"), libc::S_IFCHR | 0o666, libc::makedev(1, 3))),
+            e(mknod(
+                lay.m("dev"),
+                libc::S_IFCHR | 0o666,
+                libc::makedev(1, 3),
+            )),
             e(fs::read(lay.m("rootro"))),
         )
     });
@@ -125,5 +140,8 @@ fn rootless_daemon_grants_nothing_beyond_its_user() {
     assert_eq!(r.3, Err(libc::EPERM), "chmod of root's file");
     assert_eq!(r.4, Err(libc::EPERM), "creating a device node");
     assert_eq!(r.5, Ok(b"read only for nobody".to_vec()));
-    assert!(!exists(lay.u("rootro")) && !exists(lay.u("secret")), "denied ops copied up");
+    assert!(
+        !exists(lay.u("rootro")) && !exists(lay.u("secret")),
+        "denied ops copied up"
+    );
 }

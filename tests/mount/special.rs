@@ -26,15 +26,17 @@ fn mknod_fifo_socket_and_devices() {
     assert!(st.file_type().is_block_device());
     assert_eq!(st.rdev(), libc::makedev(7, 0));
     assert!(lstat(lay.m("sock")).file_type().is_socket());
-    // a unix socket bound inside the mount
-    let l = std::os::unix::net::UnixListener::bind(lay.m("bound.sock")).unwrap();
-    assert!(lstat(lay.m("bound.sock")).file_type().is_socket());
-    let mut c = std::os::unix::net::UnixStream::connect(lay.m("bound.sock")).unwrap();
-    let (mut s, _) = l.accept().unwrap();
-    c.write_all(b"ping").unwrap();
-    let mut buf = [0u8; 4];
-    s.read_exact(&mut buf).unwrap();
-    assert_eq!(&buf, b"ping");
+    // a unix socket bound inside the mount (the sockets pin the mount: scope them)
+    {
+        let l = std::os::unix::net::UnixListener::bind(lay.m("bound.sock")).unwrap();
+        assert!(lstat(lay.m("bound.sock")).file_type().is_socket());
+        let mut c = std::os::unix::net::UnixStream::connect(lay.m("bound.sock")).unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        c.write_all(b"ping").unwrap();
+        let mut buf = [0u8; 4];
+        s.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"ping");
+    }
     // a fifo in the mount carries data
     let fifo = lay.m("fifo");
     let t = std::thread::spawn(move || {
@@ -48,7 +50,6 @@ fn mknod_fifo_socket_and_devices() {
         .unwrap();
     t.join().unwrap();
     assert_eq!(s, "through the fifo");
-    drop(l);
     m.umount();
     assert!(lstat(lay.u("fifo")).file_type().is_fifo());
     assert_eq!(lstat(lay.u("null")).rdev(), libc::makedev(1, 3));
@@ -64,7 +65,10 @@ fn device_nodes_work_with_dev_option() {
         .unwrap()
         .read_exact(&mut buf)
         .unwrap();
-    assert_eq!(buf, [0u8; 16], "reading /dev/zero-like node through the mount");
+    assert_eq!(
+        buf, [0u8; 16],
+        "reading /dev/zero-like node through the mount"
+    );
 }
 
 fn statvfs(p: &std::path::Path) -> libc::statvfs {
@@ -103,7 +107,10 @@ fn statfs_reports_the_upper_or_the_top_lower() {
         );
     }
     {
-        let _m = Mount::new(&format!("lowerdir={}:{}", lower.display(), lower2.display()), &mnt);
+        let _m = Mount::new(
+            &format!("lowerdir={}:{}", lower.display(), lower2.display()),
+            &mnt,
+        );
         let (a, b) = (statvfs(&mnt), statvfs(&lower));
         assert_eq!(
             (a.f_blocks * a.f_frsize, a.f_files),
@@ -148,9 +155,12 @@ fn fallocate_and_punch_hole() {
         .unwrap();
     cvt(unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, 1 << 20) }).unwrap();
     assert_eq!(f.metadata().unwrap().len(), 1 << 20);
-    cvt(unsafe { libc::fallocate(f.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, 2 << 20) })
-        .unwrap();
-    assert_eq!(f.metadata().unwrap().len(), 1 << 20, "KEEP_SIZE changed the size");
+    cvt(unsafe { libc::fallocate(f.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, 2 << 20) }).unwrap();
+    assert_eq!(
+        f.metadata().unwrap().len(),
+        1 << 20,
+        "KEEP_SIZE changed the size"
+    );
     assert_eq!(lstat(lay.u("f")).len(), 1 << 20);
     // punch a hole in a copied-up lower file
     let g = fs::OpenOptions::new()
@@ -198,7 +208,11 @@ fn seek_data_and_seek_hole() {
     let bf = fs::File::open(lay.l(0, "sparse")).unwrap();
     let want_hole = seek(bf.as_raw_fd(), 0, libc::SEEK_HOLE).unwrap();
     let want_data = seek(bf.as_raw_fd(), want_hole, libc::SEEK_DATA).unwrap();
-    assert_eq!((want_hole, want_data), (4096, 1 << 20), "backing fs is not sparse-aware");
+    assert_eq!(
+        (want_hole, want_data),
+        (4096, 1 << 20),
+        "backing fs is not sparse-aware"
+    );
     let _m = lay.mount();
     for name in ["sparse", "made-here"] {
         if name == "made-here" {
@@ -206,9 +220,21 @@ fn seek_data_and_seek_hole() {
         }
         let f = fs::File::open(lay.m(name)).unwrap();
         let fd = f.as_raw_fd();
-        assert_eq!(seek(fd, 0, libc::SEEK_DATA).unwrap(), 0, "{name}: SEEK_DATA 0");
-        assert_eq!(seek(fd, 0, libc::SEEK_HOLE).unwrap(), 4096, "{name}: SEEK_HOLE 0");
-        assert_eq!(seek(fd, 4096, libc::SEEK_DATA).unwrap(), 1 << 20, "{name}: SEEK_DATA 4096");
+        assert_eq!(
+            seek(fd, 0, libc::SEEK_DATA).unwrap(),
+            0,
+            "{name}: SEEK_DATA 0"
+        );
+        assert_eq!(
+            seek(fd, 0, libc::SEEK_HOLE).unwrap(),
+            4096,
+            "{name}: SEEK_HOLE 0"
+        );
+        assert_eq!(
+            seek(fd, 4096, libc::SEEK_DATA).unwrap(),
+            1 << 20,
+            "{name}: SEEK_DATA 4096"
+        );
         assert_eq!(
             seek(fd, 1 << 20, libc::SEEK_HOLE).unwrap(),
             (1 << 20) + 4096,
@@ -252,8 +278,15 @@ fn copy_file_range_between_files() {
         left -= n as usize;
     }
     drop(dst);
-    assert!(read(lay.m("dst")) == data[1000..201_000], "copied range differs");
-    assert_eq!(ls(&lay.upper), strs(&["dst"]), "source must not be copied up");
+    assert!(
+        read(lay.m("dst")) == data[1000..201_000],
+        "copied range differs"
+    );
+    assert_eq!(
+        ls(&lay.upper),
+        strs(&["dst"]),
+        "source must not be copied up"
+    );
 }
 
 #[test]
@@ -271,7 +304,12 @@ fn flock_conflicts() {
     );
     // another process sees it too
     let out = run(Command::new("flock").arg("-n").arg(lay.m("f")).arg("true"));
-    assert_eq!(out.code(), Some(1), "flock(1) -n on a locked file: {}", out.stderr);
+    assert_eq!(
+        out.code(),
+        Some(1),
+        "flock(1) -n on a locked file: {}",
+        out.stderr
+    );
     cvt(unsafe { libc::flock(a.as_raw_fd(), libc::LOCK_UN) }).unwrap();
     cvt(unsafe { libc::flock(b.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) }).unwrap();
 }
@@ -311,7 +349,11 @@ fn fcntl_locks_conflict() {
         "conflicting OFD lock",
     );
     cvt(unsafe { libc::fcntl(b.as_raw_fd(), libc::F_OFD_GETLK, &mut ofd) }).unwrap();
-    assert_eq!(ofd.l_type as i32, libc::F_WRLCK, "F_OFD_GETLK must report the lock");
+    assert_eq!(
+        ofd.l_type as i32,
+        libc::F_WRLCK,
+        "F_OFD_GETLK must report the lock"
+    );
     assert_eq!((ofd.l_start, ofd.l_len), (0, 5));
     // a non-overlapping range is free
     let free = flock_struct(libc::F_WRLCK, 5, 5);
@@ -347,7 +389,12 @@ fn mmap_shared_writable_and_private_read() {
         assert_eq!(s[0], b'.');
         s[0..5].copy_from_slice(b"HELLO");
         s[8190..8192].copy_from_slice(b"!!");
-        assert_eq!(libc::msync(p, 8192, libc::MS_SYNC), 0, "msync: {}", last_err());
+        assert_eq!(
+            libc::msync(p, 8192, libc::MS_SYNC),
+            0,
+            "msync: {}",
+            last_err()
+        );
         libc::munmap(p, 8192);
         drop(f);
 
@@ -361,7 +408,10 @@ fn mmap_shared_writable_and_private_read() {
             0,
         );
         assert_ne!(q, libc::MAP_FAILED, "mmap read-only: {}", last_err());
-        assert_eq!(std::slice::from_raw_parts(q as *const u8, 15), b"read me by mmap");
+        assert_eq!(
+            std::slice::from_raw_parts(q as *const u8, 15),
+            b"read me by mmap"
+        );
         libc::munmap(q, 15);
     }
     let got = read(lay.m("f"));
@@ -369,7 +419,11 @@ fn mmap_shared_writable_and_private_read() {
     assert_eq!(&got[8190..], b"!!");
     m.umount();
     let up = read(lay.u("f"));
-    assert_eq!(&up[0..5], b"HELLO", "shared mmap writes did not reach the upper");
+    assert_eq!(
+        &up[0..5],
+        b"HELLO",
+        "shared mmap writes did not reach the upper"
+    );
     assert_eq!(&up[8190..], b"!!");
     assert_eq!(read(lay.l(0, "f")), vec![b'.'; 8192]);
 }
@@ -440,7 +494,11 @@ fn xattrs_on_every_kind_of_object() {
     assert_eq!(lgetxattr(lay.u("link"), "trusted.s").unwrap(), b"sv");
     assert!(lstat(lay.u("link")).file_type().is_symlink());
     assert_eq!(lgetxattr(lay.u("file"), "trusted.k").unwrap(), b"t1");
-    assert_eq!(llistxattr(lay.l(0, "file")).unwrap(), Vec::<String>::new(), "lower changed");
+    assert_eq!(
+        llistxattr(lay.l(0, "file")).unwrap(),
+        Vec::<String>::new(),
+        "lower changed"
+    );
 }
 
 #[test]
@@ -450,22 +508,34 @@ fn posix_acls_with_setfacl_and_getfacl() {
     chmod(lay.l(0, "f"), 0o600).unwrap();
     mkdirs(lay.l(0, "d"));
     let _m = lay.mount_with("allow_other");
-    let out = run(Command::new("setfacl").args(["-m", "u:4242:r"]).arg(lay.m("f")));
+    let out = run(Command::new("setfacl")
+        .args(["-m", "u:4242:r"])
+        .arg(lay.m("f")));
     assert!(out.ok(), "setfacl through the mount: {}", out.stderr);
     let out = run(Command::new("getfacl").args(["-cn"]).arg(lay.m("f")));
     assert!(out.ok(), "getfacl: {}", out.stderr);
-    assert!(out.stdout.contains("user:4242:r--"), "getfacl shows: {}", out.stdout);
+    assert!(
+        out.stdout.contains("user:4242:r--"),
+        "getfacl shows: {}",
+        out.stdout
+    );
     assert!(
         lgetxattr(lay.u("f"), "system.posix_acl_access").is_ok(),
         "the ACL must be stored on the upper copy"
     );
     // the ACL is enforced: 4242 may read, 4243 may not
-    let ok = as_user(&Creds::user(4242, 4242), || fs::read(lay.m("f")).map_err(|e| e.raw_os_error()));
+    let ok = as_user(&Creds::user(4242, 4242), || {
+        fs::read(lay.m("f")).map_err(|e| e.raw_os_error())
+    });
     assert_eq!(ok, Ok(b"secret".to_vec()), "user named in the ACL");
-    let denied = as_user(&Creds::user(4243, 4243), || fs::read(lay.m("f")).map_err(|e| e.raw_os_error()));
+    let denied = as_user(&Creds::user(4243, 4243), || {
+        fs::read(lay.m("f")).map_err(|e| e.raw_os_error())
+    });
     assert_eq!(denied, Err(Some(libc::EACCES)), "user not in the ACL");
     // default ACL on a directory is inherited
-    let out = run(Command::new("setfacl").args(["-d", "-m", "u:4242:rwx"]).arg(lay.m("d")));
+    let out = run(Command::new("setfacl")
+        .args(["-d", "-m", "u:4242:rwx"])
+        .arg(lay.m("d")));
     assert!(out.ok(), "setfacl -d: {}", out.stderr);
     write(lay.m("d/child"), "c");
     let out = run(Command::new("getfacl").args(["-cn"]).arg(lay.m("d/child")));
@@ -547,7 +617,11 @@ fn o_tmpfile_works_or_is_cleanly_unsupported() {
         ),
         Ok(mut f) => {
             f.write_all(b"anonymous").unwrap();
-            assert_eq!(ls(&lay.mnt), Vec::<String>::new(), "O_TMPFILE file is visible");
+            assert_eq!(
+                ls(&lay.mnt),
+                Vec::<String>::new(),
+                "O_TMPFILE file is visible"
+            );
             let src = cstr(format!("/proc/self/fd/{}", f.as_raw_fd()));
             let dst = cstr(lay.m("named"));
             cvt(unsafe {

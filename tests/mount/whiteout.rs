@@ -13,13 +13,27 @@ fn unlink_of_lower_file_leaves_a_kernel_whiteout() {
     write(lay.l(0, "dir/g"), "y");
     let m = lay.mount();
     fs::remove_file(lay.m("dir/f")).unwrap();
-    assert_errno(fs::symlink_metadata(lay.m("dir/f")), libc::ENOENT, "stat after unlink");
-    assert_errno(fs::remove_file(lay.m("dir/f")), libc::ENOENT, "second unlink");
+    assert_errno(
+        fs::symlink_metadata(lay.m("dir/f")),
+        libc::ENOENT,
+        "stat after unlink",
+    );
+    assert_errno(
+        fs::remove_file(lay.m("dir/f")),
+        libc::ENOENT,
+        "second unlink",
+    );
     assert_eq!(ls(lay.m("dir")), strs(&["g"]));
     m.umount();
-    assert!(is_whiteout(lay.u("dir/f")), "upper dir/f is not a char 0/0 whiteout");
+    assert!(
+        is_whiteout(lay.u("dir/f")),
+        "upper dir/f is not a char 0/0 whiteout"
+    );
     assert_eq!(read_string(lay.l(0, "dir/f")), "x");
-    assert!(!is_opaque(lay.u("dir")), "parent of a whiteout must not be opaque");
+    assert!(
+        !is_opaque(lay.u("dir")),
+        "parent of a whiteout must not be opaque"
+    );
     // the kernel sees the same
     let t = strata_vs_kernel(&lay, true);
     assert!(!t.contains_key("dir/f"));
@@ -62,7 +76,11 @@ fn rmdir_of_lower_empty_dir_leaves_a_whiteout() {
     mkdirs(lay.l(0, "a/empty"));
     let m = lay.mount();
     fs::remove_dir(lay.m("a/empty")).unwrap();
-    assert_errno(fs::metadata(lay.m("a/empty")), libc::ENOENT, "stat after rmdir");
+    assert_errno(
+        fs::metadata(lay.m("a/empty")),
+        libc::ENOENT,
+        "stat after rmdir",
+    );
     assert_eq!(ls(lay.m("a")), Vec::<String>::new());
     m.umount();
     assert!(is_whiteout(lay.u("a/empty")));
@@ -79,11 +97,23 @@ fn rmdir_of_merged_dir_needs_an_empty_merged_view() {
     mkdirs(lay.u("d"));
     let m = lay.mount();
     write(lay.m("d/new"), "u");
-    assert_errno(fs::remove_dir(lay.m("d")), libc::ENOTEMPTY, "rmdir with 3 entries");
+    assert_errno(
+        fs::remove_dir(lay.m("d")),
+        libc::ENOTEMPTY,
+        "rmdir with 3 entries",
+    );
     fs::remove_file(lay.m("d/new")).unwrap();
-    assert_errno(fs::remove_dir(lay.m("d")), libc::ENOTEMPTY, "rmdir with lower entries");
+    assert_errno(
+        fs::remove_dir(lay.m("d")),
+        libc::ENOTEMPTY,
+        "rmdir with lower entries",
+    );
     fs::remove_file(lay.m("d/mid")).unwrap();
-    assert_errno(fs::remove_dir(lay.m("d")), libc::ENOTEMPTY, "rmdir with a lower1 entry");
+    assert_errno(
+        fs::remove_dir(lay.m("d")),
+        libc::ENOTEMPTY,
+        "rmdir with a lower1 entry",
+    );
     fs::remove_file(lay.m("d/deep")).unwrap();
     assert_eq!(ls(lay.m("d")), Vec::<String>::new());
     fs::remove_dir(lay.m("d")).unwrap();
@@ -115,7 +145,11 @@ fn rmdir_of_non_empty_upper_dir_is_enotempty() {
     fs::create_dir(lay.m("d")).unwrap();
     write(lay.m("d/f"), "x");
     assert_errno(fs::remove_dir(lay.m("d")), libc::ENOTEMPTY, "rmdir");
-    assert_errno(fs::remove_dir(lay.m("d/f")), libc::ENOTDIR, "rmdir of a file");
+    assert_errno(
+        fs::remove_dir(lay.m("d/f")),
+        libc::ENOTDIR,
+        "rmdir of a file",
+    );
     assert_errno(fs::remove_file(lay.m("d")), libc::EISDIR, "unlink of a dir");
     fs::remove_file(lay.m("d/f")).unwrap();
     fs::remove_dir(lay.m("d")).unwrap();
@@ -251,7 +285,11 @@ fn dot_wh_opq_makes_a_directory_opaque() {
     let _m = lay.mount();
     assert_eq!(ls(lay.m("d")), strs(&["mine"]));
     assert_eq!(ls(lay.m("e")), Vec::<String>::new());
-    assert_errno(fs::metadata(lay.m("d/.wh..wh..opq")), libc::ENOENT, ".wh..wh..opq");
+    assert_errno(
+        fs::metadata(lay.m("d/.wh..wh..opq")),
+        libc::ENOENT,
+        ".wh..wh..opq",
+    );
 }
 
 #[test]

@@ -1,0 +1,179 @@
+//! Concurrency and crashes: parallel copy-ups and creates, a daemon killed in the
+//! middle of a copy-up, O_CREAT|O_EXCL over lower names and whiteouts.
+
+use crate::common::*;
+use std::fs;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::time::Duration;
+
+#[test]
+fn concurrent_writers_copy_up_one_file_once() {
+    for round in 0..5 {
+        let lay = Layout::new(1);
+        write(lay.l(0, "shared"), vec![b'.'; 8 * 4096]);
+        let _m = lay.mount();
+        std::thread::scope(|s| {
+            for i in 0..8u8 {
+                let p = lay.m("shared");
+                s.spawn(move || {
+                    let f = fs::OpenOptions::new().write(true).open(&p).unwrap();
+                    f.write_all_at(&vec![b'a' + i; 4096], i as u64 * 4096).unwrap();
+                });
+            }
+        });
+        let got = read(lay.m("shared"));
+        assert_eq!(got.len(), 8 * 4096, "round {round}: size");
+        for i in 0..8usize {
+            let block = &got[i * 4096..(i + 1) * 4096];
+            assert!(
+                block.iter().all(|b| *b == b'a' + i as u8),
+                "round {round}: block {i} lost its write (racing copy-ups?): starts {:?}",
+                String::from_utf8_lossy(&block[..16])
+            );
+        }
+    }
+}
+
+#[test]
+fn concurrent_creates_in_a_lower_directory() {
+    let lay = Layout::new(1);
+    mkdirs(lay.l(0, "a/b/c"));
+    write(lay.l(0, "a/b/c/old"), "old");
+    let _m = lay.mount();
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let lay = &lay;
+            s.spawn(move || {
+                for i in 0..250 {
+                    write(lay.m(format!("a/b/c/t{t}-{i:03}")), format!("{t}-{i}"));
+                }
+            });
+        }
+    });
+    let names = ls(lay.m("a/b/c"));
+    assert_eq!(names.len(), 1001, "entries after parallel creates");
+    assert_eq!(read_string(lay.m("a/b/c/t3-249")), "3-249");
+    assert_eq!(read_string(lay.m("a/b/c/old")), "old");
+}
+
+#[test]
+fn concurrent_mkdir_and_rmdir_of_merged_trees() {
+    let lay = Layout::new(1);
+    for t in 0..4 {
+        mkdirs(lay.l(0, format!("t{t}/x/y")));
+        write(lay.l(0, format!("t{t}/x/y/f")), "f");
+    }
+    let _m = lay.mount();
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let lay = &lay;
+            s.spawn(move || {
+                for _ in 0..20 {
+                    fs::remove_dir_all(lay.m(format!("t{t}"))).unwrap();
+                    fs::create_dir_all(lay.m(format!("t{t}/x/y"))).unwrap();
+                    write(lay.m(format!("t{t}/x/y/f")), "f");
+                }
+            });
+        }
+    });
+    for t in 0..4 {
+        assert_eq!(ls(lay.m(format!("t{t}/x/y"))), strs(&["f"]));
+    }
+}
+
+#[test]
+fn daemon_killed_during_copy_up_leaves_old_or_new_never_partial() {
+    let lay = Layout::new(1);
+    let size = 160usize << 20;
+    let data: Vec<u8> = (0..size as u32).map(|i| (i >> 12) as u8 ^ (i as u8)).collect();
+    write(lay.l(0, "big"), &data);
+    let m = lay.mount();
+    let p = lay.m("big");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .and_then(|f| f.write_all_at(b"NEW", 0));
+        let _ = tx.send(r.map_err(|e| e.to_string()));
+    });
+    // kill when the staged copy shows up in W/work (or once the write is done)
+    let w = lay.work.join("work");
+    let mut result = None;
+    wait_until(|| {
+        if let Ok(r) = rx.try_recv() {
+            result = Some(r);
+            return true;
+        }
+        fs::read_dir(&w).map(|d| d.count() > 0).unwrap_or(false)
+    });
+    for pid in fuse_daemons(&lay.mnt) {
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+    }
+    let mnt = lay.mnt.clone();
+    assert!(wait_until(|| !is_mounted(&mnt)), "mount not detached after SIGKILL");
+    if result.is_none() {
+        result = Some(
+            rx.recv_timeout(crate::common::PATIENCE)
+                .expect("the writer hung after the daemon died"),
+        );
+    }
+    m.forget();
+    let up = lay.u("big");
+    if exists(&up) {
+        let got = read(&up);
+        assert_eq!(got.len(), size, "partial copy-up in the upper");
+        let mut new = data.clone();
+        new[..3].copy_from_slice(b"NEW");
+        assert!(
+            got == data || got == new,
+            "upper holds neither the old nor the new contents"
+        );
+    }
+    assert!(read(lay.l(0, "big")) == data, "lower changed");
+    // the next mount cleans the workdir and shows a whole file
+    let m = lay.mount();
+    if w.exists() {
+        assert_eq!(ls(&w), Vec::<String>::new(), "crash leftovers not cleaned");
+    }
+    let view = read(lay.m("big"));
+    assert_eq!(view.len(), size);
+    assert!(view[3..] == data[3..], "view after the crash is corrupt");
+    m.umount();
+    let _ = result;
+    let _ = Duration::from_secs(0);
+}
+
+#[test]
+fn o_excl_create_over_lower_names_and_whiteouts() {
+    let lay = Layout::new(1);
+    write(lay.l(0, "f"), "lower");
+    write(lay.l(0, "g"), "lower");
+    let _m = lay.mount();
+    let excl = |name: &str| {
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(lay.m(name))
+            .map(|_| ())
+    };
+    assert_errno(excl("f"), libc::EEXIST, "O_EXCL over a lower file");
+    fs::remove_file(lay.m("g")).unwrap();
+    excl("g").expect("O_EXCL over a whiteout");
+    assert_eq!(read(lay.m("g")), b"");
+    excl("h").unwrap();
+    assert_errno(excl("h"), libc::EEXIST, "O_EXCL over an upper file");
+    // O_CREAT without O_TRUNC of an existing lower file opened read-only: no copy-up
+    drop(
+        fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_CREAT)
+            .open(lay.m("f"))
+            .unwrap(),
+    );
+    assert!(!exists(lay.u("f")), "O_CREAT|O_RDONLY of an existing lower file copied up");
+    assert_eq!(read_string(lay.m("f")), "lower");
+}
