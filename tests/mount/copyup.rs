@@ -4,7 +4,7 @@
 use crate::common::*;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
 
 /// A lower file with distinctive metadata. atime is in the future so that reading the
 /// lower file (relatime) does not change it.
@@ -326,6 +326,11 @@ fn parents_are_copied_up_first_with_their_own_metadata() {
     mkdirs(lay.l(0, "a"));
     chmod(lay.l(0, "a"), 0o755).unwrap();
     lchown(lay.l(0, "a"), 41, 42).unwrap();
+    let times = [("a", 1_000_000_011), ("a/b", 1_000_000_022), ("a/b/c", 1_000_000_033)];
+    for (p, t) in times {
+        let layer = if p == "a" { 0 } else { 1 };
+        lutimens(lay.l(layer, p), (t, 0), (t, 0)).unwrap();
+    }
 
     let m = lay.mount();
     let view_before: Vec<(u32, u32, u32)> = ["a", "a/b", "a/b/c"]
@@ -363,6 +368,9 @@ fn parents_are_copied_up_first_with_their_own_metadata() {
             !is_opaque(lay.u(p)),
             "copied-up parent {p} must not be opaque"
         );
+    }
+    for (p, t) in times {
+        assert_eq!(lstat(lay.u(p)).mtime(), t, "upper mtime of copied-up parent {p}");
     }
     assert_eq!(lgetxattr(lay.u("a/b"), "user.level").unwrap(), b"b");
     assert_eq!(ls(lay.u("a")), strs(&["b"]), "only the path was copied up");
@@ -496,5 +504,31 @@ fn copy_up_leaves_no_temporary_files() {
     if w.exists() {
         assert_eq!(ls(&w), Vec::<String>::new(), "staging files left in W/work");
     }
-    let _ = fs::OpenOptions::new().custom_flags(0);
+}
+
+/// A read-only fd opened before a copy-up sees the new data afterwards (kernel
+/// overlayfs does since 4.19: `tail -f` on a file that gets modified).
+#[test]
+fn fd_opened_before_copy_up_sees_the_new_data() {
+    let lay = Layout::new(1);
+    write(lay.l(0, "log"), "old contents");
+    let check = |root: &std::path::Path, who: &str| {
+        let ro = fs::File::open(root.join("log")).unwrap();
+        let mut b = [0u8; 3];
+        ro.read_exact_at(&mut b, 0).unwrap();
+        assert_eq!(&b, b"old");
+        let rw = fs::OpenOptions::new().write(true).open(root.join("log")).unwrap();
+        rw.write_all_at(b"NEW", 0).unwrap();
+        drop(rw);
+        ro.read_exact_at(&mut b, 0).unwrap();
+        assert_eq!(&b, b"NEW", "{who}: a fd opened before the copy-up reads stale data");
+    };
+    let k = lay.kernel_mount();
+    check(&k.mnt, "kernel overlayfs");
+    k.umount();
+    // start over for strata
+    fs::remove_dir_all(&lay.upper).unwrap();
+    mkdirs(&lay.upper);
+    let _m = lay.mount();
+    check(&lay.mnt, "strata");
 }

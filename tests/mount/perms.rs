@@ -449,3 +449,35 @@ fn root_mount_is_shared_by_default_with_permissions_checked() {
     assert_eq!(r.2, Err(libc::EACCES), "but permissions are checked");
     let _ = fs::Permissions::from_mode(0);
 }
+
+#[test]
+fn copy_up_by_a_group_writer_keeps_the_original_owner() {
+    let lay = layout();
+    write(lay.l(0, "shared/groupw"), "base");
+    lchown(lay.l(0, "shared/groupw"), 0, G1).unwrap();
+    chmod(lay.l(0, "shared/groupw"), 0o664).unwrap();
+    write(lay.l(0, "shared/a-owned"), "a");
+    lchown(lay.l(0, "shared/a-owned"), A, A).unwrap();
+    let m = lay.mount_with("allow_other");
+    as_user(&Creds::user(B, B).groups(&[G1]), || {
+        fs::OpenOptions::new()
+            .append(true)
+            .open(lay.m("shared/groupw"))
+            .unwrap()
+            .write_all(b"+b")
+            .unwrap();
+    });
+    let r = as_user(&Creds::user(A, A), || e(fs::remove_file(lay.m("shared/a-owned"))));
+    assert_eq!(r, Ok(()));
+    let st = lstat(lay.m("shared/groupw"));
+    assert_eq!((st.uid(), st.gid(), st.mode() & 0o7777), (0, G1, 0o664), "view after copy-up");
+    m.umount();
+    let st = lstat(lay.u("shared/groupw"));
+    assert_eq!(
+        (st.uid(), st.gid(), st.mode() & 0o7777),
+        (0, G1, 0o664),
+        "a copy-up made for B must keep root:G1 as owner"
+    );
+    assert_eq!(read_string(lay.u("shared/groupw")), "base+b");
+    assert!(is_whiteout(lay.u("shared/a-owned")), "unlink by a non-root owner leaves a whiteout");
+}

@@ -365,3 +365,75 @@ fn empty_and_root_directories_list_dot_entries_once() {
         assert_eq!(dots, vec![".", ".."], "dot entries in {}", d.display());
     }
 }
+
+#[test]
+fn rm_rf_of_a_big_merged_directory() {
+    // rm -r reads a little, unlinks what it read, reads on from the same offset.
+    let (lay, _want) = big_merged_layout();
+    let _m = lay.mount();
+    fs::remove_dir_all(lay.m("big")).expect("rm -rf of a 5,000 entry merged directory");
+    assert_errno(fs::metadata(lay.m("big")), libc::ENOENT, "big after rm -rf");
+}
+
+#[test]
+fn entries_not_removed_during_a_listing_are_listed_exactly_once() {
+    let (lay, want) = big_merged_layout();
+    let _m = lay.mount();
+    let dir = lay.m("big");
+    let f = open_dir(&dir);
+    let fd = f.as_raw_fd();
+    let mut seen: Vec<String> = Vec::new();
+    let mut removed = BTreeSet::new();
+    let mut created = BTreeSet::new();
+    let mut round = 0;
+    loop {
+        let chunk = getdents(fd, 1024);
+        if chunk.is_empty() {
+            break;
+        }
+        for d in &chunk {
+            if d.name == "." || d.name == ".." {
+                continue;
+            }
+            seen.push(d.name.clone());
+        }
+        // remove every second name just read, and a few not yet read; add new ones
+        for (i, d) in chunk.iter().enumerate() {
+            if i % 2 == 0 && d.name.starts_with("entry") && !removed.contains(&d.name) {
+                let p = dir.join(&d.name);
+                if lstat(&p).is_dir() {
+                    fs::remove_dir(&p).unwrap();
+                } else {
+                    fs::remove_file(&p).unwrap();
+                }
+                removed.insert(d.name.clone());
+            }
+        }
+        round += 1;
+        let n = format!("new-{round:05}");
+        write(dir.join(&n), "");
+        created.insert(n);
+    }
+    let mut counts = BTreeMap::new();
+    for n in &seen {
+        *counts.entry(n.clone()).or_insert(0) += 1;
+    }
+    let dups: Vec<_> = counts.iter().filter(|(_, c)| **c > 1).take(10).collect();
+    assert!(dups.is_empty(), "listed twice during a listing with changes: {dups:?}");
+    let missing: Vec<_> = want
+        .iter()
+        .filter(|n| !removed.contains(*n) && !counts.contains_key(*n))
+        .take(10)
+        .collect();
+    assert!(missing.is_empty(), "entries never removed were skipped: {missing:?}");
+    let bogus: Vec<_> = counts
+        .keys()
+        .filter(|n| !want.contains(*n) && !created.contains(*n))
+        .take(10)
+        .collect();
+    assert!(bogus.is_empty(), "names that never existed: {bogus:?}");
+    // and a fresh listing is exact
+    let mut now: BTreeSet<String> = want.difference(&removed).cloned().collect();
+    now.extend(created.iter().cloned());
+    assert_eq!(ls(&dir).into_iter().collect::<BTreeSet<_>>(), now);
+}
