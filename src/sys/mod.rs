@@ -51,7 +51,15 @@ pub fn open_beneath(dir: BorrowedFd, path: &Path, flags: i32, mode: u32) -> io::
     };
     let c = cstr(rel)?;
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (flags | libc::O_CLOEXEC | libc::O_NOFOLLOW) as u64;
+    // O_NOFOLLOW|O_PATH would hand back an fd of a trailing symlink (and *at()
+    // calls relative to it follow it): leave O_NOFOLLOW out for O_PATH, so
+    // RESOLVE_NO_SYMLINKS refuses a trailing symlink with ELOOP.
+    let nofollow = if flags & libc::O_PATH != 0 {
+        0
+    } else {
+        libc::O_NOFOLLOW
+    };
+    how.flags = (flags | libc::O_CLOEXEC | nofollow) as u64;
     how.mode = if flags & (libc::O_CREAT | libc::O_TMPFILE) != 0 {
         mode as u64
     } else {
@@ -73,7 +81,10 @@ pub fn open_beneath(dir: BorrowedFd, path: &Path, flags: i32, mode: u32) -> io::
             // openat2 returns EAGAIN when a concurrent rename raced the walk.
             Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => continue,
             // A symlink met on the way: to us it is "not a directory" or "not there".
-            Err(e) if e.raw_os_error() == Some(libc::ELOOP) && flags & libc::O_DIRECTORY != 0 => {
+            Err(e)
+                if e.raw_os_error() == Some(libc::ELOOP)
+                    && flags & (libc::O_DIRECTORY | libc::O_PATH) != 0 =>
+            {
                 return Err(io::Error::from_raw_os_error(libc::ENOTDIR))
             }
             Err(e) => return Err(e),

@@ -21,8 +21,18 @@ use std::time::SystemTime;
 /// Flags for opening a backing file on behalf of an open(2) through the mount.
 /// O_DIRECT is dropped (the kernel does its own direct I/O through FUSE and
 /// our buffers are not aligned); creation flags are handled by the caller.
+/// Only flags openat2 knows pass: it rejects unknown bits (such as the
+/// kernel's internal __FMODE_EXEC, which exec's open carries).
 pub fn backing_flags(flags: i32) -> i32 {
-    flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY | libc::O_DIRECT)
+    let keep = libc::O_ACCMODE
+        | libc::O_APPEND
+        | libc::O_NONBLOCK
+        | libc::O_DSYNC
+        | libc::O_SYNC
+        | libc::O_NOATIME
+        | libc::O_LARGEFILE
+        | libc::O_TRUNC;
+    flags & keep
 }
 
 fn errno(e: i32) -> Errno {
@@ -81,7 +91,9 @@ impl fuser::Filesystem for StrataFs {
             | InitFlags::FUSE_READDIRPLUS_AUTO
             | InitFlags::FUSE_ATOMIC_O_TRUNC
             | InitFlags::FUSE_EXPORT_SUPPORT
-            | InitFlags::FUSE_CACHE_SYMLINKS;
+            | InitFlags::FUSE_CACHE_SYMLINKS
+            // The kernel enforces ACLs from system.posix_acl_* (cached per inode).
+            | InitFlags::FUSE_POSIX_ACL;
         let _ = config.add_capabilities(wanted & config.capabilities());
         let _ = config.set_max_write(1 << 20);
         log::info!(

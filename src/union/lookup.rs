@@ -8,6 +8,7 @@ use super::{err, At, OpResult, Union};
 use crate::sys::{self, Stat};
 use std::ffi::OsStr;
 use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -99,6 +100,10 @@ impl Union {
     /// Resolves `name` in the merged directory `parent`. Ok(None): not there
     /// (with `upper_whiteout` reported through the second value).
     pub fn resolve(&self, parent: &Node, name: &OsStr) -> OpResult<(Option<Resolved>, bool)> {
+        // aufs whiteouts and opaque markers are bookkeeping: never visible.
+        if name.as_bytes().starts_with(ovl::WH_PREFIX) {
+            return Ok((None, false));
+        }
         self.resolve_from(parent, name, true)
     }
 

@@ -151,6 +151,10 @@ impl Union {
         if name.len() > 255 {
             return Err(libc::ENAMETOOLONG);
         }
+        if name.as_bytes().starts_with(ovl::WH_PREFIX) {
+            // Such a name would read back as a whiteout (aufs refuses it too).
+            return Err(libc::EPERM);
+        }
         match self.resolve(parent, name)?.0 {
             Some(_) => Err(libc::EEXIST),
             None => Ok(()),
@@ -431,6 +435,25 @@ impl Union {
             }
         }
         let src_lower = self.lower_has(parent, name)?;
+        let dst_upper = sys::stat_at_opt(dstdir.fd.as_fd(), newname).map_err(err)?;
+        if src.is_dir() && dst_upper.as_ref().is_some_and(sys::is_whiteout_stat) {
+            // A directory can't replace a whiteout (a device node): swap the
+            // two, then the whiteout stays behind at the old name if needed.
+            sys::rename_at(
+                srcdir.fd.as_fd(),
+                name,
+                dstdir.fd.as_fd(),
+                newname,
+                libc::RENAME_EXCHANGE,
+            )
+            .map_err(err)?;
+            if !src_lower {
+                sys::unlink_at(srcdir.fd.as_fd(), name, false).map_err(err)?;
+            }
+            return self.finish_rename(
+                parent, name, src_node, src, newparent, newname, dst_lower, victim, &dstdir,
+            );
+        }
         let mut flags = 0;
         if src_lower {
             flags |= libc::RENAME_WHITEOUT;
@@ -448,6 +471,27 @@ impl Union {
             }
             Err(e) => return Err(err(e)),
         }
+        self.finish_rename(
+            parent, name, src_node, src, newparent, newname, dst_lower, victim, &dstdir,
+        )
+    }
+
+    /// After the move: hide the destination's lower objects under a plain
+    /// upper directory, drop an aufs whiteout, and update the inode table.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_rename(
+        &self,
+        parent: &Arc<Node>,
+        name: &OsStr,
+        src_node: &Arc<Node>,
+        src: &Resolved,
+        newparent: &Arc<Node>,
+        newname: &OsStr,
+        dst_lower: bool,
+        victim: Option<Arc<Node>>,
+        dstdir: &UpperDir,
+    ) -> OpResult<()> {
+        let src_has_lowers = src.is_dir() && !src.lowers.is_empty();
         if src.is_dir() && !src_has_lowers && dst_lower {
             self.set_xattr_mark(dstdir.fd.as_fd(), newname, "opaque", b"y")?;
         }
