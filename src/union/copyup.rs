@@ -48,7 +48,18 @@ impl Union {
         let path = self.path(node)?;
         let src = At::open(self.lower_fd(lower.layer), &lower.path).map_err(err)?;
         let dst_parent = At::open(self.upper_fd()?, &path).map_err(err)?;
+        // Copy-up is not a change the user made to the parent: keep its times
+        // (as the kernel does).
+        let parent_times = sys::fstat(dst_parent.dir()).ok();
         let real_ino = self.copy_object(&src, dst_parent.dir(), &dst_parent.name, data, false)?;
+        if let Some(pst) = parent_times {
+            let _ = sys::utimens_at(
+                dst_parent.dir(),
+                OsStr::new(""),
+                Some(sys::timespec(pst.st_atime, pst.st_atime_nsec)),
+                Some(sys::timespec(pst.st_mtime, pst.st_mtime_nsec)),
+            );
+        }
         self.inodes.record_copy_up(real_ino, node.ino);
         node.state().upper = true;
         self.inodes.rekey(node, Key::Upper(real_ino));

@@ -458,10 +458,12 @@ impl fuser::Filesystem for StrataFs {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         log::debug!("opendir {}", ino.0);
-        match self.union.node(ino.0).and_then(|n| self.union.list_dir(&n)) {
-            Ok(items) => {
+        match self.union.node(ino.0) {
+            Ok(n) if n.is_dir() => {
+                // The listing is made at the first readdir: when the kernel
+                // answers from its cached listing, no readdir comes at all.
                 let fh = self.union.handles.insert(Handle::Dir {
-                    items: std::sync::Mutex::new(Some(items)),
+                    items: std::sync::Mutex::new(None),
                 });
                 // The kernel may keep the listing: every change comes through us
                 // and invalidates it.
@@ -470,6 +472,7 @@ impl fuser::Filesystem for StrataFs {
                     FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
                 );
             }
+            Ok(_) => reply.error(errno(libc::ENOTDIR)),
             Err(e) => reply.error(errno(e)),
         }
     }
@@ -490,7 +493,7 @@ impl fuser::Filesystem for StrataFs {
             return reply.error(errno(libc::EBADF));
         };
         let mut items = items.lock().unwrap_or_else(|p| p.into_inner());
-        if offset == 0 {
+        if offset == 0 || items.is_none() {
             // A rewind shows the directory as it is now.
             match self.union.node(ino.0).and_then(|n| self.union.list_dir(&n)) {
                 Ok(fresh) => *items = Some(fresh),
@@ -526,13 +529,14 @@ impl fuser::Filesystem for StrataFs {
             Err(e) => return reply.error(errno(e)),
         };
         let mut items = items.lock().unwrap_or_else(|p| p.into_inner());
-        if offset == 0 {
+        if offset == 0 || items.is_none() {
             match self.union.list_dir(&dir) {
                 Ok(fresh) => *items = Some(fresh),
                 Err(e) => return reply.error(errno(e)),
             }
         }
         let list = items.as_deref().unwrap_or(&[]);
+        let mut layer_dirs = super::lookup::LayerDirs::default();
         for (i, item) in list.iter().enumerate().skip(offset as usize) {
             let next = (i + 1) as u64;
             if item.name == "." || item.name == ".." {
@@ -551,7 +555,7 @@ impl fuser::Filesystem for StrataFs {
                 continue;
             }
             // Each entry is a lookup: the kernel takes a reference on the node.
-            let Ok((node, r)) = self.union.lookup_node(&dir, &item.name) else {
+            let Ok((node, r)) = self.union.lookup_listed(&dir, item, &mut layer_dirs) else {
                 continue;
             };
             let attr = self.union.attr_of(&node, &r.stat);

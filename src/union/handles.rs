@@ -11,6 +11,9 @@ pub struct DirItem {
     pub name: std::ffi::OsString,
     pub ino: u64,
     pub kind: fuser::FileType,
+    /// Where the entry shows from: None for the upper (or "." and ".."),
+    /// Some(i) for lower layer i.
+    pub layer: Option<usize>,
 }
 
 pub enum Handle {

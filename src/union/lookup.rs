@@ -282,3 +282,74 @@ pub fn identity_key(parent: &Node, name: &OsStr, r: &Resolved) -> Key {
         Key::Lower(parent.id, name.to_os_string())
     }
 }
+
+/// Directory fds of one merged directory in each layer, opened on first use
+/// and shared by the entries of one readdirplus batch.
+#[derive(Default)]
+pub struct LayerDirs {
+    upper: Option<std::os::fd::OwnedFd>,
+    lowers: std::collections::HashMap<usize, std::os::fd::OwnedFd>,
+}
+
+impl Union {
+    /// Looks up an entry of a listing made by `list_dir`. A non-directory is
+    /// known to come from the layer it was listed in (the topmost one), so a
+    /// single stat there resolves it; anything else takes the full walk.
+    pub fn lookup_listed(
+        &self,
+        dir: &Arc<Node>,
+        item: &super::handles::DirItem,
+        dirs: &mut LayerDirs,
+    ) -> OpResult<(Arc<Node>, Resolved)> {
+        if matches!(item.kind, fuser::FileType::Directory) {
+            return self.lookup_node(dir, &item.name);
+        }
+        let (fd, lower_path) = match item.layer {
+            None => {
+                if dirs.upper.is_none() {
+                    let path = self.path(dir)?;
+                    dirs.upper = Some(sys::open_dir_path(self.upper_fd()?, &path).map_err(err)?);
+                }
+                (dirs.upper.as_ref().map(|f| f.as_fd()), None)
+            }
+            Some(layer) => {
+                let lpath = dir
+                    .state()
+                    .lowers
+                    .iter()
+                    .find(|l| l.layer == layer)
+                    .map(|l| l.path.clone());
+                let Some(lpath) = lpath else {
+                    return self.lookup_node(dir, &item.name);
+                };
+                if let std::collections::hash_map::Entry::Vacant(v) = dirs.lowers.entry(layer) {
+                    v.insert(sys::open_dir_path(self.lower_fd(layer), &lpath).map_err(err)?);
+                }
+                (
+                    dirs.lowers.get(&layer).map(|f| f.as_fd()),
+                    Some((layer, lpath)),
+                )
+            }
+        };
+        let Some(fd) = fd else {
+            return self.lookup_node(dir, &item.name);
+        };
+        let st = match sys::stat_at_opt(fd, &item.name).map_err(err)? {
+            Some(st) if !sys::is_dir(&st) && !sys::is_whiteout_stat(&st) => st,
+            _ => return self.lookup_node(dir, &item.name),
+        };
+        let r = Resolved {
+            stat: st,
+            upper: lower_path.is_none(),
+            lowers: lower_path
+                .map(|(layer, p)| {
+                    vec![LowerLoc {
+                        layer,
+                        path: p.join(&item.name),
+                    }]
+                })
+                .unwrap_or_default(),
+        };
+        Ok((self.node_for(dir, &item.name, &r), r))
+    }
+}

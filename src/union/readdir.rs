@@ -85,11 +85,13 @@ impl Union {
                 name: ".".into(),
                 ino: node.ino,
                 kind: FileType::Directory,
+                layer: None,
             },
             DirItem {
                 name: "..".into(),
                 ino: self.inodes.get(parent).map(|p| p.ino).unwrap_or(node.ino),
                 kind: FileType::Directory,
+                layer: None,
             },
         ];
         let mut seen: HashSet<OsString> = HashSet::new();
@@ -105,6 +107,7 @@ impl Union {
                     ino: self.inodes.upper_ino(e.ino),
                     kind: dtype_to_kind(e.d_type),
                     name: e.name.clone(),
+                    layer: None,
                 });
                 seen.insert(e.name);
             }
@@ -128,6 +131,7 @@ impl Union {
                     ino: pack_ino(l.layer + 1, e.ino),
                     kind: dtype_to_kind(e.d_type),
                     name: e.name.clone(),
+                    layer: Some(l.layer),
                 });
                 if multi_layer {
                     seen.insert(e.name);
