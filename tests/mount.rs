@@ -15,6 +15,8 @@ mod badinput;
 mod basic;
 #[path = "mount/copyup.rs"]
 mod copyup;
+#[path = "mount/edge.rs"]
+mod edge;
 #[path = "mount/inodes.rs"]
 mod inodes;
 #[path = "mount/interop.rs"]

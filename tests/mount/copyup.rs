@@ -326,7 +326,11 @@ fn parents_are_copied_up_first_with_their_own_metadata() {
     mkdirs(lay.l(0, "a"));
     chmod(lay.l(0, "a"), 0o755).unwrap();
     lchown(lay.l(0, "a"), 41, 42).unwrap();
-    let times = [("a", 1_000_000_011), ("a/b", 1_000_000_022), ("a/b/c", 1_000_000_033)];
+    let times = [
+        ("a", 1_000_000_011),
+        ("a/b", 1_000_000_022),
+        ("a/b/c", 1_000_000_033),
+    ];
     for (p, t) in times {
         let layer = if p == "a" { 0 } else { 1 };
         lutimens(lay.l(layer, p), (t, 0), (t, 0)).unwrap();
@@ -370,7 +374,11 @@ fn parents_are_copied_up_first_with_their_own_metadata() {
         );
     }
     for (p, t) in times {
-        assert_eq!(lstat(lay.u(p)).mtime(), t, "upper mtime of copied-up parent {p}");
+        assert_eq!(
+            lstat(lay.u(p)).mtime(),
+            t,
+            "upper mtime of copied-up parent {p}"
+        );
     }
     assert_eq!(lgetxattr(lay.u("a/b"), "user.level").unwrap(), b"b");
     assert_eq!(ls(lay.u("a")), strs(&["b"]), "only the path was copied up");
@@ -517,11 +525,17 @@ fn fd_opened_before_copy_up_sees_the_new_data() {
         let mut b = [0u8; 3];
         ro.read_exact_at(&mut b, 0).unwrap();
         assert_eq!(&b, b"old");
-        let rw = fs::OpenOptions::new().write(true).open(root.join("log")).unwrap();
+        let rw = fs::OpenOptions::new()
+            .write(true)
+            .open(root.join("log"))
+            .unwrap();
         rw.write_all_at(b"NEW", 0).unwrap();
         drop(rw);
         ro.read_exact_at(&mut b, 0).unwrap();
-        assert_eq!(&b, b"NEW", "{who}: a fd opened before the copy-up reads stale data");
+        assert_eq!(
+            &b, b"NEW",
+            "{who}: a fd opened before the copy-up reads stale data"
+        );
     };
     let k = lay.kernel_mount();
     check(&k.mnt, "kernel overlayfs");

@@ -236,3 +236,30 @@ fn rust_log_debug_logs_to_stderr_in_foreground() {
     );
     fg.guard.take().unwrap().forget();
 }
+
+#[test]
+fn busy_mount_umount_fails_and_lazy_umount_detaches() {
+    let lay = Layout::new(1);
+    write(lay.l(0, "f"), "still readable");
+    let m = lay.mount();
+    let mut f = fs::File::open(lay.m("f")).unwrap();
+    let out = run(strata().arg("umount").arg(&lay.mnt));
+    assert!(!out.ok(), "strata umount of a busy mount succeeded");
+    assert!(is_mounted(&lay.mnt), "a failed umount must leave the mount alone");
+    assert_eq!(read_string(lay.m("f")), "still readable");
+    let out = run(strata().arg("umount").arg("-l").arg(&lay.mnt));
+    assert!(out.ok(), "strata umount -l: {}", out.stderr);
+    assert!(!is_mounted(&lay.mnt), "umount -l must detach at once");
+    let mut s = String::new();
+    use std::io::Read;
+    f.read_to_string(&mut s).unwrap();
+    assert_eq!(s, "still readable", "open file after a lazy umount");
+    drop(f);
+    let mnt = lay.mnt.clone();
+    assert!(
+        wait_until(|| procs_with_arg(&mnt).is_empty()),
+        "daemon still running after the last user of a lazily unmounted mount left: {:?}",
+        procs_with_arg(&mnt)
+    );
+    m.forget();
+}

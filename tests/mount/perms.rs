@@ -467,10 +467,16 @@ fn copy_up_by_a_group_writer_keeps_the_original_owner() {
             .write_all(b"+b")
             .unwrap();
     });
-    let r = as_user(&Creds::user(A, A), || e(fs::remove_file(lay.m("shared/a-owned"))));
+    let r = as_user(&Creds::user(A, A), || {
+        e(fs::remove_file(lay.m("shared/a-owned")))
+    });
     assert_eq!(r, Ok(()));
     let st = lstat(lay.m("shared/groupw"));
-    assert_eq!((st.uid(), st.gid(), st.mode() & 0o7777), (0, G1, 0o664), "view after copy-up");
+    assert_eq!(
+        (st.uid(), st.gid(), st.mode() & 0o7777),
+        (0, G1, 0o664),
+        "view after copy-up"
+    );
     m.umount();
     let st = lstat(lay.u("shared/groupw"));
     assert_eq!(
@@ -479,5 +485,8 @@ fn copy_up_by_a_group_writer_keeps_the_original_owner() {
         "a copy-up made for B must keep root:G1 as owner"
     );
     assert_eq!(read_string(lay.u("shared/groupw")), "base+b");
-    assert!(is_whiteout(lay.u("shared/a-owned")), "unlink by a non-root owner leaves a whiteout");
+    assert!(
+        is_whiteout(lay.u("shared/a-owned")),
+        "unlink by a non-root owner leaves a whiteout"
+    );
 }

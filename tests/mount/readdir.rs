@@ -419,13 +419,19 @@ fn entries_not_removed_during_a_listing_are_listed_exactly_once() {
         *counts.entry(n.clone()).or_insert(0) += 1;
     }
     let dups: Vec<_> = counts.iter().filter(|(_, c)| **c > 1).take(10).collect();
-    assert!(dups.is_empty(), "listed twice during a listing with changes: {dups:?}");
+    assert!(
+        dups.is_empty(),
+        "listed twice during a listing with changes: {dups:?}"
+    );
     let missing: Vec<_> = want
         .iter()
         .filter(|n| !removed.contains(*n) && !counts.contains_key(*n))
         .take(10)
         .collect();
-    assert!(missing.is_empty(), "entries never removed were skipped: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "entries never removed were skipped: {missing:?}"
+    );
     let bogus: Vec<_> = counts
         .keys()
         .filter(|n| !want.contains(*n) && !created.contains(*n))

@@ -17,7 +17,8 @@ fn concurrent_writers_copy_up_one_file_once() {
                 let p = lay.m("shared");
                 s.spawn(move || {
                     let f = fs::OpenOptions::new().write(true).open(&p).unwrap();
-                    f.write_all_at(&vec![b'a' + i; 4096], i as u64 * 4096).unwrap();
+                    f.write_all_at(&vec![b'a' + i; 4096], i as u64 * 4096)
+                        .unwrap();
                 });
             }
         });
@@ -85,7 +86,9 @@ fn concurrent_mkdir_and_rmdir_of_merged_trees() {
 fn daemon_killed_during_copy_up_leaves_old_or_new_never_partial() {
     let lay = Layout::new(1);
     let size = 160usize << 20;
-    let data: Vec<u8> = (0..size as u32).map(|i| (i >> 12) as u8 ^ (i as u8)).collect();
+    let data: Vec<u8> = (0..size as u32)
+        .map(|i| (i >> 12) as u8 ^ (i as u8))
+        .collect();
     write(lay.l(0, "big"), &data);
     let m = lay.mount();
     let p = lay.m("big");
@@ -113,7 +116,10 @@ fn daemon_killed_during_copy_up_leaves_old_or_new_never_partial() {
         }
     }
     let mnt = lay.mnt.clone();
-    assert!(wait_until(|| !is_mounted(&mnt)), "mount not detached after SIGKILL");
+    assert!(
+        wait_until(|| !is_mounted(&mnt)),
+        "mount not detached after SIGKILL"
+    );
     if result.is_none() {
         result = Some(
             rx.recv_timeout(crate::common::PATIENCE)
@@ -174,6 +180,9 @@ fn o_excl_create_over_lower_names_and_whiteouts() {
             .open(lay.m("f"))
             .unwrap(),
     );
-    assert!(!exists(lay.u("f")), "O_CREAT|O_RDONLY of an existing lower file copied up");
+    assert!(
+        !exists(lay.u("f")),
+        "O_CREAT|O_RDONLY of an existing lower file copied up"
+    );
     assert_eq!(read_string(lay.m("f")), "lower");
 }

@@ -97,7 +97,10 @@ pub fn errname(e: i32) -> String {
 #[track_caller]
 pub fn assert_errno<T: std::fmt::Debug>(r: io::Result<T>, expected: i32, what: &str) {
     match r {
-        Ok(v) => panic!("{what}: expected {}, but it succeeded ({v:?})", errname(expected)),
+        Ok(v) => panic!(
+            "{what}: expected {}, but it succeeded ({v:?})",
+            errname(expected)
+        ),
         Err(e) => {
             let got = e.raw_os_error().unwrap_or(-1);
             assert_eq!(
@@ -115,7 +118,10 @@ pub fn assert_errno<T: std::fmt::Debug>(r: io::Result<T>, expected: i32, what: &
 pub fn assert_ok<T>(r: io::Result<T>, what: &str) -> T {
     match r {
         Ok(v) => v,
-        Err(e) => panic!("{what}: expected success, got {} ({e})", errname(e.raw_os_error().unwrap_or(-1))),
+        Err(e) => panic!(
+            "{what}: expected success, got {} ({e})",
+            errname(e.raw_os_error().unwrap_or(-1))
+        ),
     }
 }
 
@@ -140,7 +146,8 @@ impl Fd {
             .map(|n| n as usize)
     }
     pub fn write(&self, data: &[u8]) -> io::Result<usize> {
-        cvt(unsafe { libc::write(self.0, data.as_ptr() as *const _, data.len()) }).map(|n| n as usize)
+        cvt(unsafe { libc::write(self.0, data.as_ptr() as *const _, data.len()) })
+            .map(|n| n as usize)
     }
     pub fn pread(&self, len: usize, off: i64) -> io::Result<Vec<u8>> {
         let mut b = vec![0u8; len];
@@ -210,7 +217,14 @@ pub fn rename(a: &Path, b: &Path) -> io::Result<()> {
 pub fn renameat2(a: &Path, b: &Path, flags: u32) -> io::Result<()> {
     let (a, b) = (cstr(a), cstr(b));
     cvt(unsafe {
-        libc::syscall(libc::SYS_renameat2, libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), flags)
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            flags,
+        )
     })
     .map(drop)
 }
@@ -248,8 +262,14 @@ pub const UTIME_OMIT: i64 = (1 << 30) - 2;
 pub fn utimensat(p: &Path, a: (i64, i64), m: (i64, i64), flags: i32) -> io::Result<()> {
     let c = cstr(p);
     let ts = [
-        libc::timespec { tv_sec: a.0, tv_nsec: a.1 },
-        libc::timespec { tv_sec: m.0, tv_nsec: m.1 },
+        libc::timespec {
+            tv_sec: a.0,
+            tv_nsec: a.1,
+        },
+        libc::timespec {
+            tv_sec: m.0,
+            tv_nsec: m.1,
+        },
     ];
     cvt(unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), ts.as_ptr(), flags) }).map(drop)
 }
@@ -261,7 +281,13 @@ pub fn utimes_null(p: &Path) -> io::Result<()> {
 pub fn lsetxattr(p: &Path, name: &str, value: &[u8], flags: i32) -> io::Result<()> {
     let (c, n) = (cstr(p), CString::new(name).unwrap());
     cvt(unsafe {
-        libc::lsetxattr(c.as_ptr(), n.as_ptr(), value.as_ptr() as *const _, value.len(), flags)
+        libc::lsetxattr(
+            c.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr() as *const _,
+            value.len(),
+            flags,
+        )
     })
     .map(drop)
 }
@@ -269,7 +295,12 @@ pub fn lgetxattr(p: &Path, name: &str) -> io::Result<Vec<u8>> {
     let (c, n) = (cstr(p), CString::new(name).unwrap());
     let mut buf = vec![0u8; 65536];
     let r = cvt(unsafe {
-        libc::lgetxattr(c.as_ptr(), n.as_ptr(), buf.as_mut_ptr() as *mut _, buf.len())
+        libc::lgetxattr(
+            c.as_ptr(),
+            n.as_ptr(),
+            buf.as_mut_ptr() as *mut _,
+            buf.len(),
+        )
     })?;
     buf.truncate(r as usize);
     Ok(buf)
@@ -332,9 +363,21 @@ pub fn as_user<T: Send + 'static>(
     let groups = groups.to_vec();
     std::thread::spawn(move || {
         unsafe {
-            assert_eq!(libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()), 0, "setgroups");
-            assert_eq!(libc::syscall(libc::SYS_setresgid, gid, gid, gid), 0, "setresgid");
-            assert_eq!(libc::syscall(libc::SYS_setresuid, uid, uid, uid), 0, "setresuid");
+            assert_eq!(
+                libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()),
+                0,
+                "setgroups"
+            );
+            assert_eq!(
+                libc::syscall(libc::SYS_setresgid, gid, gid, gid),
+                0,
+                "setresgid"
+            );
+            assert_eq!(
+                libc::syscall(libc::SYS_setresuid, uid, uid, uid),
+                0,
+                "setresuid"
+            );
         }
         f()
     })
@@ -345,13 +388,19 @@ pub fn as_user<T: Send + 'static>(
 pub fn user_id(name: &str) -> (u32, u32) {
     let c = CString::new(name).unwrap();
     let pw = unsafe { libc::getpwnam(c.as_ptr()) };
-    assert!(!pw.is_null(), "user {name} missing: run scripts/setup as root");
+    assert!(
+        !pw.is_null(),
+        "user {name} missing: run scripts/setup as root"
+    );
     unsafe { ((*pw).pw_uid, (*pw).pw_gid) }
 }
 pub fn group_id(name: &str) -> u32 {
     let c = CString::new(name).unwrap();
     let gr = unsafe { libc::getgrnam(c.as_ptr()) };
-    assert!(!gr.is_null(), "group {name} missing: run scripts/setup as root");
+    assert!(
+        !gr.is_null(),
+        "group {name} missing: run scripts/setup as root"
+    );
     unsafe { (*gr).gr_gid }
 }
 
@@ -370,7 +419,9 @@ pub fn mountinfo_points() -> Vec<PathBuf> {
             let mut i = 0;
             while i < b.len() {
                 if b[i] == b'\\' && i + 4 <= b.len() {
-                    if let Ok(v) = u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 4]).unwrap_or("x"), 8) {
+                    if let Ok(v) =
+                        u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 4]).unwrap_or("x"), 8)
+                    {
                         out.push(v);
                         i += 4;
                         continue;
@@ -397,7 +448,12 @@ pub fn wait_until(mut f: impl FnMut() -> bool) -> bool {
     false
 }
 pub fn lazy_umount(p: &Path) {
-    let _ = Command::new("umount").arg("-l").arg(p).stdout(Stdio::null()).stderr(Stdio::null()).status();
+    let _ = Command::new("umount")
+        .arg("-l")
+        .arg(p)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 fn cmdline(pid: i32) -> Vec<Vec<u8>> {
@@ -409,11 +465,17 @@ fn cmdline(pid: i32) -> Vec<Vec<u8>> {
         .collect()
 }
 fn comm(pid: i32) -> String {
-    fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().to_string()
+    fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }
 fn alive(pid: i32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s.rsplit_once(") ").map(|(_, r)| r.starts_with('Z')).unwrap_or(true),
+        Ok(s) => !s
+            .rsplit_once(") ")
+            .map(|(_, r)| r.starts_with('Z'))
+            .unwrap_or(true),
         Err(_) => false,
     }
 }
@@ -423,7 +485,9 @@ pub fn procs_for(mnt: &Path, want_comm: &str) -> Vec<i32> {
     let want = mnt.as_os_str().as_bytes();
     let mut v = Vec::new();
     for e in fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
         if pid == me || !alive(pid) {
             continue;
         }
@@ -443,7 +507,9 @@ pub fn proc_usage(pid: i32) -> (u64, usize) {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let fds = fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0);
+    let fds = fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0);
     (rss, fds)
 }
 
@@ -479,14 +545,17 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         let root = self.path().to_path_buf();
-        let mut ms: Vec<PathBuf> = mountinfo_points().into_iter().filter(|m| m.starts_with(&root)).collect();
+        let mut ms: Vec<PathBuf> = mountinfo_points()
+            .into_iter()
+            .filter(|m| m.starts_with(&root))
+            .collect();
         ms.reverse();
         for m in ms {
             lazy_umount(&m);
         }
         // Whiteouts and immutable-free trees: remove_dir_all is fine as root.
         if let Some(t) = self.tmp.take() {
-            let p = t.into_path();
+            let p = t.keep();
             let _ = fs::remove_dir_all(&p);
         }
     }
@@ -503,7 +572,8 @@ pub struct Strata {
 impl Strata {
     /// `strata mount -o OPTS MNT` (background). Panics when it fails.
     pub fn mount(opts: &str, mnt: &Path) -> Strata {
-        Self::try_mount(opts, mnt).unwrap_or_else(|e| panic!("strata mount -o {opts} {}: {e}", mnt.display()))
+        Self::try_mount(opts, mnt)
+            .unwrap_or_else(|e| panic!("strata mount -o {opts} {}: {e}", mnt.display()))
     }
     pub fn try_mount(opts: &str, mnt: &Path) -> Result<Strata, String> {
         let out = Command::new(STRATA)
@@ -515,12 +585,21 @@ impl Strata {
             .output()
             .map_err(|e| e.to_string())?;
         if !out.status.success() {
-            return Err(format!("{}: {}", out.status, String::from_utf8_lossy(&out.stderr)));
+            return Err(format!(
+                "{}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ));
         }
         if statfs_type(mnt) != Some(FUSE_SUPER_MAGIC) {
             return Err("mount command returned but the mount is not live".into());
         }
-        Ok(Strata { mnt: mnt.to_path_buf(), opts: opts.to_string(), child: None, unmounted: false })
+        Ok(Strata {
+            mnt: mnt.to_path_buf(),
+            opts: opts.to_string(),
+            child: None,
+            unmounted: false,
+        })
     }
     /// `strata mount -f` as our own child (we know its pid).
     pub fn mount_foreground(opts: &str, mnt: &Path) -> Strata {
@@ -532,7 +611,12 @@ impl Strata {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn strata mount -f");
-        let mut s = Strata { mnt: mnt.to_path_buf(), opts: opts.to_string(), child: Some(child), unmounted: false };
+        let mut s = Strata {
+            mnt: mnt.to_path_buf(),
+            opts: opts.to_string(),
+            child: Some(child),
+            unmounted: false,
+        };
         let ok = wait_until(|| {
             if let Some(c) = s.child.as_mut() {
                 if let Ok(Some(st)) = c.try_wait() {
@@ -550,7 +634,11 @@ impl Strata {
             return c.id() as i32;
         }
         let v = procs_for(&self.mnt, "strata");
-        assert!(!v.is_empty(), "no strata daemon found for {}", self.mnt.display());
+        assert!(
+            !v.is_empty(),
+            "no strata daemon found for {}",
+            self.mnt.display()
+        );
         *v.iter().max().unwrap()
     }
     /// SIGKILLs the daemon and waits until the mount point is free again.
@@ -565,7 +653,10 @@ impl Strata {
         if !gone {
             lazy_umount(&self.mnt);
         }
-        assert!(wait_until(|| !is_mounted(&self.mnt)), "mount still there after SIGKILL");
+        assert!(
+            wait_until(|| !is_mounted(&self.mnt)),
+            "mount still there after SIGKILL"
+        );
         self.unmounted = true;
     }
     pub fn umount(mut self) {
@@ -653,7 +744,9 @@ impl Kernel {
         if !out.status.success() {
             return Err(String::from_utf8_lossy(&out.stderr).into_owned());
         }
-        Ok(Kernel { mnt: mnt.to_path_buf() })
+        Ok(Kernel {
+            mnt: mnt.to_path_buf(),
+        })
     }
     pub fn mount(opts: &str, mnt: &Path) -> Kernel {
         Self::try_mount(opts, mnt).unwrap_or_else(|e| panic!("mount -t overlay -o {opts}: {e}"))
@@ -661,8 +754,12 @@ impl Kernel {
 }
 impl Drop for Kernel {
     fn drop(&mut self) {
-        let ok = Command::new("umount").arg(&self.mnt).stderr(Stdio::null()).status().map(|s| s.success());
-        if ok != Ok(true) {
+        let ok = Command::new("umount")
+            .arg(&self.mnt)
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success());
+        if !matches!(ok, Ok(true)) {
             lazy_umount(&self.mnt);
         }
     }
@@ -673,7 +770,11 @@ pub fn ovl_opts(lowers: &[PathBuf], upper: Option<&Path>, work: Option<&Path>) -
     let l: Vec<String> = lowers.iter().map(|p| p.display().to_string()).collect();
     let mut s = format!("lowerdir={}", l.join(":"));
     if let (Some(u), Some(w)) = (upper, work) {
-        s.push_str(&format!(",upperdir={},workdir={}", u.display(), w.display()));
+        s.push_str(&format!(
+            ",upperdir={},workdir={}",
+            u.display(),
+            w.display()
+        ));
     }
     s
 }
@@ -691,7 +792,7 @@ pub struct Node {
     pub size: Option<u64>, // None for directories
     pub nlink: Option<u64>,
     pub rdev: u64,
-    pub content: Option<Vec<u8>>, // file data or symlink target
+    pub content: Option<Vec<u8>>,          // file data or symlink target
     pub xattrs: BTreeMap<String, Vec<u8>>, // user.* only
     pub mtime: Option<(i64, i64)>,
 }
@@ -726,8 +827,18 @@ pub struct SnapOpts {
 pub fn snapshot(root: &Path, o: &SnapOpts) -> Tree {
     let mut t = Tree::default();
     let mut inos: BTreeMap<u64, Vec<String>> = BTreeMap::new();
-    fn walk(root: &Path, rel: &str, t: &mut Tree, inos: &mut BTreeMap<u64, Vec<String>>, o: &SnapOpts) {
-        let dir = if rel.is_empty() { root.to_path_buf() } else { root.join(rel) };
+    fn walk(
+        root: &Path,
+        rel: &str,
+        t: &mut Tree,
+        inos: &mut BTreeMap<u64, Vec<String>>,
+        o: &SnapOpts,
+    ) {
+        let dir = if rel.is_empty() {
+            root.to_path_buf()
+        } else {
+            root.join(rel)
+        };
         let names = match list_dir(&dir) {
             Ok(n) => n,
             Err(e) => {
@@ -736,7 +847,11 @@ pub fn snapshot(root: &Path, o: &SnapOpts) -> Tree {
             }
         };
         for n in names {
-            let r = if rel.is_empty() { n.clone() } else { format!("{rel}/{n}") };
+            let r = if rel.is_empty() {
+                n.clone()
+            } else {
+                format!("{rel}/{n}")
+            };
             let p = root.join(&r);
             let st = match lstat(&p) {
                 Ok(s) => s,
@@ -747,14 +862,21 @@ pub fn snapshot(root: &Path, o: &SnapOpts) -> Tree {
             };
             let kind = kind_of(st.st_mode);
             let content = match kind {
-                'f' => Some(fs::read(&p).unwrap_or_else(|e| format!("<read error {e}>").into_bytes())),
-                'l' => Some(readlink(&p).unwrap_or_else(|e| format!("<readlink error {e}>").into_bytes())),
+                'f' => {
+                    Some(fs::read(&p).unwrap_or_else(|e| format!("<read error {e}>").into_bytes()))
+                }
+                'l' => Some(
+                    readlink(&p).unwrap_or_else(|e| format!("<readlink error {e}>").into_bytes()),
+                ),
                 _ => None,
             };
             let mut xattrs = BTreeMap::new();
             for name in llistxattr(&p).unwrap_or_default() {
                 if name.starts_with("user.") {
-                    xattrs.insert(name.clone(), lgetxattr(&p, &name).unwrap_or_else(|e| format!("<{e}>").into_bytes()));
+                    xattrs.insert(
+                        name.clone(),
+                        lgetxattr(&p, &name).unwrap_or_else(|e| format!("<{e}>").into_bytes()),
+                    );
                 }
             }
             let mtime = match o.mtime_before {
@@ -772,8 +894,16 @@ pub fn snapshot(root: &Path, o: &SnapOpts) -> Tree {
                     mode: st.st_mode & 0o7777,
                     uid: st.st_uid,
                     gid: st.st_gid,
-                    size: if kind == 'd' { None } else { Some(st.st_size as u64) },
-                    nlink: if kind != 'd' || o.dir_nlink { Some(st.st_nlink as u64) } else { None },
+                    size: if kind == 'd' {
+                        None
+                    } else {
+                        Some(st.st_size as u64)
+                    },
+                    nlink: if kind != 'd' || o.dir_nlink {
+                        Some(st.st_nlink as u64)
+                    } else {
+                        None
+                    },
                     rdev: st.st_rdev,
                     content,
                     xattrs,
@@ -812,7 +942,11 @@ fn err_node(e: &io::Error) -> Node {
 
 fn show_bytes(b: &[u8]) -> String {
     if b.len() > 80 {
-        format!("{:?}...({} bytes)", String::from_utf8_lossy(&b[..80]), b.len())
+        format!(
+            "{:?}...({} bytes)",
+            String::from_utf8_lossy(&b[..80]),
+            b.len()
+        )
     } else {
         format!("{:?}", String::from_utf8_lossy(b))
     }
@@ -833,7 +967,10 @@ pub fn diff_trees(a_name: &str, a: &Tree, b_name: &str, b: &Tree, links: bool) -
                     d.push(format!("mode {:o} vs {:o}", na.mode, nb.mode));
                 }
                 if (na.uid, na.gid) != (nb.uid, nb.gid) {
-                    d.push(format!("owner {}:{} vs {}:{}", na.uid, na.gid, nb.uid, nb.gid));
+                    d.push(format!(
+                        "owner {}:{} vs {}:{}",
+                        na.uid, na.gid, nb.uid, nb.gid
+                    ));
                 }
                 if na.size != nb.size {
                     d.push(format!("size {:?} vs {:?}", na.size, nb.size));
@@ -871,7 +1008,9 @@ pub fn diff_trees(a_name: &str, a: &Tree, b_name: &str, b: &Tree, links: bool) -
         for (p, la) in &a.links {
             if let Some(lb) = b.links.get(p) {
                 if la != lb {
-                    out.push(format!("{p}: hard links {a_name} {la:?} vs {b_name} {lb:?}"));
+                    out.push(format!(
+                        "{p}: hard links {a_name} {la:?} vs {b_name} {lb:?}"
+                    ));
                 }
             }
         }
@@ -887,15 +1026,25 @@ pub fn diff_trees(a_name: &str, a: &Tree, b_name: &str, b: &Tree, links: bool) -
 pub fn report(suite: &str, line: &str) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-reports");
     let _ = fs::create_dir_all(&dir);
-    let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(dir.join(format!("{suite}.txt"))) {
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    if let Ok(mut f) = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("{suite}.txt")))
+    {
         let _ = writeln!(f, "[{ts}] {line}");
     }
     eprintln!("[{suite}] {line}");
 }
 
 pub fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
 }
 
 /// SplitMix64: small, seedable, reproducible.
@@ -928,6 +1077,8 @@ impl Rng {
 }
 
 pub fn time_seed() -> u64 {
-    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
     d.as_nanos() as u64 ^ ((std::process::id() as u64) << 32)
 }

@@ -1,0 +1,1691 @@
+//! Differential testing of strata against kernel overlayfs.
+//!
+//! Each case builds 1 to 4 random lower layers (overlapping names, files shadowing
+//! directories and the reverse, whiteouts, opaque directories, symlinks, hard links,
+//! fifos, xattrs), twice: one copy is mounted with strata, the other with
+//! `mount -t overlay`. One random sequence of operations runs on both mounts. After
+//! every operation the result (value or exact errno) and the stat fields both define
+//! are compared; at the end the whole merged tree (listings, contents, symlink
+//! targets, user xattrs, modes, owners, hard-link identity, times set explicitly).
+//! Then strata is unmounted and kernel overlayfs mounts strata's upper: it must show
+//! the same tree (the on-disk format is the kernel's).
+//!
+//! A failing case is shrunk (delta debugging over operations and layer entries) and
+//! printed as a ready-to-paste regression test (`regressions` module below).
+//!
+//! Knobs: `STRATA_DIFF_CASES` (cases per mode; default CI size), `STRATA_DIFF_OPS`
+//! (operations per case), `STRATA_DIFF_SEED` (base seed; default fixed for CI, random
+//! for long runs), `STRATA_DIFF_SHRINK_SECS` (shrinking budget).
+//!
+//! Deliberate differences known to the tester:
+//! - st_ino values differ: hard-link identity is compared instead;
+//! - directory rename where the kernel (default options) says EXDEV: strata renames.
+//!   In `KernelMode::Default` the tester checks that the tree under the new name in
+//!   strata equals the old tree in the kernel, then replays the rename on the kernel
+//!   side by copying (so the two stay comparable). In `KernelMode::Redirect` the
+//!   kernel is mounted with `redirect_dir=on` and both must simply agree.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use support::*;
+
+// ---------------------------------------------------------------------------------
+// case description (a line-based text format, so cases can be pasted as tests)
+// ---------------------------------------------------------------------------------
+
+/// One entry of a lower layer: `<layer> <kind> <path> [args]`.
+#[derive(Clone, Debug, PartialEq)]
+enum LKind {
+    File {
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        len: usize,
+    },
+    Dir {
+        mode: u32,
+    },
+    Opaque,
+    Sym {
+        target: String,
+    },
+    Hard {
+        to: String,
+    },
+    Fifo {
+        mode: u32,
+    },
+    Whiteout,
+    Xattr {
+        name: String,
+        value: String,
+    },
+}
+#[derive(Clone, Debug, PartialEq)]
+struct LEntry {
+    layer: usize,
+    path: String,
+    kind: LKind,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Op {
+    Open {
+        slot: usize,
+        path: String,
+        flags: i32,
+        mode: u32,
+    },
+    Close {
+        slot: usize,
+    },
+    Write {
+        slot: usize,
+        off: i64,
+        len: usize,
+        tag: u32,
+    },
+    Read {
+        slot: usize,
+        off: i64,
+        len: usize,
+    },
+    Ftrunc {
+        slot: usize,
+        len: i64,
+    },
+    Fstat {
+        slot: usize,
+    },
+    WFile {
+        path: String,
+        off: i64,
+        len: usize,
+        tag: u32,
+    },
+    Cat {
+        path: String,
+    },
+    Trunc {
+        path: String,
+        len: i64,
+    },
+    Mkdir {
+        path: String,
+        mode: u32,
+    },
+    Rmdir {
+        path: String,
+    },
+    Unlink {
+        path: String,
+    },
+    Rename {
+        from: String,
+        to: String,
+        flags: u32,
+    },
+    Link {
+        from: String,
+        to: String,
+    },
+    Symlink {
+        target: String,
+        path: String,
+    },
+    Chmod {
+        path: String,
+        mode: u32,
+    },
+    Chown {
+        path: String,
+        uid: u32,
+        gid: u32,
+        follow: bool,
+    },
+    Utimens {
+        path: String,
+        a: (i64, i64),
+        m: (i64, i64),
+        nofollow: bool,
+    },
+    Setx {
+        path: String,
+        name: String,
+        value: String,
+        flags: i32,
+    },
+    Getx {
+        path: String,
+        name: String,
+    },
+    Rmx {
+        path: String,
+        name: String,
+    },
+    Mkfifo {
+        path: String,
+        mode: u32,
+    },
+    Ls {
+        path: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct Case {
+    nlayers: usize,
+    entries: Vec<LEntry>,
+    ops: Vec<Op>,
+}
+
+impl fmt::Display for LEntry {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let (l, p) = (self.layer, &self.path);
+        match &self.kind {
+            LKind::File {
+                mode,
+                uid,
+                gid,
+                len,
+            } => write!(f, "{l} file {p} {mode:o} {uid} {gid} {len}"),
+            LKind::Dir { mode } => write!(f, "{l} dir {p} {mode:o}"),
+            LKind::Opaque => write!(f, "{l} opaque {p}"),
+            LKind::Sym { target } => write!(f, "{l} sym {p} {target}"),
+            LKind::Hard { to } => write!(f, "{l} hard {p} {to}"),
+            LKind::Fifo { mode } => write!(f, "{l} fifo {p} {mode:o}"),
+            LKind::Whiteout => write!(f, "{l} wh {p}"),
+            LKind::Xattr { name, value } => write!(f, "{l} xattr {p} {name} {value}"),
+        }
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Op::Open {
+                slot,
+                path,
+                flags,
+                mode,
+            } => write!(f, "open {slot} {path} {} {mode:o}", flags_str(*flags)),
+            Op::Close { slot } => write!(f, "close {slot}"),
+            Op::Write {
+                slot,
+                off,
+                len,
+                tag,
+            } => write!(f, "write {slot} {off} {len} {tag}"),
+            Op::Read { slot, off, len } => write!(f, "read {slot} {off} {len}"),
+            Op::Ftrunc { slot, len } => write!(f, "ftrunc {slot} {len}"),
+            Op::Fstat { slot } => write!(f, "fstat {slot}"),
+            Op::WFile {
+                path,
+                off,
+                len,
+                tag,
+            } => write!(f, "wfile {path} {off} {len} {tag}"),
+            Op::Cat { path } => write!(f, "cat {path}"),
+            Op::Trunc { path, len } => write!(f, "trunc {path} {len}"),
+            Op::Mkdir { path, mode } => write!(f, "mkdir {path} {mode:o}"),
+            Op::Rmdir { path } => write!(f, "rmdir {path}"),
+            Op::Unlink { path } => write!(f, "unlink {path}"),
+            Op::Rename { from, to, flags } => write!(
+                f,
+                "rename {from} {to} {}",
+                match *flags {
+                    0 => "0",
+                    libc::RENAME_NOREPLACE => "noreplace",
+                    libc::RENAME_EXCHANGE => "exchange",
+                    _ => "?",
+                }
+            ),
+            Op::Link { from, to } => write!(f, "link {from} {to}"),
+            Op::Symlink { target, path } => write!(f, "symlink {target} {path}"),
+            Op::Chmod { path, mode } => write!(f, "chmod {path} {mode:o}"),
+            Op::Chown {
+                path,
+                uid,
+                gid,
+                follow,
+            } => {
+                write!(
+                    f,
+                    "{} {path} {uid} {gid}",
+                    if *follow { "chown" } else { "lchown" }
+                )
+            }
+            Op::Utimens {
+                path,
+                a,
+                m,
+                nofollow,
+            } => write!(
+                f,
+                "utimens {path} {} {} {}",
+                ts_str(*a),
+                ts_str(*m),
+                if *nofollow { "nofollow" } else { "follow" }
+            ),
+            Op::Setx {
+                path,
+                name,
+                value,
+                flags,
+            } => write!(
+                f,
+                "setx {path} {name} {value} {}",
+                match *flags {
+                    libc::XATTR_CREATE => "create",
+                    libc::XATTR_REPLACE => "replace",
+                    _ => "0",
+                }
+            ),
+            Op::Getx { path, name } => write!(f, "getx {path} {name}"),
+            Op::Rmx { path, name } => write!(f, "rmx {path} {name}"),
+            Op::Mkfifo { path, mode } => write!(f, "mkfifo {path} {mode:o}"),
+            Op::Ls { path } => write!(f, "ls {path}"),
+        }
+    }
+}
+
+fn ts_str(t: (i64, i64)) -> String {
+    match t.1 {
+        UTIME_NOW => "now".into(),
+        UTIME_OMIT => "omit".into(),
+        n => format!("{}.{n}", t.0),
+    }
+}
+fn parse_ts(s: &str) -> (i64, i64) {
+    match s {
+        "now" => (0, UTIME_NOW),
+        "omit" => (0, UTIME_OMIT),
+        _ => {
+            let (a, b) = s.split_once('.').unwrap();
+            (a.parse().unwrap(), b.parse().unwrap())
+        }
+    }
+}
+
+const FLAG_NAMES: &[(i32, &str)] = &[
+    (libc::O_CREAT, "creat"),
+    (libc::O_EXCL, "excl"),
+    (libc::O_TRUNC, "trunc"),
+    (libc::O_APPEND, "append"),
+    (libc::O_NOFOLLOW, "nofollow"),
+    (libc::O_DIRECTORY, "directory"),
+];
+fn flags_str(fl: i32) -> String {
+    let mut v = vec![match fl & libc::O_ACCMODE {
+        libc::O_RDONLY => "rdonly",
+        libc::O_WRONLY => "wronly",
+        _ => "rdwr",
+    }
+    .to_string()];
+    for (b, n) in FLAG_NAMES {
+        if fl & b != 0 {
+            v.push(n.to_string());
+        }
+    }
+    v.join("|")
+}
+fn parse_flags(s: &str) -> i32 {
+    let mut fl = 0;
+    for part in s.split('|') {
+        fl |= match part {
+            "rdonly" => libc::O_RDONLY,
+            "wronly" => libc::O_WRONLY,
+            "rdwr" => libc::O_RDWR,
+            p => {
+                FLAG_NAMES
+                    .iter()
+                    .find(|(_, n)| *n == p)
+                    .unwrap_or_else(|| panic!("flag {p}"))
+                    .0
+            }
+        };
+    }
+    fl
+}
+
+impl fmt::Display for Case {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        writeln!(f, "layers {}", self.nlayers)?;
+        for e in &self.entries {
+            writeln!(f, "{e}")?;
+        }
+        for o in &self.ops {
+            writeln!(f, "{o}")?;
+        }
+        Ok(())
+    }
+}
+
+fn oct(s: &str) -> u32 {
+    u32::from_str_radix(s, 8).unwrap()
+}
+
+fn parse_case(text: &str) -> Case {
+    let mut c = Case {
+        nlayers: 1,
+        entries: vec![],
+        ops: vec![],
+    };
+    for line in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let t: Vec<&str> = line.split_whitespace().collect();
+        if t[0] == "layers" {
+            c.nlayers = t[1].parse().unwrap();
+            continue;
+        }
+        if let Ok(layer) = t[0].parse::<usize>() {
+            let path = t[2].to_string();
+            let kind = match t[1] {
+                "file" => LKind::File {
+                    mode: oct(t[3]),
+                    uid: t[4].parse().unwrap(),
+                    gid: t[5].parse().unwrap(),
+                    len: t[6].parse().unwrap(),
+                },
+                "dir" => LKind::Dir { mode: oct(t[3]) },
+                "opaque" => LKind::Opaque,
+                "sym" => LKind::Sym {
+                    target: t[3].into(),
+                },
+                "hard" => LKind::Hard { to: t[3].into() },
+                "fifo" => LKind::Fifo { mode: oct(t[3]) },
+                "wh" => LKind::Whiteout,
+                "xattr" => LKind::Xattr {
+                    name: t[3].into(),
+                    value: t[4].into(),
+                },
+                k => panic!("bad layer entry kind {k}"),
+            };
+            c.entries.push(LEntry { layer, path, kind });
+            continue;
+        }
+        let n = |i: usize| -> i64 { t[i].parse().unwrap() };
+        let op = match t[0] {
+            "open" => Op::Open {
+                slot: n(1) as usize,
+                path: t[2].into(),
+                flags: parse_flags(t[3]),
+                mode: oct(t[4]),
+            },
+            "close" => Op::Close {
+                slot: n(1) as usize,
+            },
+            "write" => Op::Write {
+                slot: n(1) as usize,
+                off: n(2),
+                len: n(3) as usize,
+                tag: n(4) as u32,
+            },
+            "read" => Op::Read {
+                slot: n(1) as usize,
+                off: n(2),
+                len: n(3) as usize,
+            },
+            "ftrunc" => Op::Ftrunc {
+                slot: n(1) as usize,
+                len: n(2),
+            },
+            "fstat" => Op::Fstat {
+                slot: n(1) as usize,
+            },
+            "wfile" => Op::WFile {
+                path: t[1].into(),
+                off: n(2),
+                len: n(3) as usize,
+                tag: n(4) as u32,
+            },
+            "cat" => Op::Cat { path: t[1].into() },
+            "trunc" => Op::Trunc {
+                path: t[1].into(),
+                len: n(2),
+            },
+            "mkdir" => Op::Mkdir {
+                path: t[1].into(),
+                mode: oct(t[2]),
+            },
+            "rmdir" => Op::Rmdir { path: t[1].into() },
+            "unlink" => Op::Unlink { path: t[1].into() },
+            "rename" => Op::Rename {
+                from: t[1].into(),
+                to: t[2].into(),
+                flags: match t[3] {
+                    "noreplace" => libc::RENAME_NOREPLACE,
+                    "exchange" => libc::RENAME_EXCHANGE,
+                    _ => 0,
+                },
+            },
+            "link" => Op::Link {
+                from: t[1].into(),
+                to: t[2].into(),
+            },
+            "symlink" => Op::Symlink {
+                target: t[1].into(),
+                path: t[2].into(),
+            },
+            "chmod" => Op::Chmod {
+                path: t[1].into(),
+                mode: oct(t[2]),
+            },
+            "chown" | "lchown" => Op::Chown {
+                path: t[1].into(),
+                uid: n(2) as u32,
+                gid: n(3) as u32,
+                follow: t[0] == "chown",
+            },
+            "utimens" => Op::Utimens {
+                path: t[1].into(),
+                a: parse_ts(t[2]),
+                m: parse_ts(t[3]),
+                nofollow: t[4] == "nofollow",
+            },
+            "setx" => Op::Setx {
+                path: t[1].into(),
+                name: t[2].into(),
+                value: t[3].into(),
+                flags: match t[4] {
+                    "create" => libc::XATTR_CREATE,
+                    "replace" => libc::XATTR_REPLACE,
+                    _ => 0,
+                },
+            },
+            "getx" => Op::Getx {
+                path: t[1].into(),
+                name: t[2].into(),
+            },
+            "rmx" => Op::Rmx {
+                path: t[1].into(),
+                name: t[2].into(),
+            },
+            "mkfifo" => Op::Mkfifo {
+                path: t[1].into(),
+                mode: oct(t[2]),
+            },
+            "ls" => Op::Ls { path: t[1].into() },
+            o => panic!("bad op {o}"),
+        };
+        c.ops.push(op);
+    }
+    c
+}
+
+// ---------------------------------------------------------------------------------
+// random generation
+// ---------------------------------------------------------------------------------
+
+const NAMES: &[&str] = &["a", "b", "c", "d"];
+const IDS: &[u32] = &[0, 1000, 1002, 65534];
+const XNAMES: &[&str] = &["user.a", "user.b", "user.c"];
+const SLOTS: usize = 3;
+
+fn rand_path(r: &mut Rng) -> String {
+    let depth = match r.below(10) {
+        0..=3 => 1,
+        4..=7 => 2,
+        _ => 3,
+    };
+    (0..depth)
+        .map(|_| *r.pick(NAMES))
+        .collect::<Vec<_>>()
+        .join("/")
+}
+/// Symlink targets stay inside the mount: relative, without "..".
+fn rand_target(r: &mut Rng) -> String {
+    match r.below(4) {
+        0 => r.pick(NAMES).to_string(),
+        1 => format!("{}/{}", r.pick(NAMES), r.pick(NAMES)),
+        2 => "nowhere".to_string(),
+        _ => format!("{}/{}/{}", r.pick(NAMES), r.pick(NAMES), r.pick(NAMES)),
+    }
+}
+fn rand_mode(r: &mut Rng, dir: bool) -> u32 {
+    let base = *r.pick(if dir {
+        &[0o755, 0o700, 0o777, 0o555][..]
+    } else {
+        &[0o644, 0o600, 0o666, 0o444, 0o755][..]
+    });
+    if r.chance(1, 10) {
+        base | *r.pick(&[libc::S_ISUID, libc::S_ISGID, libc::S_ISVTX])
+    } else {
+        base
+    }
+}
+
+fn gen_case(seed: u64, nops: usize) -> Case {
+    let mut r = Rng::new(seed);
+    let nlayers = 1 + r.below(4) as usize;
+    let mut entries = Vec::new();
+    for layer in 0..nlayers {
+        let n = 4 + r.below(14);
+        for _ in 0..n {
+            let path = rand_path(&mut r);
+            let kind = match r.below(100) {
+                0..=29 => LKind::Dir {
+                    mode: rand_mode(&mut r, true),
+                },
+                30..=59 => LKind::File {
+                    mode: rand_mode(&mut r, false),
+                    uid: *r.pick(IDS),
+                    gid: *r.pick(IDS),
+                    len: if r.chance(1, 10) {
+                        70_000
+                    } else {
+                        r.below(100) as usize
+                    },
+                },
+                60..=66 => LKind::Sym {
+                    target: rand_target(&mut r),
+                },
+                67..=72 => LKind::Hard {
+                    to: rand_path(&mut r),
+                },
+                73..=76 => LKind::Fifo { mode: 0o644 },
+                77..=86 => LKind::Whiteout,
+                87..=92 => LKind::Opaque,
+                _ => LKind::Xattr {
+                    name: r.pick(XNAMES).to_string(),
+                    value: format!("v{}", r.below(100)),
+                },
+            };
+            entries.push(LEntry { layer, path, kind });
+        }
+    }
+    let mut ops = Vec::new();
+    for _ in 0..nops {
+        ops.push(gen_op(&mut r));
+    }
+    Case {
+        nlayers,
+        entries,
+        ops,
+    }
+}
+
+fn gen_op(r: &mut Rng) -> Op {
+    let p = rand_path(r);
+    let slot = r.below(SLOTS as u64) as usize;
+    match r.below(100) {
+        0..=9 => {
+            let mut flags = *r.pick(&[libc::O_RDONLY, libc::O_WRONLY, libc::O_RDWR, libc::O_RDWR]);
+            if r.chance(1, 2) {
+                flags |= libc::O_CREAT;
+                if r.chance(1, 4) {
+                    flags |= libc::O_EXCL;
+                }
+            }
+            if r.chance(1, 5) {
+                flags |= libc::O_TRUNC;
+            }
+            if r.chance(1, 10) {
+                flags |= libc::O_APPEND;
+            }
+            if r.chance(1, 10) {
+                flags |= libc::O_NOFOLLOW;
+            }
+            if r.chance(1, 20) {
+                flags |= libc::O_DIRECTORY;
+            }
+            Op::Open {
+                slot,
+                path: p,
+                flags,
+                mode: rand_mode(r, false),
+            }
+        }
+        10..=13 => Op::Close { slot },
+        14..=20 => Op::Write {
+            slot,
+            off: if r.chance(1, 10) {
+                1 << 20
+            } else {
+                r.below(3000) as i64
+            },
+            len: 1 + r.below(200) as usize,
+            tag: r.below(1000) as u32,
+        },
+        21..=25 => Op::Read {
+            slot,
+            off: r.below(200) as i64,
+            len: 1 + r.below(300) as usize,
+        },
+        26..=27 => Op::Ftrunc {
+            slot,
+            len: r.below(2000) as i64,
+        },
+        28 => Op::Fstat { slot },
+        29..=33 => Op::WFile {
+            path: p,
+            off: r.below(200) as i64,
+            len: 1 + r.below(100) as usize,
+            tag: r.below(1000) as u32,
+        },
+        34..=35 => Op::Cat { path: p },
+        36..=38 => Op::Trunc {
+            path: p,
+            len: r.below(200) as i64,
+        },
+        39..=45 => Op::Mkdir {
+            path: p,
+            mode: rand_mode(r, true),
+        },
+        46..=49 => Op::Rmdir { path: p },
+        50..=54 => Op::Unlink { path: p },
+        55..=64 => Op::Rename {
+            from: p,
+            to: rand_path(r),
+            flags: *r.pick(&[0, 0, 0, libc::RENAME_NOREPLACE, libc::RENAME_EXCHANGE]),
+        },
+        65..=67 => Op::Link {
+            from: p,
+            to: rand_path(r),
+        },
+        68..=70 => Op::Symlink {
+            target: rand_target(r),
+            path: p,
+        },
+        71..=74 => {
+            let d = r.chance(1, 2);
+            Op::Chmod {
+                path: p,
+                mode: rand_mode(r, d),
+            }
+        }
+        75..=77 => Op::Chown {
+            path: p,
+            uid: *r.pick(IDS),
+            gid: *r.pick(IDS),
+            follow: r.chance(1, 2),
+        },
+        78..=81 => {
+            let mut t = || match r.below(5) {
+                0 => (0, UTIME_OMIT),
+                1 => (0, UTIME_NOW),
+                _ => (
+                    1_000_000_000 + r.below(100_000_000) as i64,
+                    r.below(1_000_000_000) as i64,
+                ),
+            };
+            let (a, m) = (t(), t());
+            Op::Utimens {
+                path: p,
+                a,
+                m,
+                nofollow: r.chance(1, 3),
+            }
+        }
+        82..=86 => Op::Setx {
+            path: p,
+            name: if r.chance(1, 12) {
+                "trusted.overlay.opaque".into()
+            } else {
+                r.pick(XNAMES).to_string()
+            },
+            value: format!("x{}", r.below(1000)),
+            flags: *r.pick(&[0, 0, libc::XATTR_CREATE, libc::XATTR_REPLACE]),
+        },
+        87..=88 => Op::Getx {
+            path: p,
+            name: r
+                .pick(&[
+                    "user.a",
+                    "user.b",
+                    "trusted.overlay.opaque",
+                    "trusted.overlay.redirect",
+                ])
+                .to_string(),
+        },
+        89..=91 => Op::Rmx {
+            path: p,
+            name: r.pick(XNAMES).to_string(),
+        },
+        92..=94 => Op::Mkfifo {
+            path: p,
+            mode: 0o644,
+        },
+        _ => Op::Ls {
+            path: if r.chance(1, 4) { ".".into() } else { p },
+        },
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// building layers
+// ---------------------------------------------------------------------------------
+
+fn hash(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in s.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+fn lower_content(layer: usize, path: &str, len: usize) -> Vec<u8> {
+    let pat = format!("[L{layer}:{path}]");
+    pat.bytes().cycle().take(len).collect()
+}
+fn write_data(tag: u32, len: usize) -> Vec<u8> {
+    let pat = format!("<{tag}>");
+    pat.bytes().cycle().take(len).collect()
+}
+
+fn build_layers(base: &Path, c: &Case) -> Vec<PathBuf> {
+    let roots: Vec<PathBuf> = (0..c.nlayers)
+        .map(|i| {
+            let p = base.join(format!("l{i}"));
+            fs::create_dir_all(&p).unwrap();
+            p
+        })
+        .collect();
+    for e in &c.entries {
+        if e.layer >= c.nlayers {
+            continue;
+        }
+        let root = &roots[e.layer];
+        let p = root.join(&e.path);
+        // Parents: mkdir -p (skipped when a parent is not a directory).
+        if let Some(parent) = Path::new(&e.path).parent() {
+            if fs::create_dir_all(root.join(parent)).is_err() {
+                continue;
+            }
+        }
+        let _ = match &e.kind {
+            LKind::File {
+                mode,
+                uid,
+                gid,
+                len,
+            } => (|| {
+                let fd = open(&p, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, 0o600)?;
+                fd.write(&lower_content(e.layer, &e.path, *len))?;
+                fd.fchown(*uid, *gid)?;
+                fd.fchmod(*mode)
+            })(),
+            LKind::Dir { mode } => mkdir(&p, 0o755).and_then(|_| chmod(&p, *mode)),
+            LKind::Opaque => {
+                let _ = mkdir(&p, 0o755);
+                if lstat(&p)
+                    .map(|s| s.st_mode & libc::S_IFMT == libc::S_IFDIR)
+                    .unwrap_or(false)
+                {
+                    lsetxattr(&p, "trusted.overlay.opaque", b"y", 0)
+                } else {
+                    Ok(())
+                }
+            }
+            LKind::Sym { target } => symlink(target, &p),
+            LKind::Hard { to } => {
+                let t = root.join(to);
+                if lstat(&t)
+                    .map(|s| s.st_mode & libc::S_IFMT == libc::S_IFREG)
+                    .unwrap_or(false)
+                {
+                    link(&t, &p)
+                } else {
+                    Ok(())
+                }
+            }
+            LKind::Fifo { mode } => mkfifo(&p, *mode),
+            LKind::Whiteout => mknod(&p, libc::S_IFCHR, 0),
+            LKind::Xattr { name, value } => {
+                if lstat(&p)
+                    .map(|s| matches!(s.st_mode & libc::S_IFMT, libc::S_IFREG | libc::S_IFDIR))
+                    .unwrap_or(false)
+                {
+                    lsetxattr(&p, name, value.as_bytes(), 0)
+                } else {
+                    Ok(())
+                }
+            }
+        };
+    }
+    // Fixed, old times everywhere (children before parents).
+    for (i, root) in roots.iter().enumerate() {
+        let mut all: Vec<PathBuf> = walkdir::WalkDir::new(root)
+            .contents_first(true)
+            .into_iter()
+            .flatten()
+            .map(|e| e.path().to_path_buf())
+            .collect();
+        all.dedup();
+        for p in all {
+            let h = hash(&format!("{i}{}", p.strip_prefix(root).unwrap().display()));
+            let t = (
+                1_400_000_000 + (h % 1_000_000) as i64,
+                (h % 1_000_000_000) as i64,
+            );
+            let _ = utimensat(&p, t, t, libc::AT_SYMLINK_NOFOLLOW);
+        }
+    }
+    roots
+}
+
+// ---------------------------------------------------------------------------------
+// running operations
+// ---------------------------------------------------------------------------------
+
+#[derive(Copy, Clone, Debug, PartialEq)]
+enum KernelMode {
+    /// kernel mounted with redirect_dir=on: both must agree everywhere.
+    Redirect,
+    /// kernel with default options (EXDEV for directory renames).
+    Default,
+}
+
+struct Side {
+    root: PathBuf,
+    fds: Vec<Option<Fd>>,
+}
+impl Side {
+    fn new(root: &Path) -> Side {
+        Side {
+            root: root.to_path_buf(),
+            fds: (0..SLOTS).map(|_| None).collect(),
+        }
+    }
+    fn p(&self, rel: &str) -> PathBuf {
+        if rel == "." {
+            self.root.clone()
+        } else {
+            self.root.join(rel)
+        }
+    }
+    fn fd(&self, slot: usize) -> std::io::Result<&Fd> {
+        self.fds[slot]
+            .as_ref()
+            .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EBADF))
+    }
+}
+
+/// What an operation returned: a value rendered as text, or an errno.
+type Outcome = Result<String, i32>;
+
+fn res<T>(r: std::io::Result<T>, show: impl FnOnce(T) -> String) -> Outcome {
+    match r {
+        Ok(v) => Ok(show(v)),
+        Err(e) => Err(e.raw_os_error().unwrap_or(-1)),
+    }
+}
+
+fn apply(s: &mut Side, op: &Op) -> Outcome {
+    match op {
+        Op::Open {
+            slot,
+            path,
+            flags,
+            mode,
+        } => {
+            s.fds[*slot] = None;
+            let r = open(&s.p(path), *flags | libc::O_NONBLOCK, *mode);
+            match r {
+                Ok(fd) => {
+                    s.fds[*slot] = Some(fd);
+                    Ok(String::new())
+                }
+                Err(e) => Err(e.raw_os_error().unwrap_or(-1)),
+            }
+        }
+        Op::Close { slot } => match s.fds[*slot].take() {
+            Some(fd) => res(fd.close(), |_| String::new()),
+            None => Err(libc::EBADF),
+        },
+        Op::Write {
+            slot,
+            off,
+            len,
+            tag,
+        } => {
+            let data = write_data(*tag, *len);
+            res(s.fd(*slot).and_then(|fd| fd.pwrite(&data, *off)), |n| {
+                n.to_string()
+            })
+        }
+        Op::Read { slot, off, len } => res(s.fd(*slot).and_then(|fd| fd.pread(*len, *off)), |b| {
+            format!("{:?}", String::from_utf8_lossy(&b))
+        }),
+        Op::Ftrunc { slot, len } => res(s.fd(*slot).and_then(|fd| fd.ftruncate(*len)), |_| {
+            String::new()
+        }),
+        Op::Fstat { slot } => res(s.fd(*slot).and_then(|fd| fd.fstat()), |st| {
+            sig_of(&st, true)
+        }),
+        Op::WFile {
+            path,
+            off,
+            len,
+            tag,
+        } => {
+            let data = write_data(*tag, *len);
+            res(
+                open(&s.p(path), libc::O_WRONLY | libc::O_NONBLOCK, 0).and_then(|fd| {
+                    fd.pwrite(&data, *off)?;
+                    fd.close()
+                }),
+                |_| String::new(),
+            )
+        }
+        Op::Cat { path } => res(
+            open(&s.p(path), libc::O_RDONLY | libc::O_NONBLOCK, 0)
+                .and_then(|fd| fd.pread(1 << 20, 0)),
+            |b| format!("{:?}", String::from_utf8_lossy(&b)),
+        ),
+        Op::Trunc { path, len } => res(truncate(&s.p(path), *len), |_| String::new()),
+        Op::Mkdir { path, mode } => res(mkdir(&s.p(path), *mode), |_| String::new()),
+        Op::Rmdir { path } => res(rmdir(&s.p(path)), |_| String::new()),
+        Op::Unlink { path } => res(unlink(&s.p(path)), |_| String::new()),
+        Op::Rename { from, to, flags } => {
+            res(renameat2(&s.p(from), &s.p(to), *flags), |_| String::new())
+        }
+        Op::Link { from, to } => res(link(&s.p(from), &s.p(to)), |_| String::new()),
+        Op::Symlink { target, path } => res(symlink(target, &s.p(path)), |_| String::new()),
+        Op::Chmod { path, mode } => res(chmod(&s.p(path), *mode), |_| String::new()),
+        Op::Chown {
+            path,
+            uid,
+            gid,
+            follow,
+        } => res(
+            if *follow {
+                chown(&s.p(path), *uid, *gid)
+            } else {
+                lchown(&s.p(path), *uid, *gid)
+            },
+            |_| String::new(),
+        ),
+        Op::Utimens {
+            path,
+            a,
+            m,
+            nofollow,
+        } => res(
+            utimensat(
+                &s.p(path),
+                *a,
+                *m,
+                if *nofollow {
+                    libc::AT_SYMLINK_NOFOLLOW
+                } else {
+                    0
+                },
+            ),
+            |_| String::new(),
+        ),
+        Op::Setx {
+            path,
+            name,
+            value,
+            flags,
+        } => res(
+            lsetxattr(&s.p(path), name, value.as_bytes(), *flags),
+            |_| String::new(),
+        ),
+        Op::Getx { path, name } => res(lgetxattr(&s.p(path), name), |v| {
+            String::from_utf8_lossy(&v).into_owned()
+        }),
+        Op::Rmx { path, name } => res(lremovexattr(&s.p(path), name), |_| String::new()),
+        Op::Mkfifo { path, mode } => res(mkfifo(&s.p(path), *mode), |_| String::new()),
+        Op::Ls { path } => res(list_dir(&s.p(path)), |v| v.join(",")),
+    }
+}
+
+/// The stat fields both implementations define (not st_ino, not ctime/atime).
+fn sig_of(st: &libc::stat, with_nlink: bool) -> String {
+    let kind = kind_of(st.st_mode);
+    let mut s = format!(
+        "{kind} {:o} {}:{}",
+        st.st_mode & 0o7777,
+        st.st_uid,
+        st.st_gid
+    );
+    if kind != 'd' {
+        s.push_str(&format!(" size={}", st.st_size));
+        if with_nlink {
+            s.push_str(&format!(" nlink={}", st.st_nlink));
+        }
+    }
+    if kind == 'c' || kind == 'b' {
+        s.push_str(&format!(" rdev={}", st.st_rdev));
+    }
+    s
+}
+fn sig(p: &Path, with_nlink: bool, times: bool) -> String {
+    match lstat(p) {
+        Ok(st) => {
+            let mut s = sig_of(&st, with_nlink);
+            if times {
+                s.push_str(&format!(
+                    " atime={}.{} mtime={}.{}",
+                    st.st_atime, st.st_atime_nsec, st.st_mtime, st.st_mtime_nsec
+                ));
+            }
+            s
+        }
+        Err(e) => errname(e.raw_os_error().unwrap_or(-1)),
+    }
+}
+
+fn parent_of(p: &str) -> String {
+    match p.rsplit_once('/') {
+        Some((a, _)) => a.to_string(),
+        None => ".".to_string(),
+    }
+}
+
+fn op_paths(op: &Op) -> Vec<String> {
+    let mut v = Vec::new();
+    match op {
+        Op::Open { path, .. }
+        | Op::WFile { path, .. }
+        | Op::Cat { path, .. }
+        | Op::Trunc { path, .. }
+        | Op::Mkdir { path, .. }
+        | Op::Rmdir { path }
+        | Op::Unlink { path }
+        | Op::Symlink { path, .. }
+        | Op::Chmod { path, .. }
+        | Op::Chown { path, .. }
+        | Op::Utimens { path, .. }
+        | Op::Setx { path, .. }
+        | Op::Getx { path, .. }
+        | Op::Rmx { path, .. }
+        | Op::Mkfifo { path, .. }
+        | Op::Ls { path } => v.push(path.clone()),
+        Op::Rename { from, to, .. } | Op::Link { from, to } => {
+            v.push(from.clone());
+            v.push(to.clone());
+        }
+        _ => {}
+    }
+    let parents: Vec<String> = v.iter().map(|p| parent_of(p)).collect();
+    v.extend(parents);
+    v.sort();
+    v.dedup();
+    v
+}
+
+struct Failure {
+    op_index: Option<usize>,
+    msg: String,
+}
+
+#[derive(Default, Debug, Clone, Copy)]
+struct Stats {
+    ops: usize,
+    exdev_renames: usize,
+}
+
+const SNAP_BEFORE: i64 = 1_200_000_000 + 100_000_000; // anything set by a case is older
+
+fn snap_opts() -> SnapOpts {
+    SnapOpts {
+        mtime_before: Some(SNAP_BEFORE),
+        dir_nlink: true,
+    }
+}
+
+/// Recursively copies `src` to `dst` on one mount (to replay, on the kernel side, a
+/// directory rename that the kernel refused with EXDEV).
+fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
+    let st = lstat(src)?;
+    match kind_of(st.st_mode) {
+        'd' => {
+            mkdir(dst, 0o700)?;
+            for n in list_dir(src)? {
+                copy_tree(&src.join(&n), &dst.join(&n))?;
+            }
+            chmod(dst, st.st_mode & 0o7777)?;
+        }
+        'f' => {
+            fs::write(dst, fs::read(src)?)?;
+            chmod(dst, st.st_mode & 0o7777)?;
+        }
+        'l' => {
+            let t = readlink(src)?;
+            symlink(&String::from_utf8(t).unwrap(), dst)?;
+        }
+        'p' => mkfifo(dst, st.st_mode & 0o7777)?,
+        _ => mknod(dst, st.st_mode, st.st_rdev)?,
+    }
+    lchown(dst, st.st_uid, st.st_gid)?;
+    if kind_of(st.st_mode) != 'l' {
+        chmod(dst, st.st_mode & 0o7777)?; // chown clears set-id bits
+        for n in llistxattr(src)? {
+            if n.starts_with("user.") {
+                lsetxattr(dst, &n, &lgetxattr(src, &n)?, 0)?;
+            }
+        }
+    }
+    utimensat(
+        dst,
+        (st.st_atime, st.st_atime_nsec),
+        (st.st_mtime, st.st_mtime_nsec),
+        libc::AT_SYMLINK_NOFOLLOW,
+    )?;
+    Ok(())
+}
+fn remove_tree(p: &Path) -> std::io::Result<()> {
+    let st = lstat(p)?;
+    if kind_of(st.st_mode) == 'd' {
+        for n in list_dir(p)? {
+            remove_tree(&p.join(n))?;
+        }
+        rmdir(p)
+    } else {
+        unlink(p)
+    }
+}
+
+fn sub_snapshot(root: &Path, rel: &str) -> (String, Tree) {
+    let p = root.join(rel);
+    let top = match lstat(&p) {
+        Ok(st) => {
+            let mut x = BTreeMap::new();
+            for n in llistxattr(&p).unwrap_or_default() {
+                if n.starts_with("user.") {
+                    x.insert(n.clone(), lgetxattr(&p, &n).unwrap_or_default());
+                }
+            }
+            format!("{} {x:?}", sig_of(&st, false))
+        }
+        Err(e) => errname(e.raw_os_error().unwrap_or(-1)),
+    };
+    let tree = if lstat(&p)
+        .map(|s| kind_of(s.st_mode) == 'd')
+        .unwrap_or(false)
+    {
+        snapshot(&p, &snap_opts())
+    } else {
+        Tree::default()
+    };
+    (top, tree)
+}
+
+/// Runs one case: fresh layers, both mounts, every operation, final comparisons.
+fn run_case(c: &Case, mode: KernelMode) -> Result<Stats, Failure> {
+    let scratch = Scratch::new("diff");
+    let s_base = scratch.dir("s");
+    let k_base = scratch.dir("k");
+    let s_lowers = build_layers(&s_base, c);
+    let k_lowers = build_layers(&k_base, c);
+    let (s_up, s_work, s_mnt) = (
+        scratch.dir("s/upper"),
+        scratch.dir("s/work"),
+        scratch.dir("s/mnt"),
+    );
+    let (k_up, k_work, k_mnt) = (
+        scratch.dir("k/upper"),
+        scratch.dir("k/work"),
+        scratch.dir("k/mnt"),
+    );
+    let fail = |i: Option<usize>, msg: String| Failure { op_index: i, msg };
+
+    let strata = Strata::try_mount(&ovl_opts(&s_lowers, Some(&s_up), Some(&s_work)), &s_mnt)
+        .map_err(|e| fail(None, format!("strata mount failed: {e}")))?;
+    let mut kopts = ovl_opts(&k_lowers, Some(&k_up), Some(&k_work));
+    if mode == KernelMode::Redirect {
+        kopts.push_str(",redirect_dir=on");
+    }
+    let kernel = Kernel::mount(&kopts, &k_mnt);
+
+    // Same starting tree.
+    let d0 = diff_trees(
+        "strata",
+        &snapshot(&s_mnt, &snap_opts()),
+        "kernel",
+        &snapshot(&k_mnt, &snap_opts()),
+        true,
+    );
+    if !d0.is_empty() {
+        return Err(fail(
+            None,
+            format!("initial trees differ:\n  {}", d0.join("\n  ")),
+        ));
+    }
+
+    let mut st = Side::new(&s_mnt);
+    let mut kt = Side::new(&k_mnt);
+    let mut stats = Stats::default();
+    let mut links_reliable = true;
+    for (i, op) in c.ops.iter().enumerate() {
+        let so = apply(&mut st, op);
+        let ko = apply(&mut kt, op);
+        stats.ops += 1;
+        if so != ko {
+            // The documented difference: strata renames a directory the kernel won't.
+            let is_exdev = matches!(op, Op::Rename { .. })
+                && mode == KernelMode::Default
+                && ko == Err(libc::EXDEV)
+                && so.is_ok();
+            if !is_exdev {
+                return Err(fail(
+                    Some(i),
+                    format!(
+                        "op #{i} `{op}`: strata {} vs kernel {}",
+                        show(&so),
+                        show(&ko)
+                    ),
+                ));
+            }
+            let Op::Rename { from, to, flags } = op else {
+                unreachable!()
+            };
+            stats.exdev_renames += 1;
+            // strata's new name must hold what the kernel still has under the old one.
+            let pairs: Vec<(&String, &String)> = if *flags == libc::RENAME_EXCHANGE {
+                vec![(from, to), (to, from)]
+            } else {
+                vec![(from, to)]
+            };
+            for (old, new) in &pairs {
+                let (ktop, ktree) = sub_snapshot(&k_mnt, old);
+                let (stop, stree) = sub_snapshot(&s_mnt, new);
+                let d = diff_trees("strata", &stree, "kernel", &ktree, false);
+                if ktop != stop || !d.is_empty() {
+                    return Err(fail(
+                        Some(i),
+                        format!("op #{i} `{op}` (kernel EXDEV): strata's {new} [{stop}] differs from kernel's {old} [{ktop}]:\n  {}", d.join("\n  ")),
+                    ));
+                }
+            }
+            // Replay it on the kernel side by copying.
+            let (kf, kto) = (kt.p(from), kt.p(to));
+            let replay = || -> std::io::Result<()> {
+                if *flags == libc::RENAME_EXCHANGE {
+                    let tmp = k_mnt.join(".xchg");
+                    copy_tree(&kf, &tmp)?;
+                    remove_tree(&kf)?;
+                    copy_tree(&kto, &kf)?;
+                    remove_tree(&kto)?;
+                    copy_tree(&tmp, &kto)?;
+                    remove_tree(&tmp)
+                } else {
+                    if lstat(&kto).is_ok() {
+                        remove_tree(&kto)?;
+                    }
+                    copy_tree(&kf, &kto)?;
+                    remove_tree(&kf)
+                }
+            };
+            replay()
+                .map_err(|e| fail(Some(i), format!("replaying `{op}` on the kernel side: {e}")))?;
+            links_reliable = false;
+        }
+        // stat of every path involved and its parent.
+        let times = matches!(op, Op::Utimens { .. });
+        for p in op_paths(op) {
+            let (a, b) = (
+                sig(&st.p(&p), links_reliable, times),
+                sig(&kt.p(&p), links_reliable, times),
+            );
+            if a != b {
+                return Err(fail(
+                    Some(i),
+                    format!("after op #{i} `{op}`: lstat {p}: strata [{a}] vs kernel [{b}]"),
+                ));
+            }
+        }
+        if let Op::Open { slot, .. } | Op::Write { slot, .. } | Op::Ftrunc { slot, .. } = op {
+            let a = res(st.fd(*slot).and_then(|f| f.fstat()), |s| {
+                sig_of(&s, links_reliable)
+            });
+            let b = res(kt.fd(*slot).and_then(|f| f.fstat()), |s| {
+                sig_of(&s, links_reliable)
+            });
+            if a != b {
+                return Err(fail(
+                    Some(i),
+                    format!(
+                        "after op #{i} `{op}`: fstat slot {slot}: strata {} vs kernel {}",
+                        show(&a),
+                        show(&b)
+                    ),
+                ));
+            }
+        }
+    }
+    drop(st);
+    drop(kt);
+
+    let s_tree = snapshot(&s_mnt, &snap_opts());
+    let k_tree = snapshot(&k_mnt, &snap_opts());
+    let d = diff_trees("strata", &s_tree, "kernel", &k_tree, links_reliable);
+    if !d.is_empty() {
+        return Err(fail(
+            None,
+            format!("final trees differ:\n  {}", d.join("\n  ")),
+        ));
+    }
+    drop(kernel);
+    strata.umount();
+
+    // The kernel reads strata's upper as the same tree.
+    let k2_work = scratch.dir("s/kwork");
+    let k2_mnt = scratch.dir("s/kmnt");
+    let k2 = Kernel::try_mount(
+        &format!(
+            "{},redirect_dir=on",
+            ovl_opts(&s_lowers, Some(&s_up), Some(&k2_work))
+        ),
+        &k2_mnt,
+    )
+    .map_err(|e| {
+        fail(
+            None,
+            format!("kernel overlayfs refuses strata's upper: {e}"),
+        )
+    })?;
+    let k2_tree = snapshot(
+        &k2_mnt,
+        &SnapOpts {
+            mtime_before: Some(SNAP_BEFORE),
+            dir_nlink: false,
+        },
+    );
+    let s_tree2 = strip_dir_nlink(s_tree);
+    let d = diff_trees(
+        "strata",
+        &s_tree2,
+        "kernel-on-strata-upper",
+        &k2_tree,
+        false,
+    );
+    drop(k2);
+    if !d.is_empty() {
+        return Err(fail(
+            None,
+            format!(
+                "kernel overlayfs over strata's upper shows another tree:\n  {}",
+                d.join("\n  ")
+            ),
+        ));
+    }
+    Ok(stats)
+}
+
+fn strip_dir_nlink(mut t: Tree) -> Tree {
+    for n in t.nodes.values_mut() {
+        if n.kind == 'd' {
+            n.nlink = None;
+        }
+    }
+    t
+}
+
+fn show(o: &Outcome) -> String {
+    match o {
+        Ok(s) if s.is_empty() => "OK".into(),
+        Ok(s) => format!(
+            "OK({})",
+            if s.len() > 120 {
+                format!("{}...", &s[..120])
+            } else {
+                s.clone()
+            }
+        ),
+        Err(e) => errname(*e),
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// shrinking
+// ---------------------------------------------------------------------------------
+
+fn fails(c: &Case, mode: KernelMode) -> Option<Failure> {
+    run_case(c, mode).err()
+}
+
+/// Delta debugging over the operations, then over the layer entries.
+fn shrink(
+    mut c: Case,
+    mode: KernelMode,
+    mut f: Failure,
+    budget: Duration,
+) -> (Case, Failure, usize) {
+    let start = Instant::now();
+    let mut runs = 0;
+    if let Some(i) = f.op_index {
+        let mut t = c.clone();
+        t.ops.truncate(i + 1);
+        runs += 1;
+        if let Some(g) = fails(&t, mode) {
+            c = t;
+            f = g;
+        }
+    }
+    loop {
+        let mut progress = false;
+        for which in 0..2 {
+            let len = |c: &Case| {
+                if which == 0 {
+                    c.ops.len()
+                } else {
+                    c.entries.len()
+                }
+            };
+            let mut chunk = (len(&c) / 2).max(1);
+            while chunk >= 1 {
+                let mut i = 0;
+                while i < len(&c) {
+                    if start.elapsed() > budget {
+                        return (c, f, runs);
+                    }
+                    let mut t = c.clone();
+                    let end = (i + chunk).min(len(&t));
+                    if which == 0 {
+                        t.ops.drain(i..end);
+                    } else {
+                        t.entries.drain(i..end);
+                    }
+                    runs += 1;
+                    if let Some(g) = fails(&t, mode) {
+                        c = t;
+                        f = g;
+                        progress = true;
+                    } else {
+                        i += chunk;
+                    }
+                }
+                if chunk == 1 {
+                    break;
+                }
+                chunk /= 2;
+            }
+        }
+        // Fewer layers.
+        while c.nlayers > 1 && !c.entries.iter().any(|e| e.layer == c.nlayers - 1) {
+            c.nlayers -= 1;
+        }
+        if !progress {
+            break;
+        }
+    }
+    (c, f, runs)
+}
+
+fn regression_text(c: &Case, mode: KernelMode, f: &Failure, seed: u64) -> String {
+    let mut s = String::new();
+    s.push_str(&format!(
+        "// Found by seed {seed}: {}\n",
+        f.msg.lines().next().unwrap_or("")
+    ));
+    s.push_str("#[test]\n");
+    s.push_str(&format!("fn regression_seed_{seed}() {{\n"));
+    s.push_str(&format!("    check_case(KernelMode::{mode:?}, r#\"\n"));
+    for line in c.to_string().lines() {
+        s.push_str(&format!("        {line}\n"));
+    }
+    s.push_str("    \"#);\n}\n");
+    s
+}
+
+/// Runs a (regression) case; panics with the difference if strata disagrees.
+fn check_case(mode: KernelMode, text: &str) {
+    let c = parse_case(text);
+    assert_eq!(parse_case(&c.to_string()), c, "case text round trip");
+    if let Err(f) = run_case(&c, mode) {
+        panic!(
+            "strata differs from kernel overlayfs: {}\ncase:\n{c}",
+            f.msg
+        );
+    }
+}
+
+fn run_many(suite: &str, mode: KernelMode, default_cases: usize) {
+    let long = std::env::var("STRATA_DIFF_CASES").is_ok();
+    let ncases = env_usize("STRATA_DIFF_CASES", default_cases);
+    let nops = env_usize("STRATA_DIFF_OPS", 60);
+    let base: u64 = match std::env::var("STRATA_DIFF_SEED") {
+        Ok(s) => s.parse().expect("STRATA_DIFF_SEED"),
+        Err(_) if long => time_seed() % 1_000_000_000,
+        Err(_) => {
+            if mode == KernelMode::Redirect {
+                1_000
+            } else {
+                500_000
+            }
+        }
+    };
+    let budget = Duration::from_secs(env_usize("STRATA_DIFF_SHRINK_SECS", 90) as u64);
+    let max_failures = env_usize("STRATA_DIFF_MAX_FAILURES", if long { 10 } else { 1 });
+    let start = Instant::now();
+    let mut total = Stats::default();
+    let mut failures: Vec<String> = Vec::new();
+    let mut cases = 0;
+    for k in 0..ncases as u64 {
+        let seed = base + k;
+        let c = gen_case(seed, nops);
+        cases += 1;
+        match run_case(&c, mode) {
+            Ok(s) => {
+                total.ops += s.ops;
+                total.exdev_renames += s.exdev_renames;
+            }
+            Err(f) => {
+                total.ops += f.op_index.map(|i| i + 1).unwrap_or(c.ops.len());
+                eprintln!("[{suite}] seed {seed} FAILED: {}\nshrinking...", f.msg);
+                let (small, sf, runs) = shrink(c, mode, f, budget);
+                let text = regression_text(&small, mode, &sf, seed);
+                eprintln!(
+                    "[{suite}] seed {seed}: shrunk in {runs} runs to {} ops / {} layer entries:\n{}\nfailure: {}\n",
+                    small.ops.len(),
+                    small.entries.len(),
+                    text,
+                    sf.msg
+                );
+                let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-reports");
+                let _ = fs::create_dir_all(&dir);
+                let _ = fs::write(
+                    dir.join(format!("{suite}-seed-{seed}.rs")),
+                    format!("{text}\n/* failure:\n{}\n*/\n", sf.msg),
+                );
+                failures.push(format!(
+                    "seed {seed}: {}",
+                    sf.msg.lines().next().unwrap_or("")
+                ));
+                if failures.len() >= max_failures {
+                    break;
+                }
+            }
+        }
+    }
+    let line = format!(
+        "{suite} ({mode:?}): {cases} cases, {} operations ({} EXDEV renames checked), {} failures, seeds {base}..{}, {:.1}s",
+        total.ops,
+        total.exdev_renames,
+        failures.len(),
+        base + cases as u64,
+        start.elapsed().as_secs_f64()
+    );
+    report("differential", &line);
+    assert!(failures.is_empty(), "{line}\n{}", failures.join("\n"));
+}
+
+#[test]
+fn differential_vs_kernel_redirect_dir() {
+    run_many("differential", KernelMode::Redirect, 40);
+}
+
+#[test]
+fn differential_vs_kernel_default_exdev() {
+    run_many("differential-exdev", KernelMode::Default, 12);
+}
+
+#[test]
+fn case_text_round_trips() {
+    for seed in 0..50 {
+        let c = gen_case(seed, 80);
+        assert_eq!(parse_case(&c.to_string()), c);
+    }
+}
+
+/// Sanity: the tester notices a difference (a case whose layers differ on purpose).
+#[test]
+fn tester_detects_a_difference() {
+    let scratch = Scratch::new("diffself");
+    let a = scratch.dir("a");
+    let b = scratch.dir("b");
+    fs::write(a.join("x"), "1").unwrap();
+    fs::write(b.join("x"), "2").unwrap();
+    let d = diff_trees(
+        "a",
+        &snapshot(&a, &snap_opts()),
+        "b",
+        &snapshot(&b, &snap_opts()),
+        true,
+    );
+    assert_eq!(d.len(), 1, "{d:?}");
+}
+
+// ---------------------------------------------------------------------------------
+// regressions: cases found once by the random tester, kept (paste new ones here)
+// ---------------------------------------------------------------------------------
+
+mod regressions {
+    use super::*;
+
+    /// Directory rename where the kernel (default) says EXDEV: strata renames it and
+    /// the tree under the new name is the old one.
+    #[test]
+    fn exdev_dir_rename_tree_moves() {
+        check_case(
+            KernelMode::Default,
+            r#"
+            layers 2
+            0 file d/a/x 644 0 0 10
+            1 file d/b 600 1000 1000 20
+            1 xattr d user.a v1
+            rename d e 0
+            ls e
+        "#,
+        );
+    }
+
+    #[test]
+    fn redirect_dir_rename_then_recreate() {
+        check_case(
+            KernelMode::Redirect,
+            r#"
+            layers 2
+            0 file a/b 644 0 0 10
+            1 file a/c 644 0 0 10
+            rename a b 0
+            mkdir a 755
+            ls a
+            ls b
+            rename b/b a/b 0
+        "#,
+        );
+    }
+}
