@@ -63,6 +63,38 @@ pub struct Node {
     state: Mutex<NodeState>,
     /// Serialises copy-up of this node.
     pub copy_up: Mutex<()>,
+    /// Directory with many lower layers: which of them hold which names.
+    /// Lower layers never change, so it never goes stale.
+    pub lower_index: std::sync::OnceLock<Arc<LowerIndex>>,
+}
+
+/// For one merged directory: in which of its lower layers each name appears
+/// (as an object or a whiteout), so a lookup visits only those layers.
+#[derive(Debug, Default)]
+pub struct LowerIndex {
+    names: HashMap<OsString, Vec<u16>>,
+    /// The layers that were read; for any other layer the answer is "maybe".
+    covered: Vec<u16>,
+}
+
+impl LowerIndex {
+    pub fn add(&mut self, name: &OsStr, layer: usize) {
+        let layers = self.names.entry(name.to_os_string()).or_default();
+        let l = layer as u16;
+        if layers.last() != Some(&l) {
+            layers.push(l);
+        }
+    }
+
+    /// Might `name` be in lower layer `layer`?
+    pub fn has(&self, name: &OsStr, layer: usize) -> bool {
+        let l = layer as u16;
+        !self.covered.contains(&l) || self.names.get(name).is_some_and(|ls| ls.contains(&l))
+    }
+
+    pub fn cover(&mut self, layer: usize) {
+        self.covered.push(layer as u16);
+    }
 }
 
 impl Node {
@@ -92,6 +124,7 @@ impl Node {
                 key: Key::Lower(parent, name.to_os_string()),
             }),
             copy_up: Mutex::new(()),
+            lower_index: std::sync::OnceLock::new(),
         }
     }
 }
@@ -125,6 +158,7 @@ impl InodeTable {
             lookups: AtomicU64::new(1),
             state: Mutex::new(root),
             copy_up: Mutex::new(()),
+            lower_index: std::sync::OnceLock::new(),
         });
         let mut tables = Tables::default();
         tables.nodes.insert(ROOT_ID, root);
@@ -192,6 +226,7 @@ impl InodeTable {
             lookups: AtomicU64::new(1),
             state: Mutex::new(state),
             copy_up: Mutex::new(()),
+            lower_index: std::sync::OnceLock::new(),
         });
         t.nodes.insert(id, node.clone());
         t.by_key.insert(key, id);

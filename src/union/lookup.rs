@@ -12,6 +12,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// From this many lower layers on, a directory's lower names are indexed
+/// once, so a lookup costs a stat per layer that has the name, not per layer.
+pub const INDEX_MIN_LAYERS: usize = 3;
+
 /// What one name resolves to in the merged view.
 #[derive(Debug, Clone)]
 pub struct Resolved {
@@ -156,9 +160,24 @@ impl Union {
             }
         }
 
+        let index = if !stop && p_lowers.len() >= INDEX_MIN_LAYERS {
+            self.lower_index(parent, &p_lowers)
+        } else {
+            None
+        };
         while !stop && next_layer < self.layers.lowers.len() {
             let layer = next_layer;
             next_layer += 1;
+            if let Some(index) = &index {
+                let listed_as = match &redirect {
+                    Some(Redirect::Absolute(_)) => None,
+                    Some(Redirect::Relative(n)) => Some(n.as_os_str()),
+                    None => Some(name),
+                };
+                if listed_as.is_some_and(|n| !index.has(n, layer)) {
+                    continue;
+                }
+            }
             let parent_path = p_lowers
                 .iter()
                 .find(|l| l.layer == layer)
@@ -351,5 +370,30 @@ impl Union {
                 .unwrap_or_default(),
         };
         Ok((self.node_for(dir, &item.name, &r), r))
+    }
+}
+
+impl Union {
+    /// The lower-name index of a directory node, built on first use.
+    fn lower_index(
+        &self,
+        dir: &Node,
+        lowers: &[LowerLoc],
+    ) -> Option<Arc<super::inode::LowerIndex>> {
+        if let Some(i) = dir.lower_index.get() {
+            return Some(i.clone());
+        }
+        let mut index = super::inode::LowerIndex::default();
+        for l in lowers {
+            let fd = sys::open_dir_read(self.lower_fd(l.layer), &l.path).ok()?;
+            index.cover(l.layer);
+            for e in sys::read_dir_fd(fd.as_fd()).ok()? {
+                match ovl::aufs_whiteout_target(&e.name) {
+                    Some(target) => index.add(target, l.layer),
+                    None => index.add(&e.name, l.layer),
+                }
+            }
+        }
+        Some(dir.lower_index.get_or_init(|| Arc::new(index)).clone())
     }
 }
