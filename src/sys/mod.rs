@@ -121,11 +121,19 @@ pub fn stat_at(dir: BorrowedFd, name: &OsStr) -> io::Result<Stat> {
     Ok(st)
 }
 
-/// lstat that maps ENOENT (and ENOTDIR) to None.
+/// lstat that maps ENOENT (and ENOTDIR, and ENAMETOOLONG: such a name, e.g.
+/// `.wh.` + a 255-byte name, can't exist) to None.
 pub fn stat_at_opt(dir: BorrowedFd, name: &OsStr) -> io::Result<Option<Stat>> {
     match stat_at(dir, name) {
         Ok(st) => Ok(Some(st)),
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => Ok(None),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ENOENT) | Some(libc::ENOTDIR) | Some(libc::ENAMETOOLONG)
+            ) =>
+        {
+            Ok(None)
+        }
         Err(e) => Err(e),
     }
 }
