@@ -821,6 +821,9 @@ pub struct SnapOpts {
     /// Record mtime only when older than this (times both sides set explicitly).
     pub mtime_before: Option<i64>,
     pub dir_nlink: bool,
+    /// Leave out names that readdir lists but lstat can't find (kernel overlayfs lists
+    /// whiteouts in directories it does not merge).
+    pub skip_enoent: bool,
 }
 
 /// Walks `root` (not following symlinks). Errors are recorded as a node of kind 'E'.
@@ -855,6 +858,7 @@ pub fn snapshot(root: &Path, o: &SnapOpts) -> Tree {
             let p = root.join(&r);
             let st = match lstat(&p) {
                 Ok(s) => s,
+                Err(e) if o.skip_enoent && e.raw_os_error() == Some(libc::ENOENT) => continue,
                 Err(e) => {
                     t.nodes.insert(r, err_node(&e));
                     continue;
