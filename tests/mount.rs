@@ -27,6 +27,8 @@ mod lifecycle;
 mod links;
 #[path = "mount/lookup.rs"]
 mod lookup;
+#[path = "mount/more.rs"]
+mod more;
 #[path = "mount/perms.rs"]
 mod perms;
 #[path = "mount/readdir.rs"]

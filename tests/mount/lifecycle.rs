@@ -245,7 +245,10 @@ fn busy_mount_umount_fails_and_lazy_umount_detaches() {
     let mut f = fs::File::open(lay.m("f")).unwrap();
     let out = run(strata().arg("umount").arg(&lay.mnt));
     assert!(!out.ok(), "strata umount of a busy mount succeeded");
-    assert!(is_mounted(&lay.mnt), "a failed umount must leave the mount alone");
+    assert!(
+        is_mounted(&lay.mnt),
+        "a failed umount must leave the mount alone"
+    );
     assert_eq!(read_string(lay.m("f")), "still readable");
     let out = run(strata().arg("umount").arg("-l").arg(&lay.mnt));
     assert!(out.ok(), "strata umount -l: {}", out.stderr);
