@@ -123,6 +123,13 @@ def run(cmd, timeout=600, mnt=None, stdout=subprocess.PIPE, stderr=subprocess.PI
         except subprocess.TimeoutExpired:
             pass
         raise Failed(f"timeout after {timeout:.0f}s: {short(cmd)}")
+    except BaseException:  # Ctrl-C/SIGTERM: stop the child before anything is unmounted
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        p.wait()
+        raise
     finally:
         CURRENT_CHILD = None
     if p.returncode != 0:
@@ -168,9 +175,10 @@ def proc_status(pid):
 
 
 def find_daemon(mnt, names=("strata", "fuse-overlayfs")):
-    """PID of the FUSE daemon serving mnt: a process whose argv names mnt (fallback: a
-    strata/fuse-overlayfs process holding /dev/fuse)."""
-    cands, fuse_holders = [], []
+    """PID of the FUSE daemon serving mnt: among strata/fuse-overlayfs processes whose argv
+    names mnt, the one holding /dev/fuse (strata keeps a small parent process around), else
+    the one with the largest VmRSS. Processes of other mounts are never considered."""
+    cands = []
     me = os.getpid()
     for d in os.listdir("/proc"):
         if not d.isdigit() or int(d) == me:
@@ -184,19 +192,17 @@ def find_daemon(mnt, names=("strata", "fuse-overlayfs")):
             continue
         if any(a == mnt or a.rstrip("/") == mnt for a in argv[1:]):
             cands.append(int(d))
-            continue
-        try:
-            for fd in os.listdir(f"/proc/{d}/fd"):
-                if os.readlink(f"/proc/{d}/fd/{fd}") == "/dev/fuse":
-                    fuse_holders.append(int(d))
-                    break
-        except OSError:
-            pass
-    pool = cands or fuse_holders
-    pool = [p for p in pool if proc_status(p).get("VmRSS")]
-    if not pool:
+    cands = [p for p in cands if proc_status(p).get("VmRSS")]
+    if not cands:
         return None
-    return max(pool, key=lambda p: proc_status(p).get("VmRSS", 0))
+
+    def holds_fuse(pid):
+        try:
+            return any(os.readlink(f"/proc/{pid}/fd/{fd}") == "/dev/fuse" for fd in os.listdir(f"/proc/{pid}/fd"))
+        except OSError:
+            return False
+
+    return max(cands, key=lambda p: (holds_fuse(p), proc_status(p).get("VmRSS", 0)))
 
 
 def meminfo_dirty_kb():
@@ -717,7 +723,7 @@ def wl_randrw(b, impl):
     size = max(16, int(256 * b.a.size_scale))
     sync()
     out, _ = run(["fio", "--name=randrw", f"--filename={mnt}/fio.dat", f"--size={size}M", "--rw=randrw",
-                  "--rwmixread=70", "--bs=4k", "--ioengine=psync", "--direct=0", "--fallocate=none",
+                  "--rwmixread=70", "--bs=4k", "--ioengine=psync", "--direct=0", "--invalidate=0", "--fallocate=none",
                   f"--runtime={b.a.fio_runtime}", "--time_based", "--randrepeat=1", "--output-format=json"],
                  timeout=b.a.fio_runtime + b.a.timeout, mnt=mnt)
     data = json.loads(out[out.index(b"{"):])
@@ -788,7 +794,10 @@ def wl_make(b, impl):
     mnt, _, _ = b.mount(impl, [lower])
     sync()
     t, _, _ = timed(["make", "-s", "-j2", "-C", f"{mnt}/proj"], timeout=b.a.timeout, mnt=mnt)
-    out, _ = run([f"{mnt}/proj/app"], timeout=60, mnt=mnt)
+    try:
+        out, _ = run([f"{mnt}/proj/app"], timeout=60, mnt=mnt)
+    except OSError as e:
+        raise Failed(f"make succeeded but exec of the built program failed: {e}")
     if out.decode() != proj_expected():
         raise Failed(f"built program printed {out!r}, expected {proj_expected()!r}")
     return {"make": t}
@@ -949,7 +958,7 @@ METRICS = {
     "ls_warm": ("`ls -lR`, 123k entries, warm", "s", "lower", ("le", 1.5)),
     "seq_read": ("sequential read, {big} lower file (lower page-cached)", "MiB/s", "higher", ("ge", 0.9)),
     "seq_write": ("sequential write, {big} + fsync", "MiB/s", "higher", ("ge", 0.9)),
-    "randrw": ("random 4k read/write 70/30 (fio psync, buffered)", "IOPS", "higher", ("ge_impl", "fo20")),
+    "randrw": ("random 4k read/write 70/30 (fio psync, buffered, page-cached)", "IOPS", "higher", ("ge_impl", "fo20")),
     "create20k": ("create 20k small files (20 dirs × 1000, 100 B)", "s", "lower", ("le", 1.2)),
     "delete20k": ("delete those 20k files", "s", "lower", ("le", 1.5)),
     "rm_rf": ("`rm -rf` of a 24k-entry lower tree", "s", "lower", ("le", 2.0)),
@@ -1218,7 +1227,7 @@ def main(argv):
         b.meta["bench dir"] = f"{b.dir} ({mount_fs_type(b.dir)})"
         vers = []
         if "strata" in a.only:
-            rev = subprocess.run(["git", "-C", a.repo, "log", "-1", "--format=%h %s"], capture_output=True)
+            rev = subprocess.run(["git", "-C", a.repo, "log", "-1", "--format=%h %s", "--", "src"], capture_output=True)
             vers.append(f"strata {rev.stdout.decode().strip()[:70]}" + (" (dirty tree)" if subprocess.run(
                 ["git", "-C", a.repo, "diff", "--quiet", "HEAD", "--", "src"]).returncode else ""))
         if "fo110" in a.only:
@@ -1271,14 +1280,15 @@ def main(argv):
         text = text.replace("# strata benchmark", "# strata benchmark (INTERRUPTED, partial)")
     os.makedirs(a.out_dir, exist_ok=True)
     stamp = started.strftime("%Y%m%d-%H%M%S")
-    for name in ("latest", stamp):
+    # an interrupted run only leaves its partial table under its own name
+    for name in ([stamp + "-partial"] if interrupted else ["latest", stamp]):
         with open(os.path.join(a.out_dir, f"{name}.md"), "w") as f:
             f.write(text)
         with open(os.path.join(a.out_dir, f"{name}.json"), "w") as f:
             json.dump({"args": {k: v for k, v in vars(a).items()}, "meta": b.meta, "samples": b.samples,
                        "errors": b.errors, "medians": med, "notes": b.notes}, f, indent=1, default=str)
     print(text)
-    log(f"results in {a.out_dir}/latest.md and {a.out_dir}/{stamp}.md")
+    log(f"results in {a.out_dir}/" + (f"{stamp}-partial.md" if interrupted else f"latest.md and {stamp}.md"))
     return 130 if interrupted else 0
 
 
