@@ -13,6 +13,8 @@ mod common;
 mod badinput;
 #[path = "mount/basic.rs"]
 mod basic;
+#[path = "mount/cache.rs"]
+mod cache;
 #[path = "mount/copyup.rs"]
 mod copyup;
 #[path = "mount/edge.rs"]
