@@ -33,6 +33,8 @@ mod lookup;
 mod more;
 #[path = "mount/perms.rs"]
 mod perms;
+#[path = "mount/privs.rs"]
+mod privs;
 #[path = "mount/readdir.rs"]
 mod readdir;
 #[path = "mount/rename.rs"]
@@ -45,5 +47,7 @@ mod rootless;
 mod security;
 #[path = "mount/special.rs"]
 mod special;
+#[path = "mount/stacking.rs"]
+mod stacking;
 #[path = "mount/whiteout.rs"]
 mod whiteout;
