@@ -35,6 +35,8 @@ mod more;
 mod perms;
 #[path = "mount/privs.rs"]
 mod privs;
+#[path = "mount/randomized.rs"]
+mod randomized;
 #[path = "mount/readdir.rs"]
 mod readdir;
 #[path = "mount/rename.rs"]
