@@ -36,6 +36,8 @@ Options (-o, comma separated; a backslash escapes ',' and ':' in paths):
   volatile             never fsync the upper (like overlayfs volatile)
   timeout=SECS         kernel cache timeout for entries and attributes (default 1)
   threads=N            request-serving threads (default: number of CPUs)
+  passthrough=on|off   FUSE passthrough for file I/O (default on where the kernel
+                       allows it: as real root, Linux 6.9+)
   allow_other          let other users in (default when root)
   allow_root           let root in as well as the mounting user
   default_permissions  accepted; permissions are always checked by the kernel

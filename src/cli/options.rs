@@ -33,6 +33,8 @@ pub struct MountOptions {
     pub fsname: Option<String>,
     /// Worker threads serving FUSE requests.
     pub threads: Option<usize>,
+    /// FUSE passthrough for regular files (None: when the kernel allows it).
+    pub passthrough: Option<bool>,
 }
 
 /// A rejected option, with the reason.
@@ -220,6 +222,10 @@ impl MountOptions {
                 self.threads = Some(n);
             }
             "fsname" => self.fsname = Some(need(value)?),
+            "passthrough" => {
+                let v = need(value)?;
+                self.passthrough = Some(parse_bool_value(key, &v)?);
+            }
             // podman passes an SELinux label; FUSE mounts here have no SELinux.
             "context" => {
                 need(value)?;

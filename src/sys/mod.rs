@@ -9,9 +9,9 @@ pub mod xattr;
 
 use std::ffi::{CStr, CString, OsStr, OsString};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub type Stat = libc::stat;
 
@@ -44,6 +44,29 @@ pub fn errno(e: &io::Error) -> i32 {
 /// Opens `path` (relative, "" or "." for `dir` itself) beneath `dir` without
 /// following any symlink, not even in intermediate components.
 pub fn open_beneath(dir: BorrowedFd, path: &Path, flags: i32, mode: u32) -> io::Result<OwnedFd> {
+    // Paths longer than PATH_MAX are walked a piece at a time.
+    const CHUNK: usize = 2048;
+    if path.as_os_str().len() >= CHUNK {
+        // Every piece stays under CHUNK (a name is at most 255 bytes), so the
+        // calls below take the direct path.
+        let mut head = PathBuf::new();
+        let mut cur: Option<OwnedFd> = None;
+        for comp in path.iter() {
+            if !head.as_os_str().is_empty() && head.as_os_str().len() + comp.len() + 1 >= CHUNK {
+                let base = cur.as_ref().map(|f| f.as_fd()).unwrap_or(dir);
+                cur = Some(open_beneath(
+                    base,
+                    &head,
+                    libc::O_PATH | libc::O_DIRECTORY,
+                    0,
+                )?);
+                head = PathBuf::new();
+            }
+            head.push(comp);
+        }
+        let base = cur.as_ref().map(|f| f.as_fd()).unwrap_or(dir);
+        return open_beneath(base, &head, flags, mode);
+    }
     let rel: &OsStr = if path.as_os_str().is_empty() {
         OsStr::new(".")
     } else {

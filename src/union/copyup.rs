@@ -155,12 +155,13 @@ impl Union {
             }
             _ => sys::mknod_at(work, tmp, st.st_mode, st.st_rdev).map_err(err)?,
         }
-        copy_xattrs(src.dir(), &src.name, work, tmp)?;
+        // Owner first: a chown drops set-id bits and security.capability,
+        // which the mode and the xattrs then bring back exactly.
         self.set_owner(work, tmp, st.st_uid, st.st_gid)?;
         if kind != libc::S_IFLNK && perm & (libc::S_ISUID | libc::S_ISGID) != 0 {
-            // chown may have cleared set-id bits; put the exact mode back.
             sys::chmod_at(work, tmp, perm).map_err(err)?;
         }
+        copy_xattrs(src.dir(), &src.name, work, tmp)?;
         let atime = sys::timespec(st.st_atime, st.st_atime_nsec);
         let mtime = sys::timespec(st.st_mtime, st.st_mtime_nsec);
         sys::utimens_at(work, tmp, Some(atime), Some(mtime)).map_err(err)?;

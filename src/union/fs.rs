@@ -62,6 +62,30 @@ impl StrataFs {
         }
     }
 
+    /// The fd to read from: the handle's own, or the upper file when the
+    /// handle was opened on a lower file that has been copied up since.
+    fn read_fd(&self, fh: FileHandle) -> OpResult<ReadFd> {
+        let h = self.file_fd(fh)?;
+        if let Handle::File {
+            from_lower: true,
+            node,
+            ..
+        } = &*h
+        {
+            if let Some(n) = self.union.inodes.get(*node) {
+                if n.state().upper {
+                    if let Ok(at) = self.union.upper_at(&n) {
+                        let fd =
+                            sys::open_beneath(at.dir(), Path::new(&at.name), libc::O_RDONLY, 0)
+                                .map_err(super::err)?;
+                        return Ok(ReadFd::Upper(fd));
+                    }
+                }
+            }
+        }
+        Ok(ReadFd::Handle(h))
+    }
+
     fn entry(
         &self,
         reply: ReplyEntry,
@@ -95,6 +119,19 @@ impl fuser::Filesystem for StrataFs {
             // The kernel enforces ACLs from system.posix_acl_* (cached per inode).
             | InitFlags::FUSE_POSIX_ACL;
         let _ = config.add_capabilities(wanted & config.capabilities());
+        // Passthrough needs CAP_SYS_ADMIN in the initial namespace (checked
+        // by the kernel when a backing file is registered).
+        if self.union.want_passthrough
+            && sys::geteuid() == 0
+            && config.capabilities().contains(InitFlags::FUSE_PASSTHROUGH)
+            && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+            && config.set_max_stack_depth(1).is_ok()
+        {
+            self.union
+                .passthrough
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            log::info!("FUSE passthrough on");
+        }
         let _ = config.set_max_write(1 << 20);
         log::info!(
             "FUSE session initialised (kernel ABI {:?})",
@@ -347,11 +384,22 @@ impl fuser::Filesystem for StrataFs {
         match self
             .union
             .node(ino.0)
-            .and_then(|n| self.union.open_file(&n, flags.0))
+            .and_then(|n| self.union.open_file(&n, flags.0).map(|fd| (n, fd)))
         {
-            Ok(fd) => {
-                let fh = self.union.handles.insert(Handle::File { fd, node: ino.0 });
-                reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE);
+            Ok((node, fd)) => {
+                let mode = self.union.open_mode(&node, |b| reply.open_backing(b));
+                let (backing, flags) = open_reply_parts(&mode);
+                let from_lower = !node.state().upper;
+                let fh = self.union.handles.insert(Handle::File {
+                    fd,
+                    node: ino.0,
+                    backing: backing.clone(),
+                    from_lower,
+                });
+                match backing {
+                    Some(id) => reply.opened_passthrough(FileHandle(fh), flags, &id),
+                    None => reply.opened(FileHandle(fh), flags),
+                }
             }
             Err(e) => reply.error(errno(e)),
         }
@@ -369,9 +417,9 @@ impl fuser::Filesystem for StrataFs {
         reply: ReplyData,
     ) {
         log::debug!("read {} off={offset} size={size}", ino.0);
-        let res = self.with_fd(fh, |fd| {
+        let res = self.read_fd(fh).and_then(|fd| {
             let mut buf = vec![0u8; size as usize];
-            let n = sys::pread_full(fd, &mut buf, offset).map_err(super::err)?;
+            let n = sys::pread_full(fd.as_fd(), &mut buf, offset).map_err(super::err)?;
             buf.truncate(n);
             Ok(buf)
         });
@@ -432,7 +480,18 @@ impl fuser::Filesystem for StrataFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.union.handles.remove(fh.0);
+        if let Some(h) = self.union.handles.remove(fh.0) {
+            if let Handle::File {
+                backing: None,
+                node,
+                ..
+            } = &*h
+            {
+                if let Some(n) = self.union.inodes.get(*node) {
+                    self.union.release_cached(&n);
+                }
+            }
+        }
         reply.ok();
     }
 
@@ -712,17 +771,26 @@ impl fuser::Filesystem for StrataFs {
         match res {
             Ok((node, r, fd)) => {
                 let attr = self.union.attr_of(&node, &r.stat);
-                let fh = self
-                    .union
-                    .handles
-                    .insert(Handle::File { fd, node: node.id });
-                reply.created(
-                    &self.union.ttl,
-                    &attr,
-                    Generation(0),
-                    FileHandle(fh),
-                    FopenFlags::FOPEN_KEEP_CACHE,
-                );
+                let mode = self.union.open_mode(&node, |b| reply.open_backing(b));
+                let (backing, flags) = open_reply_parts(&mode);
+                let fh = self.union.handles.insert(Handle::File {
+                    fd,
+                    node: node.id,
+                    backing: backing.clone(),
+                    from_lower: false,
+                });
+                let ttl = self.union.ttl;
+                match backing {
+                    Some(id) => reply.created_passthrough(
+                        &ttl,
+                        &attr,
+                        Generation(0),
+                        FileHandle(fh),
+                        flags,
+                        &id,
+                    ),
+                    None => reply.created(&ttl, &attr, Generation(0), FileHandle(fh), flags),
+                }
             }
             Err(e) => reply.error(errno(e)),
         }
@@ -787,6 +855,37 @@ impl fuser::Filesystem for StrataFs {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(errno(e)),
         }
+    }
+}
+
+/// An fd to read from, borrowed from a handle or opened for the read.
+enum ReadFd {
+    Handle(Arc<Handle>),
+    Upper(std::os::fd::OwnedFd),
+}
+
+impl ReadFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            ReadFd::Handle(h) => match &**h {
+                Handle::File { fd, .. } => fd.as_fd(),
+                // file_fd() only returns file handles.
+                Handle::Dir { .. } => unreachable!("read_fd returns file handles only"),
+            },
+            ReadFd::Upper(fd) => fd.as_fd(),
+        }
+    }
+}
+
+/// The backing id (for passthrough) and open flags that go with a mode.
+fn open_reply_parts(
+    mode: &super::passthrough::OpenMode,
+) -> (Option<Arc<fuser::BackingId>>, FopenFlags) {
+    use super::passthrough::OpenMode;
+    match mode {
+        OpenMode::Passthrough(id) => (Some(id.clone()), FopenFlags::empty()),
+        // Only this mount changes the files: the page cache stays valid.
+        OpenMode::Cached => (None, FopenFlags::FOPEN_KEEP_CACHE),
     }
 }
 

@@ -18,7 +18,15 @@ pub struct DirItem {
 
 pub enum Handle {
     /// An open regular file: the backing fd in the upper or a lower layer.
-    File { fd: OwnedFd, node: u64 },
+    File {
+        fd: OwnedFd,
+        node: u64,
+        /// Keeps the kernel's passthrough backing file while this handle lives.
+        backing: Option<Arc<fuser::BackingId>>,
+        /// Opened on a lower file: once the node is copied up, reads go to
+        /// the upper file (an fd opened before a copy-up sees the new data).
+        from_lower: bool,
+    },
     /// An open directory: its merged listing, made at opendir (or rewind).
     Dir { items: Mutex<Option<Vec<DirItem>>> },
 }

@@ -66,6 +66,8 @@ pub struct Node {
     /// Directory with many lower layers: which of them hold which names.
     /// Lower layers never change, so it never goes stale.
     pub lower_index: std::sync::OnceLock<Arc<LowerIndex>>,
+    /// The passthrough backing file while the node is open.
+    pub backing: super::passthrough::NodeBacking,
 }
 
 /// For one merged directory: in which of its lower layers each name appears
@@ -125,6 +127,7 @@ impl Node {
             }),
             copy_up: Mutex::new(()),
             lower_index: std::sync::OnceLock::new(),
+            backing: Default::default(),
         }
     }
 }
@@ -159,6 +162,7 @@ impl InodeTable {
             state: Mutex::new(root),
             copy_up: Mutex::new(()),
             lower_index: std::sync::OnceLock::new(),
+            backing: Default::default(),
         });
         let mut tables = Tables::default();
         tables.nodes.insert(ROOT_ID, root);
@@ -227,6 +231,7 @@ impl InodeTable {
             state: Mutex::new(state),
             copy_up: Mutex::new(()),
             lower_index: std::sync::OnceLock::new(),
+            backing: Default::default(),
         });
         t.nodes.insert(id, node.clone());
         t.by_key.insert(key, id);

@@ -13,6 +13,7 @@ pub mod layers;
 pub mod lookup;
 pub mod namespace;
 pub mod ovl;
+pub mod passthrough;
 pub mod readdir;
 pub mod xattrs;
 
@@ -54,6 +55,10 @@ pub struct Union {
     /// reading, so a path computed from the parent chain stays valid.
     pub rename_lock: RwLock<()>,
     tmp_counter: AtomicU64,
+    /// Passthrough was asked for (option) ...
+    pub want_passthrough: bool,
+    /// ... and negotiated with the kernel at FUSE_INIT.
+    pub passthrough: std::sync::atomic::AtomicBool,
 }
 
 /// An object named inside a directory of one layer: the directory's fd and
@@ -129,6 +134,8 @@ impl Union {
             privileged: sys::geteuid() == 0,
             rename_lock: RwLock::new(()),
             tmp_counter: AtomicU64::new(0),
+            want_passthrough: opts.passthrough.unwrap_or(true),
+            passthrough: std::sync::atomic::AtomicBool::new(false),
             layers,
         })
     }
