@@ -11,7 +11,11 @@ fn coherent_links(lay: &Layout, a: &str, b: &str) {
     // attributes changed through one name show through the other at once
     let _ = lstat(lay.m(b));
     chmod(lay.m(a), 0o640).unwrap();
-    assert_eq!(lstat(lay.m(b)).mode() & 0o7777, 0o640, "mode through the other link");
+    assert_eq!(
+        lstat(lay.m(b)).mode() & 0o7777,
+        0o640,
+        "mode through the other link"
+    );
     lchown(lay.m(a), 321, 654).unwrap();
     assert_eq!((lstat(lay.m(b)).uid(), lstat(lay.m(b)).gid()), (321, 654));
     // data written through one name reads through the other, even if cached
@@ -19,7 +23,11 @@ fn coherent_links(lay: &Layout, a: &str, b: &str) {
     let f = fs::OpenOptions::new().write(true).open(lay.m(a)).unwrap();
     f.write_all_at(b"CHANGED", 0).unwrap();
     drop(f);
-    assert_eq!(&read(lay.m(b))[..7], b"CHANGED", "data through the other link");
+    assert_eq!(
+        &read(lay.m(b))[..7],
+        b"CHANGED",
+        "data through the other link"
+    );
     // size through the other name
     let f = fs::OpenOptions::new().write(true).open(lay.m(b)).unwrap();
     f.set_len(3).unwrap();
@@ -58,7 +66,11 @@ fn nlink_of_the_other_name_after_rename_over_a_link() {
     fs::hard_link(lay.m("a"), lay.m("a2")).unwrap();
     assert_eq!(lstat(lay.m("a2")).nlink(), 2);
     fs::rename(lay.m("c"), lay.m("a")).unwrap();
-    assert_eq!(lstat(lay.m("a2")).nlink(), 1, "nlink after its other name was replaced");
+    assert_eq!(
+        lstat(lay.m("a2")).nlink(),
+        1,
+        "nlink after its other name was replaced"
+    );
     assert_eq!(read_string(lay.m("a")), "c");
     assert_eq!(read_string(lay.m("a2")), "a");
 }
@@ -71,7 +83,11 @@ fn truncate_by_path_after_cached_reads() {
     assert_eq!(read_string(lay.m("f")), "0123456789");
     let c = cstr(lay.m("f"));
     cvt(unsafe { libc::truncate(c.as_ptr(), 4) }).unwrap();
-    assert_eq!(read_string(lay.m("f")), "0123", "stale pages after truncate");
+    assert_eq!(
+        read_string(lay.m("f")),
+        "0123",
+        "stale pages after truncate"
+    );
     let f = fs::File::open(lay.m("f")).unwrap();
     assert_eq!(f.metadata().unwrap().len(), 4);
 }
@@ -79,18 +95,33 @@ fn truncate_by_path_after_cached_reads() {
 #[test]
 fn every_kind_of_object_can_be_created_over_a_whiteout() {
     let lay = Layout::new(1);
-    for n in ["fifo", "hardlink", "node", "sock", "renamed-into", "exchanged"] {
+    for n in [
+        "fifo",
+        "hardlink",
+        "node",
+        "sock",
+        "renamed-into",
+        "exchanged",
+    ] {
         write(lay.l(0, n), "lower");
     }
     let m = lay.mount();
-    for n in ["fifo", "hardlink", "node", "sock", "renamed-into", "exchanged"] {
+    for n in [
+        "fifo",
+        "hardlink",
+        "node",
+        "sock",
+        "renamed-into",
+        "exchanged",
+    ] {
         fs::remove_file(lay.m(n)).unwrap();
         assert_errno(fs::metadata(lay.m(n)), libc::ENOENT, n); // negative entry cached
     }
     mkfifo(lay.m("fifo"), 0o600).expect("mkfifo over a whiteout");
     write(lay.m("src"), "src");
     fs::hard_link(lay.m("src"), lay.m("hardlink")).expect("link over a whiteout");
-    mknod(lay.m("node"), libc::S_IFCHR | 0o600, libc::makedev(1, 3)).expect("mknod over a whiteout");
+    mknod(lay.m("node"), libc::S_IFCHR | 0o600, libc::makedev(1, 3))
+        .expect("mknod over a whiteout");
     let sock = std::os::unix::net::UnixListener::bind(lay.m("sock")).expect("bind over a whiteout");
     drop(sock);
     write(lay.m("tmp"), "moved");
@@ -105,7 +136,10 @@ fn every_kind_of_object_can_be_created_over_a_whiteout() {
     );
     let mut names = ls(&lay.mnt);
     names.sort();
-    assert_eq!(names, strs(&["fifo", "hardlink", "node", "renamed-into", "sock", "src"]));
+    assert_eq!(
+        names,
+        strs(&["fifo", "hardlink", "node", "renamed-into", "sock", "src"])
+    );
     m.umount();
     let m = lay.mount();
     assert!(lstat(lay.m("fifo")).file_type().is_fifo());
@@ -130,7 +164,12 @@ fn copy_up_across_filesystems() {
     let w = d.dir("work");
     let mnt = d.dir("mnt");
     let m = Mount::new(
-        &format!("lowerdir={},upperdir={},workdir={}", l.display(), u.display(), w.display()),
+        &format!(
+            "lowerdir={},upperdir={},workdir={}",
+            l.display(),
+            u.display(),
+            w.display()
+        ),
         &mnt,
     );
     fs::OpenOptions::new()
@@ -143,9 +182,18 @@ fn copy_up_across_filesystems() {
     m.umount();
     let mut want = data.clone();
     want.push(b'!');
-    assert!(read(u.join("dir/file")) == want, "content copied across filesystems");
+    assert!(
+        read(u.join("dir/file")) == want,
+        "content copied across filesystems"
+    );
     let st = lstat(u.join("dir/file"));
     assert_eq!((st.mode() & 0o7777, st.uid(), st.gid()), (0o604, 77, 78));
-    assert_eq!(lgetxattr(u.join("dir/file"), "trusted.x").unwrap(), b"tmpfs");
-    assert_eq!(fs::read_link(u.join("dir/link")).unwrap().to_str(), Some("target"));
+    assert_eq!(
+        lgetxattr(u.join("dir/file"), "trusted.x").unwrap(),
+        b"tmpfs"
+    );
+    assert_eq!(
+        fs::read_link(u.join("dir/link")).unwrap().to_str(),
+        Some("target")
+    );
 }

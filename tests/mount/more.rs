@@ -90,7 +90,10 @@ fn walk_down(root: &Path, create: bool) -> std::io::Result<OwnedFd> {
             cvt(unsafe { libc::mkdirat(fd.as_raw_fd(), c.as_ptr(), 0o755) })?;
         }
         fd = openat_dir(fd.as_raw_fd(), &name).map_err(|e| {
-            std::io::Error::new(e.kind(), format!("level {i} (path length {}): {e}", (i + 1) * 125))
+            std::io::Error::new(
+                e.kind(),
+                format!("level {i} (path length {}): {e}", (i + 1) * 125),
+            )
         })?;
     }
     Ok(fd)
@@ -167,8 +170,15 @@ fn paths_longer_than_path_max() {
     );
     m.umount();
     let strata_upper = deepest(&lay.upper);
-    assert_eq!(strata_upper, kernel_upper, "deepest upper directory after the same operations");
-    assert_eq!(kernel_upper.len(), 3, "file, gone (whiteout), new: {kernel_upper:?}");
+    assert_eq!(
+        strata_upper, kernel_upper,
+        "deepest upper directory after the same operations"
+    );
+    assert_eq!(
+        kernel_upper.len(),
+        3,
+        "file, gone (whiteout), new: {kernel_upper:?}"
+    );
 }
 
 #[test]

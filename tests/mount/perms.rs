@@ -490,3 +490,37 @@ fn copy_up_by_a_group_writer_keeps_the_original_owner() {
         "unlink by a non-root owner leaves a whiteout"
     );
 }
+
+#[test]
+fn setgid_rule_holds_over_a_whiteout_too() {
+    // mkdir over a deleted lower name inside a setgid directory: the new directory
+    // inherits the group and the setgid bit, as everywhere else (kernel does).
+    let lay = layout();
+    write(lay.l(0, "sg/was-file"), "x");
+    mkdirs(lay.l(0, "sg/was-dir"));
+    let story = |root: &std::path::Path| {
+        as_user(&Creds::user(A, A).groups(&[G2]), || {
+            fs::remove_file(root.join("sg/was-file")).unwrap();
+            fs::remove_dir(root.join("sg/was-dir")).unwrap();
+            fs::create_dir(root.join("sg/was-file")).unwrap();
+            fs::create_dir(root.join("sg/was-dir")).unwrap();
+            write(root.join("sg/was-dir/f"), "f");
+        });
+        ["sg/was-file", "sg/was-dir", "sg/was-dir/f"]
+            .iter()
+            .map(|p| {
+                let st = lstat(root.join(p));
+                (p.to_string(), st.mode() & 0o7777, st.uid(), st.gid())
+            })
+            .collect::<Vec<_>>()
+    };
+    let k = lay.kernel_mount();
+    let kernel = story(&k.mnt);
+    k.umount();
+    fs::remove_dir_all(&lay.upper).unwrap();
+    mkdirs(&lay.upper);
+    let _m = lay.mount_with("allow_other");
+    let strata = story(&lay.mnt);
+    assert_eq!(kernel[0].1 & 0o2000, 0o2000, "kernel sanity: setgid inherited");
+    assert_eq!(strata, kernel, "(path, mode, uid, gid) strata vs kernel");
+}

@@ -42,15 +42,26 @@ fn non_root_cannot_set_file_capabilities_or_trusted_xattrs() {
         write(lay.m("shared/mine"), "#!/bin/sh\n");
         (
             e(lsetxattr(lay.m("shared/mine"), "security.capability", &cap)),
-            e(lsetxattr(lay.m("shared/mine"), "trusted.overlay.opaque", b"y")),
+            e(lsetxattr(
+                lay.m("shared/mine"),
+                "trusted.overlay.opaque",
+                b"y",
+            )),
             e(lsetxattr(lay.m("shared/mine"), "trusted.x", b"y")),
         )
     });
-    assert_eq!(r.0, Err(libc::EPERM), "security.capability by a non-root owner");
+    assert_eq!(
+        r.0,
+        Err(libc::EPERM),
+        "security.capability by a non-root owner"
+    );
     assert!(r.1.is_err(), "trusted.overlay.* by a non-root owner");
     assert_eq!(r.2, Err(libc::EPERM), "trusted.* by a non-root owner");
     m.umount();
-    assert_eq!(llistxattr(lay.u("shared/mine")).unwrap(), Vec::<String>::new());
+    assert_eq!(
+        llistxattr(lay.u("shared/mine")).unwrap(),
+        Vec::<String>::new()
+    );
 }
 
 #[test]
@@ -71,9 +82,17 @@ fn setgid_bit_of_a_foreign_group_is_dropped() {
     });
     let st = lstat(lay.m("sg/f"));
     assert_eq!(st.gid(), G2);
-    assert_eq!(st.mode() & 0o7777, 0o755, "chmod g+s by a non-member must drop S_ISGID");
+    assert_eq!(
+        st.mode() & 0o7777,
+        0o755,
+        "chmod g+s by a non-member must drop S_ISGID"
+    );
     let st = lstat(lay.m("sg/created"));
-    assert_eq!(st.mode() & 0o2000, 0, "create with S_ISGID by a non-member must drop it");
+    assert_eq!(
+        st.mode() & 0o2000,
+        0,
+        "create with S_ISGID by a non-member must drop it"
+    );
     assert_eq!(lstat(lay.u("sg/f")).mode() & 0o7777, 0o755, "upper copy");
 }
 
@@ -89,7 +108,10 @@ fn write_by_a_non_owner_clears_set_id_bits() {
         f.write_all(b"# B was here\n").unwrap();
     });
     let mode = lstat(lay.m("shared/a-suid")).mode() & 0o7777;
-    assert_eq!(mode, 0o777, "set-id bits survive a write by another user: {mode:o}");
+    assert_eq!(
+        mode, 0o777,
+        "set-id bits survive a write by another user: {mode:o}"
+    );
     assert_eq!(lstat(lay.u("shared/a-suid")).mode() & 0o7777, 0o777);
 }
 
@@ -107,7 +129,10 @@ fn root_chown_clears_set_id_bits_like_the_kernel() {
     mkdirs(&lay.upper);
     let _m = lay.mount();
     let strata = story(&lay.mnt);
-    assert_eq!(strata, kernel, "mode after root chowns a 6777 file (kernel: {kernel:o})");
+    assert_eq!(
+        strata, kernel,
+        "mode after root chowns a 6777 file (kernel: {kernel:o})"
+    );
 }
 
 #[test]
@@ -117,16 +142,31 @@ fn non_root_cannot_make_devices_or_link_others_files() {
     let protected = fs::read_to_string("/proc/sys/fs/protected_hardlinks").unwrap_or_default();
     let r = as_user(&Creds::user(A, A), || {
         (
-            e(mknod(lay.m("shared/null"), libc::S_IFCHR | 0o666, libc::makedev(1, 3))),
-            e(mknod(lay.m("shared/blk"), libc::S_IFBLK | 0o666, libc::makedev(7, 0))),
-            e(fs::hard_link(lay.m("shared/rootfile"), lay.m("shared/mylink"))),
+            e(mknod(
+                lay.m("shared/null"),
+                libc::S_IFCHR | 0o666,
+                libc::makedev(1, 3),
+            )),
+            e(mknod(
+                lay.m("shared/blk"),
+                libc::S_IFBLK | 0o666,
+                libc::makedev(7, 0),
+            )),
+            e(fs::hard_link(
+                lay.m("shared/rootfile"),
+                lay.m("shared/mylink"),
+            )),
             e(mkfifo(lay.m("shared/fifo"), 0o600)),
         )
     });
     assert_eq!(r.0, Err(libc::EPERM), "char device by a non-root user");
     assert_eq!(r.1, Err(libc::EPERM), "block device by a non-root user");
     if protected.trim() == "1" {
-        assert_eq!(r.2, Err(libc::EPERM), "hard link to root's file (protected_hardlinks=1)");
+        assert_eq!(
+            r.2,
+            Err(libc::EPERM),
+            "hard link to root's file (protected_hardlinks=1)"
+        );
     }
     assert_eq!(r.3, Ok(()), "fifos are fine");
 }
@@ -142,7 +182,9 @@ fn acl_of_another_users_file_cannot_be_changed() {
         .gid(A));
     assert!(!out.ok(), "a non-owner changed an ACL");
     assert!(lgetxattr(lay.m("shared/rootfile"), "system.posix_acl_access").is_err());
-    let r = as_user(&Creds::user(B, B), || e(fs::write(lay.m("shared/rootfile"), "x")));
+    let r = as_user(&Creds::user(B, B), || {
+        e(fs::write(lay.m("shared/rootfile"), "x"))
+    });
     assert_eq!(r, Err(libc::EACCES));
 }
 

@@ -49,6 +49,23 @@ fn build_lowers(l0: &Path, l1: &Path) {
     lchown(l0.join("x/b"), 1000, 1000).unwrap();
 }
 
+/// rm -r that visits names in sorted order, so that a failure part-way leaves the
+/// same state whatever order readdir returns (which is unspecified).
+fn rm_rf_sorted(p: &Path) -> std::io::Result<()> {
+    let m = fs::symlink_metadata(p)?;
+    if !m.is_dir() {
+        return fs::remove_file(p);
+    }
+    let mut names: Vec<_> = fs::read_dir(p)?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()?;
+    names.sort();
+    for n in names {
+        rm_rf_sorted(&p.join(n))?;
+    }
+    fs::remove_dir(p)
+}
+
 fn path(dir: &str, name: &str) -> String {
     if dir.is_empty() {
         name.to_string()
@@ -81,7 +98,10 @@ fn op(rng: &mut Rng, root: &Path) -> (String, String) {
         ),
         2 => {
             let c = cstr(p(&a));
-            ("truncate", res(cvt(unsafe { libc::truncate(c.as_ptr(), 3) })))
+            (
+                "truncate",
+                res(cvt(unsafe { libc::truncate(c.as_ptr(), 3) })),
+            )
         }
         3 => ("unlink", res(fs::remove_file(p(&a)))),
         4 => ("mkdir", res(fs::create_dir(p(&a)))),
@@ -100,9 +120,38 @@ fn op(rng: &mut Rng, root: &Path) -> (String, String) {
         11 => ("chmod", res(chmod(p(&a), 0o600 + rng.below(0o100) as u32))),
         12 => ("setxattr", res(lsetxattr(p(&a), "user.r", b"rv"))),
         13 => ("removexattr", res(lremovexattr(p(&a), "user.k"))),
-        _ => ("rm_rf", res(fs::remove_dir_all(p(&a)))),
+        _ => ("rm_rf", res(rm_rf_sorted(&p(&a)))),
     };
     (format!("{} {a} {b}", r.0), r.1)
+}
+
+
+/// Runs the same random operations on both mounts in lockstep (as `creds` when
+/// given) and compares the result of every operation and both trees after it.
+fn lockstep(seed: u64, steps: usize, kroot: &Path, sroot: &Path, creds: Option<&Creds>) {
+    let mut rk = Rng(seed);
+    let mut rs = Rng(seed);
+    let mut done: Vec<(String, String)> = Vec::new();
+    for i in 0..steps {
+        let (kr, sr) = match creds {
+            Some(c) => as_user(c, || (op(&mut rk, kroot), op(&mut rs, sroot))),
+            None => (op(&mut rk, kroot), op(&mut rs, sroot)),
+        };
+        assert_eq!(
+            kr, sr,
+            "seed {seed}: step {i} ({}) gave {} through the kernel, {} through strata; successful steps before: {:?}",
+            kr.0, kr.1, sr.1,
+            done.iter().filter(|d| d.1 == "ok").collect::<Vec<_>>()
+        );
+        done.push(kr.clone());
+        let kt = snapshot(kroot);
+        let st = snapshot(sroot);
+        if kt != st {
+            let ok: Vec<_> = done.iter().filter(|d| d.1 == "ok").collect();
+            eprintln!("seed {seed}: trees differ after step {i} ({}); successful steps: {ok:?}", kr.0);
+            assert_same_tree(&format!("kernel after step {i} ({})", kr.0), &kt, "strata", &st);
+        }
+    }
 }
 
 fn run_sequence(seed: u64, steps: usize, root: &Path) -> Vec<(String, String)> {
@@ -111,34 +160,16 @@ fn run_sequence(seed: u64, steps: usize, root: &Path) -> Vec<(String, String)> {
 }
 
 fn differential(seed: u64) {
-    let steps = 400;
     let kl = Layout::new(2);
     build_lowers(&kl.lowers[0], &kl.lowers[1]);
     let sl = Layout::new(2);
     build_lowers(&sl.lowers[0], &sl.lowers[1]);
-
     let k = kl.kernel_mount();
-    let kres = run_sequence(seed, steps, &k.mnt);
-    let kt = snapshot(&k.mnt);
-    k.umount();
-
     let m = sl.mount();
-    let sres = run_sequence(seed, steps, &sl.mnt);
+    lockstep(seed, 400, &k.mnt, &sl.mnt, None);
     let st = snapshot(&sl.mnt);
+    k.umount();
     m.umount();
-
-    eprintln!("seed {seed}: {} of {} ops succeeded", kres.iter().filter(|r| r.1 == "ok").count(), kres.len());
-    for (i, (kr, sr)) in kres.iter().zip(sres.iter()).enumerate() {
-        assert_eq!(
-            kr, sr,
-            "seed {seed}: step {i} ({}) gave {} through the kernel, {} through strata; steps before: {:?}",
-            kr.0,
-            kr.1,
-            sr.1,
-            &kres[..i]
-        );
-    }
-    assert_same_tree(&format!("kernel (seed {seed})"), &kt, "strata", &st);
 
     let m = sl.mount();
     let st2 = snapshot(&sl.mnt);
@@ -252,4 +283,54 @@ fn random_sequences_with_a_remount_seed_2() {
 #[test]
 fn random_sequences_with_a_remount_seed_3() {
     differential_with_remount(0xabc3);
+}
+
+fn build_lowers_with_owners(l0: &Path, l1: &Path) {
+    build_lowers(l0, l1);
+    // x: root 0755; z: user 1500's; z/w: sticky 1777; x/y: group 1600 0775 setgid
+    for root in [l0, l1] {
+        chmod(root.join("x"), 0o755).unwrap();
+        lchown(root.join("z"), 1500, 1500).unwrap();
+        chmod(root.join("z"), 0o700).unwrap();
+        chmod(root.join("z/w"), 0o1777).unwrap();
+        lchown(root.join("x/y"), 0, 1600).unwrap();
+        chmod(root.join("x/y"), 0o2775).unwrap();
+    }
+    write(l1.join("z/w/others"), "owned by 1501");
+    lchown(l1.join("z/w/others"), 1501, 1501).unwrap();
+    write(l0.join("x/y/groupfile"), "g");
+    lchown(l0.join("x/y/groupfile"), 0, 1600).unwrap();
+    chmod(l0.join("x/y/groupfile"), 0o664).unwrap();
+    lchown(l0.join("z/a"), 1500, 1500).unwrap();
+}
+
+fn differential_as_user(seed: u64) {
+    let creds = Creds::user(1500, 1500).groups(&[1600]).umask(0o022);
+    let kl = Layout::new(2);
+    build_lowers_with_owners(&kl.lowers[0], &kl.lowers[1]);
+    let sl = Layout::new(2);
+    build_lowers_with_owners(&sl.lowers[0], &sl.lowers[1]);
+    let k = kl.kernel_mount();
+    let _m = sl.mount_with("allow_other");
+    lockstep(seed, 300, &k.mnt, &sl.mnt, Some(&creds));
+}
+
+#[test]
+fn random_sequences_as_a_user_seed_1() {
+    differential_as_user(0x1500_0001);
+}
+
+#[test]
+fn random_sequences_as_a_user_seed_2() {
+    differential_as_user(0x1500_0002);
+}
+
+#[test]
+fn random_sequences_as_a_user_seed_3() {
+    differential_as_user(0x1500_0003);
+}
+
+#[test]
+fn random_sequences_as_a_user_seed_4() {
+    differential_as_user(0x1500_0004);
 }

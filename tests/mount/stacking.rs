@@ -103,7 +103,12 @@ fn stack(layer2_by_kernel: bool) {
         t
     } else {
         let m = Mount::new(
-            &format!("lowerdir={},upperdir={},workdir={}", l1.display(), l2.display(), w.display()),
+            &format!(
+                "lowerdir={},upperdir={},workdir={}",
+                l1.display(),
+                l2.display(),
+                w.display()
+            ),
             &mnt,
         );
         image_layer_ops(&mnt);
@@ -123,7 +128,12 @@ fn stack(layer2_by_kernel: bool) {
     let m = lay.mount_ro();
     let ro = snapshot(&mnt);
     m.umount();
-    assert_same_tree("the view that made layer2", &view1, "lowerdir=layer2:layer1", &ro);
+    assert_same_tree(
+        "the view that made layer2",
+        &view1,
+        "lowerdir=layer2:layer1",
+        &ro,
+    );
     let k = lay.kernel_mount_ro();
     let kro = snapshot(&k.mnt);
     k.umount();
