@@ -1071,6 +1071,20 @@ fn sig_of(st: &libc::stat, with_nlink: bool) -> String {
     }
     s
 }
+/// `STRATA_DIFF_SKIP_DIR_NLINK=1` leaves directory st_nlink out of the final
+/// comparison: for exploring past a known bug (see the regressions) in long runs.
+fn skip_dir_nlink() -> bool {
+    std::env::var("STRATA_DIFF_SKIP_DIR_NLINK").is_ok()
+}
+
+fn time_str(sec: i64, ns: i64) -> String {
+    if sec < SNAP_BEFORE {
+        format!("{sec}.{ns}")
+    } else {
+        "new".to_string()
+    }
+}
+
 fn sig(p: &Path, with_nlink: bool, times: (bool, bool)) -> String {
     match lstat(p) {
         Ok(st) => {
@@ -1404,11 +1418,46 @@ fn run_case(c: &Case, mode: KernelMode) -> Result<Stats, Failure> {
         // Times: only those the operation set (UTIME_OMIT leaves a time alone, and
         // atime is not compared otherwise: lookups may read a lower directory).
         let target = match op {
-            Op::Utimens { path, a, m, .. } => {
-                Some((path.clone(), a.1 != UTIME_OMIT, m.1 != UTIME_OMIT))
-            }
+            Op::Utimens {
+                path,
+                a,
+                m,
+                nofollow: true,
+            } => Some((path.clone(), a.1 != UTIME_OMIT, m.1 != UTIME_OMIT)),
             _ => None,
         };
+        if let Op::Utimens {
+            path,
+            a,
+            m,
+            nofollow: false,
+        } = op
+        {
+            // The times went to the symlink's target: compare with stat(2).
+            let t = |p: &Path| match stat(p) {
+                Ok(s) => format!(
+                    "{} {}",
+                    if a.1 != UTIME_OMIT {
+                        time_str(s.st_atime, s.st_atime_nsec)
+                    } else {
+                        String::new()
+                    },
+                    if m.1 != UTIME_OMIT {
+                        time_str(s.st_mtime, s.st_mtime_nsec)
+                    } else {
+                        String::new()
+                    }
+                ),
+                Err(e) => errname(e.raw_os_error().unwrap_or(-1)),
+            };
+            let (x, y) = (t(&st.p(path)), t(&kt.p(path)));
+            if x != y {
+                return Err(fail(
+                    Some(i),
+                    format!("after op #{i} `{op}`: times of {path}: strata [{x}] vs kernel [{y}]"),
+                ));
+            }
+        }
         for p in op_paths(op) {
             let times = match &target {
                 Some((t, a, m)) if *t == p => (*a, *m),
@@ -1450,11 +1499,11 @@ fn run_case(c: &Case, mode: KernelMode) -> Result<Stats, Failure> {
     let s_tree = snapshot(
         &s_mnt,
         &SnapOpts {
-            dir_nlink: links_reliable,
+            dir_nlink: links_reliable && !skip_dir_nlink(),
             ..snap_opts()
         },
     );
-    let k_tree = snapshot(&k_mnt, &ksnap_opts(links_reliable));
+    let k_tree = snapshot(&k_mnt, &ksnap_opts(links_reliable && !skip_dir_nlink()));
     let d = diff_trees("strata", &s_tree, "kernel", &k_tree, links_reliable);
     if !d.is_empty() {
         return Err(fail(

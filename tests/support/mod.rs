@@ -96,6 +96,7 @@ pub fn errname(e: i32) -> String {
 /// Asserts that `r` failed with exactly `expected`.
 #[track_caller]
 pub fn assert_errno<T: std::fmt::Debug>(r: io::Result<T>, expected: i32, what: &str) {
+    check();
     match r {
         Ok(v) => panic!(
             "{what}: expected {}, but it succeeded ({v:?})",
@@ -116,6 +117,7 @@ pub fn assert_errno<T: std::fmt::Debug>(r: io::Result<T>, expected: i32, what: &
 
 #[track_caller]
 pub fn assert_ok<T>(r: io::Result<T>, what: &str) -> T {
+    check();
     match r {
         Ok(v) => v,
         Err(e) => panic!(
@@ -1085,4 +1087,55 @@ pub fn time_seed() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap();
     d.as_nanos() as u64 ^ ((std::process::id() as u64) << 32)
+}
+
+// ---------------------------------------------------------------------------------
+// per-process suite summary (libtest has no "after all tests" hook: atexit)
+// ---------------------------------------------------------------------------------
+
+pub static CASES: AtomicUsize = AtomicUsize::new(0);
+pub static FAILED_CASES: AtomicUsize = AtomicUsize::new(0);
+pub static CHECKS: AtomicUsize = AtomicUsize::new(0);
+static SUITE: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+extern "C" fn write_summary() {
+    if let Some(suite) = SUITE.get() {
+        let secs = START
+            .get()
+            .map(|s| s.elapsed().as_secs_f64())
+            .unwrap_or(0.0);
+        report(
+            suite,
+            &format!(
+                "{suite}: {} cases, {} checks (exact errno/state assertions), {} failed cases, {:.1}s",
+                CASES.load(Ordering::SeqCst),
+                CHECKS.load(Ordering::SeqCst),
+                FAILED_CASES.load(Ordering::SeqCst),
+                secs
+            ),
+        );
+    }
+}
+
+/// Counts a case of `suite`; the first call registers the summary written at exit.
+/// The returned guard counts the case as failed when dropped during a panic.
+pub fn count_case(suite: &'static str) -> CaseGuard {
+    if SUITE.set(suite).is_ok() {
+        let _ = START.set(Instant::now());
+        unsafe { libc::atexit(write_summary) };
+    }
+    CASES.fetch_add(1, Ordering::SeqCst);
+    CaseGuard
+}
+pub struct CaseGuard;
+impl Drop for CaseGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            FAILED_CASES.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+pub fn check() {
+    CHECKS.fetch_add(1, Ordering::Relaxed);
 }
