@@ -1413,6 +1413,12 @@ fn run_case(c: &Case, mode: KernelMode) -> Result<Stats, Failure> {
             replay()
                 .map_err(|e| fail(Some(i), format!("replaying `{op}` on the kernel side: {e}")))?;
             links_reliable = false;
+            // Open files on the kernel side now point at the removed originals: the
+            // two sides' fds are no longer comparable. Close them all on both sides.
+            for slot in 0..SLOTS {
+                st.fds[slot] = None;
+                kt.fds[slot] = None;
+            }
         }
         // stat of every path involved and its parent.
         // Times: only those the operation set (UTIME_OMIT leaves a time alone, and
