@@ -775,3 +775,77 @@ fn rename_over_is_atomic_for_readers_and_writers() {
         "opens of a name that always exists failed (count by error): {errs:#?}"
     );
 }
+
+#[test]
+fn opens_racing_renames_of_lower_files_fail_only_with_enoent() {
+    // Renames among names that come from the lower layer (copy-ups, whiteouts) while
+    // other threads open and read those names: a name may be missing (ENOENT) at the
+    // moment of the open, but no other error is acceptable.
+    let _case = count_case("stress");
+    let secs = env_usize("STRATA_STRESS_SECS", 20).min(6) as u64;
+    let l = layers("stress-renopen");
+    fs::create_dir(l.lower.join("d")).unwrap();
+    for i in 0..3 {
+        fs::write(
+            l.lower.join(format!("d/f{i}")),
+            record(&format!("LOWER:d/f{i}")),
+        )
+        .unwrap();
+    }
+    let m = Strata::mount(&l.opts(), &l.mnt);
+    let stop = Arc::new(AtomicBool::new(false));
+    let ops = Arc::new(AtomicUsize::new(0));
+    let mut hs = Vec::new();
+    for t in 0..4u64 {
+        let (stop, dir, ops) = (stop.clone(), l.mnt.join("d"), ops.clone());
+        hs.push(std::thread::spawn(move || {
+            let mut r = Rng::new(t + 1);
+            let mut errs = BTreeMap::<String, u64>::new();
+            while !stop.load(Ordering::Relaxed) {
+                let a = dir.join(format!("f{}", r.below(3)));
+                let b = dir.join(format!("f{}", r.below(3)));
+                let res = if t < 2 {
+                    rename(&a, &b).map(drop)
+                } else {
+                    open(&a, libc::O_RDONLY, 0)
+                        .and_then(|fd| fd.pread(REC, 0))
+                        .map(drop)
+                };
+                ops.fetch_add(1, Ordering::Relaxed);
+                if let Err(e) = res {
+                    if e.raw_os_error() != Some(libc::ENOENT) {
+                        *errs
+                            .entry(format!(
+                                "{}: {e}",
+                                if t < 2 { "rename" } else { "open+read" }
+                            ))
+                            .or_default() += 1;
+                    }
+                }
+            }
+            errs
+        }));
+    }
+    std::thread::sleep(Duration::from_secs(secs));
+    stop.store(true, Ordering::SeqCst);
+    let mut errs = BTreeMap::new();
+    for h in hs {
+        for (k, v) in h.join().unwrap() {
+            *errs.entry(k).or_insert(0) += v;
+        }
+    }
+    m.umount();
+    report(
+        "stress",
+        &format!(
+            "opens racing renames of lower files: {} operations in {secs}s, {} unexpected errors",
+            ops.load(Ordering::Relaxed),
+            errs.values().sum::<u64>()
+        ),
+    );
+    check();
+    assert!(
+        errs.is_empty(),
+        "unexpected errors (count by error): {errs:#?}"
+    );
+}
