@@ -588,9 +588,10 @@ fn gen_case(seed: u64, nops: usize) -> Case {
                 60..=66 => LKind::Sym {
                     target: rand_target(&mut r),
                 },
-                67..=72 => LKind::Hard {
+                67..=72 if !no_lower_hardlinks() => LKind::Hard {
                     to: rand_path(&mut r),
                 },
+                67..=72 => LKind::Dir { mode: 0o755 },
                 73..=76 => LKind::Fifo { mode: 0o644 },
                 77..=86 => LKind::Whiteout,
                 87..=92 => LKind::Opaque,
@@ -1071,6 +1072,12 @@ fn sig_of(st: &libc::stat, with_nlink: bool) -> String {
     }
     s
 }
+/// `STRATA_DIFF_NO_LOWER_HARDLINKS=1`: generate no hard links in the lowers (for
+/// exploring past a known bug in long runs).
+fn no_lower_hardlinks() -> bool {
+    std::env::var("STRATA_DIFF_NO_LOWER_HARDLINKS").is_ok()
+}
+
 /// `STRATA_DIFF_SKIP_DIR_NLINK=1` leaves directory st_nlink out of the final
 /// comparison: for exploring past a known bug (see the regressions) in long runs.
 fn skip_dir_nlink() -> bool {
@@ -1844,6 +1851,88 @@ mod regressions {
             0 dir a/c 555
             link a d/c
             chmod a/c 555
+        "#,
+        );
+    }
+
+    /// BUG (seeds 2094, 3185): after renaming a directory (redirect), strata follows
+    /// the redirect into a lower layer that a non-directory in a layer above should
+    /// have blocked (here `d` is a file in layer 1, so layer 2's `d/a/b` must not show).
+    #[test]
+    fn regression_seed_2094_redirect_must_stop_at_a_non_dir() {
+        check_case(
+            KernelMode::Redirect,
+            r#"
+            layers 3
+            0 dir d/a 755
+            1 file d 755 1002 1002 87
+            2 fifo d/a/b 644
+            rename d/a d/b 0
+            open 0 d/b/c rdonly|creat 600
+        "#,
+        );
+    }
+
+    /// BUG (seed 3185): same cause, seen through RENAME_EXCHANGE: rmdir says ENOTDIR
+    /// for a name that does not exist (kernel: ENOENT).
+    #[test]
+    fn regression_seed_3185_exchange_redirect_blocked_layer() {
+        check_case(
+            KernelMode::Redirect,
+            r#"
+            layers 3
+            0 file d/b/d 600 1002 1000 36
+            1 sym d b/c
+            2 dir b/b 4755
+            2 file d/b/c 755 1002 65534 76
+            rename d/b b exchange
+            ls .
+            rmdir b/c
+        "#,
+        );
+    }
+
+    /// BUG (seed 3058): copying up a lower file that has hard links changes the
+    /// parent directory's mtime (the kernel keeps the parent's times on copy-up).
+    #[test]
+    fn regression_seed_3058_hardlinked_copy_up_keeps_parent_mtime() {
+        check_case(
+            KernelMode::Redirect,
+            r#"
+            layers 2
+            1 file a 755 1000 1002 93
+            1 sym c/a d/d/d
+            1 hard d/c a
+            link d/c c/d
+        "#,
+        );
+    }
+
+    /// BUG (seed 3112): same, through setxattr.
+    #[test]
+    fn regression_seed_3112_hardlinked_copy_up_by_setxattr_keeps_parent_mtime() {
+        check_case(
+            KernelMode::Redirect,
+            r#"
+            layers 3
+            2 file b/a 600 65534 0 21
+            2 hard c/c b/a
+            setx c/c user.b x358 0
+        "#,
+        );
+    }
+
+    /// BUG: unlinking one name of a lower hard-linked file leaves the other name with
+    /// st_nlink 2 (kernel with index=on, which strata's linked copy-up mirrors: 1).
+    #[test]
+    fn unlink_of_lower_hard_link_updates_nlink() {
+        check_case(
+            KernelMode::Redirect,
+            r#"
+            layers 1
+            0 file a 644 0 0 10
+            0 hard b a
+            unlink a
         "#,
         );
     }
