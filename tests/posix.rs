@@ -27,6 +27,8 @@ mod link;
 mod mkdir;
 #[path = "posix/mknod.rs"]
 mod mknod;
+#[path = "posix/names.rs"]
+mod names;
 #[path = "posix/open.rs"]
 mod open;
 #[path = "posix/perms.rs"]

@@ -106,11 +106,6 @@ both!(errors, |o| {
         "component not a dir",
     );
     assert_errno(
-        chmod(&f.p(&long_name()), 0o644),
-        libc::ENAMETOOLONG,
-        "long name",
-    );
-    assert_errno(
         chmod(&long_path(&f.root), 0o644),
         libc::ENAMETOOLONG,
         "long path",

@@ -126,11 +126,6 @@ both!(errors, |o| {
     });
     assert_errno(chown(&f.p("missing"), 1, 1), libc::ENOENT, "missing");
     assert_errno(chown(&f.p("f/x"), 1, 1), libc::ENOTDIR, "ENOTDIR");
-    assert_errno(
-        chown(&f.p(&long_name()), 1, 1),
-        libc::ENAMETOOLONG,
-        "long name",
-    );
     assert_errno(chown(&f.p("loop"), 1, 1), libc::ELOOP, "loop");
     let p = f.p("private/f");
     let u = u1();

@@ -82,11 +82,6 @@ both!(errors, |o| {
         libc::ENOTDIR,
         "target component",
     );
-    assert_errno(
-        link(&f.p("f"), &f.p(&long_name())),
-        libc::ENAMETOOLONG,
-        "long name",
-    );
     assert_errno(link(&f.p("loop/x"), &f.p("x")), libc::ELOOP, "loop");
     chmod(&f.p("f"), 0o666).unwrap(); // (else protected_hardlinks says EPERM first)
     let (a, b) = (f.p("f"), f.p("ro/x"));

@@ -77,11 +77,6 @@ both!(errors, |o| {
     );
     assert_errno(mkdir(&f.p("f/x"), 0o755), libc::ENOTDIR, "parent is a file");
     assert_errno(
-        mkdir(&f.p(&long_name()), 0o755),
-        libc::ENAMETOOLONG,
-        "long name",
-    );
-    assert_errno(
         mkdir(&long_path(&f.root), 0o755),
         libc::ENAMETOOLONG,
         "long path",

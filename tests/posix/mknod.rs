@@ -38,11 +38,6 @@ both!(mkfifo_errors, |o| {
         "missing parent",
     );
     assert_errno(mkfifo(&f.p("f/p"), 0o644), libc::ENOTDIR, "ENOTDIR");
-    assert_errno(
-        mkfifo(&f.p(&long_name()), 0o644),
-        libc::ENAMETOOLONG,
-        "long name",
-    );
     assert_errno(mkfifo(&f.p("loop/p"), 0o644), libc::ELOOP, "loop");
     let p = f.p("ro/p");
     assert_errno(

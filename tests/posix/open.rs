@@ -179,16 +179,6 @@ both!(eloop_and_nofollow, |o| {
 both!(enametoolong, |o| {
     let f = fx(o, mk_all);
     assert_errno(
-        open(&f.p(&long_name()), libc::O_RDONLY, 0),
-        libc::ENAMETOOLONG,
-        "long name",
-    );
-    assert_errno(
-        open(&f.p(&long_name()), libc::O_WRONLY | libc::O_CREAT, 0o644),
-        libc::ENAMETOOLONG,
-        "create long name",
-    );
-    assert_errno(
         open(&long_path(&f.root), libc::O_RDONLY, 0),
         libc::ENAMETOOLONG,
         "long path",

@@ -313,11 +313,6 @@ both!(errors, |o| {
         libc::ENOTDIR,
         "target component",
     );
-    assert_errno(
-        rename(&f.p("f1"), &f.p(&long_name())),
-        libc::ENAMETOOLONG,
-        "long name",
-    );
     assert_errno(rename(&f.p("loop/x"), &f.p("z")), libc::ELOOP, "loop");
     assert_errno(
         rename(&f.p("f1"), &f.p("loop/x")),

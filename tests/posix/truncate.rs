@@ -83,11 +83,6 @@ both!(permission_and_type_errors, |o| {
     assert_errno(truncate(&f.p("f"), -1), libc::EINVAL, "negative length");
     assert_errno(truncate(&f.p("missing"), 0), libc::ENOENT, "missing");
     assert_errno(truncate(&f.p("f/x"), 0), libc::ENOTDIR, "ENOTDIR");
-    assert_errno(
-        truncate(&f.p(&long_name()), 0),
-        libc::ENAMETOOLONG,
-        "long name",
-    );
     assert_errno(truncate(&f.p("loop"), 0), libc::ELOOP, "loop");
     assert_errno(
         truncate(&f.p("f"), 1 << 62),

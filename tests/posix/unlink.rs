@@ -80,7 +80,6 @@ both!(errors, |o| {
     assert_errno(unlink(&f.p("d")), libc::EISDIR, "unlink a directory");
     assert_errno(unlink(&f.p("missing")), libc::ENOENT, "missing");
     assert_errno(unlink(&f.p("f/x")), libc::ENOTDIR, "ENOTDIR");
-    assert_errno(unlink(&f.p(&long_name())), libc::ENAMETOOLONG, "long name");
     assert_errno(unlink(&f.p("loop/x")), libc::ELOOP, "loop");
     let u = u1();
     let p = f.p("ro/f");

@@ -209,11 +209,6 @@ both!(errors, |o| {
         libc::ELOOP,
         "loop",
     );
-    assert_errno(
-        utimensat(&f.p(&long_name()), (1, 0), (1, 0), 0),
-        libc::ENAMETOOLONG,
-        "long name",
-    );
 });
 
 #[test]
