@@ -6,6 +6,7 @@
 use crate::common::*;
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 struct Rng(u64);
@@ -86,13 +87,24 @@ fn op(rng: &mut Rng, root: &Path) -> (String, String) {
     let p = |s: &str| root.join(s);
     let a = path(rng.pick(&DIRS), rng.pick(&NAMES));
     let b = path(rng.pick(&DIRS), rng.pick(&NAMES));
-    let n = rng.below(15);
+    let n = rng.below(19);
     let r = match n {
-        0 => ("write", res(fs::write(p(&a), format!("written {a}")))),
+        // O_NONBLOCK everywhere: opening a fifo for writing must not block
+        0 => (
+            "write",
+            res(fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(p(&a))
+                .and_then(|mut f| f.write_all(format!("written {a}").as_bytes()))),
+        ),
         1 => (
             "append",
             res(fs::OpenOptions::new()
                 .append(true)
+                .custom_flags(libc::O_NONBLOCK)
                 .open(p(&a))
                 .and_then(|mut f| f.write_all(b"+"))),
         ),
@@ -120,7 +132,22 @@ fn op(rng: &mut Rng, root: &Path) -> (String, String) {
         11 => ("chmod", res(chmod(p(&a), 0o600 + rng.below(0o100) as u32))),
         12 => ("setxattr", res(lsetxattr(p(&a), "user.r", b"rv"))),
         13 => ("removexattr", res(lremovexattr(p(&a), "user.k"))),
-        _ => ("rm_rf", res(rm_rf_sorted(&p(&a)))),
+        14 => ("rm_rf", res(rm_rf_sorted(&p(&a)))),
+        15 => (
+            "open_trunc",
+            res(fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(p(&a))),
+        ),
+        16 => {
+            let uid = *[0u32, 1500, 1501].get(rng.below(3) as usize).unwrap();
+            let gid = *[0u32, 1500, 1600].get(rng.below(3) as usize).unwrap();
+            ("chown", res(lchown(p(&a), uid, gid)))
+        }
+        17 => ("utimens", res(lutimens(p(&a), (1_111_111_111, 0), (1_222_222_222, 0)))),
+        _ => ("mkfifo", res(mkfifo(p(&a), 0o640))),
     };
     (format!("{} {a} {b}", r.0), r.1)
 }
@@ -146,6 +173,8 @@ fn lockstep(seed: u64, steps: usize, kroot: &Path, sroot: &Path, creds: Option<&
         done.push(kr.clone());
         let kt = snapshot(kroot);
         let st = snapshot(sroot);
+        let (kg, sg) = (link_groups(kroot, &kt), link_groups(sroot, &st));
+        assert_eq!(kg, sg, "seed {seed}: hard link groups differ after step {i} ({})", kr.0);
         if kt != st {
             let ok: Vec<_> = done.iter().filter(|d| d.1 == "ok").collect();
             eprintln!("seed {seed}: trees differ after step {i} ({}); successful steps: {ok:?}", kr.0);
@@ -333,4 +362,34 @@ fn random_sequences_as_a_user_seed_3() {
 #[test]
 fn random_sequences_as_a_user_seed_4() {
     differential_as_user(0x1500_0004);
+}
+
+#[test]
+fn random_sequences_as_a_user_seed_5() {
+    differential_as_user(0x1500_0005);
+}
+
+#[test]
+fn random_sequences_as_a_user_seed_6() {
+    differential_as_user(0x1500_0006);
+}
+
+#[test]
+fn random_sequences_as_a_user_seed_7() {
+    differential_as_user(0x1500_0007);
+}
+
+#[test]
+fn random_sequences_as_a_user_seed_8() {
+    differential_as_user(0x1500_0008);
+}
+
+#[test]
+fn random_sequences_as_a_user_seed_9() {
+    differential_as_user(0x1500_0009);
+}
+
+#[test]
+fn random_sequences_as_a_user_seed_10() {
+    differential_as_user(0x1500_0010);
 }
