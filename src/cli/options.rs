@@ -35,6 +35,8 @@ pub struct MountOptions {
     pub threads: Option<usize>,
     /// FUSE passthrough for regular files (None: when the kernel allows it).
     pub passthrough: Option<bool>,
+    /// The kernel's writeback cache when passthrough is not in use.
+    pub writeback: Option<bool>,
 }
 
 /// A rejected option, with the reason.
@@ -222,6 +224,10 @@ impl MountOptions {
                 self.threads = Some(n);
             }
             "fsname" => self.fsname = Some(need(value)?),
+            "writeback" => {
+                let v = need(value)?;
+                self.writeback = Some(parse_bool_value(key, &v)?);
+            }
             "passthrough" => {
                 let v = need(value)?;
                 self.passthrough = Some(parse_bool_value(key, &v)?);

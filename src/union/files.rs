@@ -24,12 +24,39 @@ impl Union {
             self.copy_up(node, data)?;
         }
         let at = self.locate(node)?;
-        sys::open_beneath(
-            at.dir(),
-            Path::new(&at.name),
-            super::fs::backing_flags(flags),
-            0,
-        )
-        .map_err(err)
+        let bflags = self.backing_flags(flags);
+        match sys::open_beneath(at.dir(), Path::new(&at.name), bflags, 0) {
+            // The read half was only for the writeback cache; a file the
+            // daemon may not read is still opened as asked.
+            Err(e)
+                if e.raw_os_error() == Some(libc::EACCES)
+                    && bflags != super::fs::backing_flags(flags) =>
+            {
+                sys::open_beneath(
+                    at.dir(),
+                    Path::new(&at.name),
+                    super::fs::backing_flags(flags),
+                    0,
+                )
+                .map_err(err)
+            }
+            r => r.map_err(err),
+        }
+    }
+
+    /// Flags for the backing file of an open(2) through the mount. With the
+    /// writeback cache the kernel reads pages of write-only files and keeps
+    /// the append position itself: O_WRONLY becomes O_RDWR, O_APPEND goes.
+    pub fn backing_flags(&self, flags: i32) -> i32 {
+        let f = super::fs::backing_flags(flags);
+        if !self.writeback.load(std::sync::atomic::Ordering::Relaxed) {
+            return f;
+        }
+        let f = f & !libc::O_APPEND;
+        if f & libc::O_ACCMODE == libc::O_WRONLY {
+            (f & !libc::O_ACCMODE) | libc::O_RDWR
+        } else {
+            f
+        }
     }
 }

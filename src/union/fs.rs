@@ -131,6 +131,15 @@ impl fuser::Filesystem for StrataFs {
                 .passthrough
                 .store(true, std::sync::atomic::Ordering::Relaxed);
             log::info!("FUSE passthrough on");
+        } else if self.union.want_writeback
+            && config
+                .add_capabilities(InitFlags::FUSE_WRITEBACK_CACHE)
+                .is_ok()
+        {
+            self.union
+                .writeback
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            log::info!("FUSE writeback cache on");
         }
         let _ = config.set_max_write(1 << 20);
         log::info!(

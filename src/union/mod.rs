@@ -59,6 +59,10 @@ pub struct Union {
     pub want_passthrough: bool,
     /// ... and negotiated with the kernel at FUSE_INIT.
     pub passthrough: std::sync::atomic::AtomicBool,
+    /// The kernel's writeback cache was asked for (option) ...
+    pub want_writeback: bool,
+    /// ... and negotiated (only without passthrough: they exclude each other).
+    pub writeback: std::sync::atomic::AtomicBool,
 }
 
 /// An object named inside a directory of one layer: the directory's fd and
@@ -136,6 +140,8 @@ impl Union {
             tmp_counter: AtomicU64::new(0),
             want_passthrough: opts.passthrough.unwrap_or(true),
             passthrough: std::sync::atomic::AtomicBool::new(false),
+            want_writeback: opts.writeback.unwrap_or(true),
+            writeback: std::sync::atomic::AtomicBool::new(false),
             layers,
         })
     }

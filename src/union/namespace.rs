@@ -115,8 +115,14 @@ impl Union {
             if let Some(o) = owner {
                 self.set_owner(target_dir, target_name, o.uid, o.gid)?;
             }
-            if kind != libc::S_IFLNK && mode & (libc::S_ISUID | libc::S_ISGID) != 0 {
-                sys::chmod_at(target_dir, target_name, mode & 0o7777).map_err(err)?;
+            // A directory made in the workdir did not inherit the parent's setgid bit.
+            let inherit = if kind == libc::S_IFDIR {
+                updir.st.st_mode & libc::S_ISGID
+            } else {
+                0
+            };
+            if kind != libc::S_IFLNK && (mode | inherit) & (libc::S_ISUID | libc::S_ISGID) != 0 {
+                sys::chmod_at(target_dir, target_name, (mode & 0o7777) | inherit).map_err(err)?;
             }
             if opaque {
                 self.set_xattr_mark(target_dir, target_name, "opaque", b"y")?;
@@ -210,7 +216,7 @@ impl Union {
         let _r = self.rename_lock.read().unwrap_or_else(|p| p.into_inner());
         self.check_free(parent, name)?;
         let perm = mode & 0o7777;
-        let open_flags = super::fs::backing_flags(flags) | libc::O_CREAT | libc::O_EXCL;
+        let open_flags = self.backing_flags(flags) | libc::O_CREAT | libc::O_EXCL;
         let fd = self.create_entry(parent, name, Some(owner), libc::S_IFREG, mode, |dir, n| {
             sys::open_beneath(dir, Path::new(n), open_flags, perm)
         })?;
