@@ -369,7 +369,7 @@ fn sigkill_during_copy_up_rename_and_whiteout_then_remount() {
     let kmnt = s.dir("kmnt");
     let k = Kernel::mount(
         &format!(
-            "{},redirect_dir=on",
+            "{},redirect_dir=on,metacopy=on",
             ovl_opts(&[lower.clone()], Some(&upper), Some(&kwork))
         ),
         &kmnt,

@@ -1580,12 +1580,13 @@ fn run_case(c: &Case, mode: KernelMode) -> Result<Stats, Failure> {
     drop(kernel);
     strata.umount();
 
-    // The kernel reads strata's upper as the same tree.
+    // The kernel reads strata's upper as the same tree. strata writes redirects and
+    // (since its metadata-only copy-up) overlay.metacopy: the kernel needs both options.
     let k2_work = scratch.dir("s/kwork");
     let k2_mnt = scratch.dir("s/kmnt");
     let k2 = Kernel::try_mount(
         &format!(
-            "{},redirect_dir=on",
+            "{},redirect_dir=on,metacopy=on",
             ovl_opts(&s_lowers, Some(&s_up), Some(&k2_work))
         ),
         &k2_mnt,

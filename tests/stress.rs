@@ -402,7 +402,7 @@ fn concurrent_random_ops_keep_the_tree_consistent() {
     let kmnt = l.s.dir("kmnt");
     let k = Kernel::mount(
         &format!(
-            "{},redirect_dir=on",
+            "{},redirect_dir=on,metacopy=on",
             ovl_opts(&[l.lower.clone()], Some(&l.upper), Some(&kwork))
         ),
         &kmnt,
