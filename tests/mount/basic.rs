@@ -198,7 +198,11 @@ fn fusermount3_u_unmounts() {
     let lay = Layout::new(1);
     write(lay.l(0, "f"), "x");
     let m = lay.mount();
-    let out = run(Command::new("fusermount3").arg("-u").arg(&lay.mnt));
+    let out = run_retry_busy(|| {
+        let mut c = Command::new("fusermount3");
+        c.arg("-u").arg(&lay.mnt);
+        c
+    });
     assert!(out.ok(), "fusermount3 -u: {}", out.stderr);
     assert!(!is_mounted(&lay.mnt));
     let mnt = lay.mnt.clone();

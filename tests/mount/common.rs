@@ -392,6 +392,20 @@ pub fn run(cmd: &mut Command) -> CmdOut {
     }
 }
 
+/// Runs the command made by `mk`, again (up to 2 s) while it fails with "busy": an
+/// unmount may race with another test thread's fork() holding a copy of our fds.
+pub fn run_retry_busy<F: Fn() -> Command>(mk: F) -> CmdOut {
+    let mut out = run(&mut mk());
+    for _ in 0..20 {
+        if out.ok() || !out.stderr.to_lowercase().contains("busy") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        out = run(&mut mk());
+    }
+    out
+}
+
 pub fn sh(script: &str) -> CmdOut {
     run(Command::new("sh").arg("-c").arg(script))
 }
@@ -792,7 +806,16 @@ impl Mount {
     #[track_caller]
     pub fn umount(mut self) {
         self.pids.extend(procs_with_arg(&self.mnt));
-        let out = run(strata().arg("umount").arg(&self.mnt));
+        // Another test thread's fork() may hold a copy of one of our (close-on-exec)
+        // fds for a moment before its exec: retry a transient EBUSY a few times.
+        let mut out = run(strata().arg("umount").arg(&self.mnt));
+        for _ in 0..20 {
+            if out.ok() || !out.stderr.to_lowercase().contains("busy") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            out = run(strata().arg("umount").arg(&self.mnt));
+        }
         assert!(
             out.ok(),
             "strata umount {} failed: {:?}\nstderr: {}",
@@ -886,7 +909,14 @@ impl KernelOverlay {
     }
     #[track_caller]
     pub fn umount(mut self) {
-        let out = run(Command::new("umount").arg(&self.mnt));
+        let mut out = run(Command::new("umount").arg(&self.mnt));
+        for _ in 0..20 {
+            if out.ok() || !out.stderr.to_lowercase().contains("busy") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            out = run(Command::new("umount").arg(&self.mnt));
+        }
         assert!(out.ok(), "umount {}: {}", self.mnt.display(), out.stderr);
         self.done = true;
     }

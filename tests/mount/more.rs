@@ -65,7 +65,7 @@ fn file_capabilities_follow_the_kernel() {
 
 fn openat_dir(dirfd: i32, name: &str) -> std::io::Result<OwnedFd> {
     let c = CString::new(name).unwrap();
-    let fd = unsafe { libc::openat(dirfd, c.as_ptr(), libc::O_DIRECTORY | libc::O_RDONLY) };
+    let fd = unsafe { libc::openat(dirfd, c.as_ptr(), libc::O_DIRECTORY | libc::O_RDONLY | libc::O_CLOEXEC) };
     if fd < 0 {
         Err(last_err())
     } else {
@@ -104,7 +104,7 @@ fn deep_story(root: &Path) -> Result<(), String> {
     let d = fd.as_raw_fd();
     let f = CString::new("file").unwrap();
     // copy-up of the deep lower file
-    let wfd = unsafe { libc::openat(d, f.as_ptr(), libc::O_WRONLY | libc::O_APPEND) };
+    let wfd = unsafe { libc::openat(d, f.as_ptr(), libc::O_WRONLY | libc::O_APPEND | libc::O_CLOEXEC) };
     if wfd < 0 {
         return Err(format!("open deep file for writing: {}", last_err()));
     }
@@ -115,7 +115,7 @@ fn deep_story(root: &Path) -> Result<(), String> {
     }
     // create, whiteout
     let nf = CString::new("new").unwrap();
-    let cfd = unsafe { libc::openat(d, nf.as_ptr(), libc::O_CREAT | libc::O_WRONLY, 0o644) };
+    let cfd = unsafe { libc::openat(d, nf.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o644) };
     if cfd < 0 {
         return Err(format!("create deep file: {}", last_err()));
     }
@@ -137,7 +137,7 @@ fn paths_longer_than_path_max() {
             libc::openat(
                 fd.as_raw_fd(),
                 c.as_ptr(),
-                libc::O_CREAT | libc::O_WRONLY,
+                libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
                 0o644,
             )
         };

@@ -183,6 +183,7 @@ fn lockstep(seed: u64, steps: usize, kroot: &Path, sroot: &Path, creds: Option<&
     }
 }
 
+#[allow(dead_code)]
 fn run_sequence(seed: u64, steps: usize, root: &Path) -> Vec<(String, String)> {
     let mut rng = Rng(seed);
     (0..steps).map(|_| op(&mut rng, root)).collect()

@@ -66,7 +66,11 @@ fn nobody_mounts_creates_reads_deletes_and_unmounts() {
     assert_eq!((mine.0, mine.1), (NOBODY, NOGROUP));
     assert_eq!(mine.2, strs(&["d", "new", "rootro", "secret"]));
     // unmount as the user
-    let out = run(as_nobody(&mut strata()).arg("umount").arg(&lay.mnt));
+    let out = run_retry_busy(|| {
+        let mut c = strata();
+        as_nobody(&mut c).arg("umount").arg(&lay.mnt);
+        c
+    });
     assert!(out.ok(), "strata umount as nobody: {}", out.stderr);
     assert!(!is_mounted(&lay.mnt));
     let mnt = lay.mnt.clone();
@@ -97,9 +101,11 @@ fn nobody_unmounts_with_fusermount3() {
     populate(&lay);
     let m = rootless_mount(&lay);
     as_user(&nobody(), || write(lay.m("y"), "y"));
-    let out = run(as_nobody(&mut Command::new("fusermount3"))
-        .arg("-u")
-        .arg(&lay.mnt));
+    let out = run_retry_busy(|| {
+        let mut c = Command::new("fusermount3");
+        as_nobody(&mut c).arg("-u").arg(&lay.mnt);
+        c
+    });
     assert!(out.ok(), "fusermount3 -u as nobody: {}", out.stderr);
     assert!(!is_mounted(&lay.mnt));
     let mnt = lay.mnt.clone();
