@@ -197,3 +197,32 @@ fn copy_up_across_filesystems() {
         Some("target")
     );
 }
+
+/// strata keeps lower hard links as one file (like the kernel's index=on); its link
+/// count must then follow unlinks of the other names, as index=on's does.
+#[test]
+fn nlink_of_a_lower_hard_link_after_unlinking_the_other_name() {
+    let lay = Layout::new(1);
+    write(lay.l(0, "a"), "linked");
+    fs::hard_link(lay.l(0, "a"), lay.l(0, "b")).unwrap();
+    write(lay.l(0, "c"), "three");
+    fs::hard_link(lay.l(0, "c"), lay.l(0, "d")).unwrap();
+    let story = |root: &std::path::Path| {
+        fs::remove_file(root.join("a")).unwrap();
+        let b = lstat(root.join("b")).nlink();
+        // and once one name was copied up
+        chmod(root.join("c"), 0o600).unwrap();
+        fs::remove_file(root.join("c")).unwrap();
+        let d = lstat(root.join("d")).nlink();
+        (b, d)
+    };
+    let k = lay.kernel_mount_with("index=on");
+    let kernel = story(&k.mnt);
+    k.umount();
+    fs::remove_dir_all(&lay.upper).unwrap();
+    mkdirs(&lay.upper);
+    let _m = lay.mount();
+    let strata = story(&lay.mnt);
+    assert_eq!(kernel, (1, 1), "kernel index=on sanity");
+    assert_eq!(strata, kernel, "st_nlink of the remaining name (strata vs kernel index=on)");
+}

@@ -717,6 +717,22 @@ impl Layout {
         )
     }
 
+    /// Kernel overlayfs over the same layers with extra options (e.g. "index=on").
+    pub fn kernel_mount_with(&self, extra: &str) -> KernelOverlay {
+        let n = KCOUNT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let kmnt = self.dir.dir(format!("kmnt-{n}"));
+        let kwork = self.dir.dir(format!("kwork-{n}"));
+        KernelOverlay::new(
+            &format!(
+                "{},upperdir={},workdir={},redirect_dir=on,{extra}",
+                self.lowerdir_opt(),
+                self.upper.display(),
+                kwork.display()
+            ),
+            &kmnt,
+        )
+    }
+
     /// Kernel overlayfs over the lowers only (read-only).
     pub fn kernel_mount_ro(&self) -> KernelOverlay {
         let n = KCOUNT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);

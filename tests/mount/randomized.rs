@@ -394,3 +394,120 @@ fn random_sequences_as_a_user_seed_9() {
 fn random_sequences_as_a_user_seed_10() {
     differential_as_user(0x1500_0010);
 }
+
+/// Three lowers with every kind of on-disk marker the kernel understands: opaque
+/// dirs, whiteouts, hard links, symlinks to directories, deeper trees.
+fn build_rich_lowers(l: &[std::path::PathBuf]) {
+    build_lowers(&l[0], &l[1]);
+    let l2 = &l[2];
+    mkdirs(l2.join("x/y/deep/er"));
+    write(l2.join("x/y/deep/er/f"), "l2 deep");
+    write(l2.join("x/c"), "l2 x/c");
+    mkdirs(l2.join("z/w/b"));
+    write(l2.join("z/w/b/inner"), "l2");
+    write(l2.join("y"), "l2 top-level y");
+    // lower1: whiteout hiding lower2's x/c, opaque z/w hiding lower2's z/w/b
+    make_whiteout(l[1].join("x/c"));
+    make_opaque(l[1].join("z/w"));
+    // lower0: hard links, a symlink to a directory, an opaque dir over lower1's z/c
+    write(l[0].join("x/y/a"), "linked");
+    fs::hard_link(l[0].join("x/y/a"), l[0].join("z/y")).unwrap_or_else(|_| {
+        mkdirs(l[0].join("z"));
+        fs::hard_link(l[0].join("x/y/a"), l[0].join("z/y")).unwrap()
+    });
+    symlink("x/y", l[0].join("w"));
+    mkdirs(l[0].join("z/c"));
+    make_opaque(l[0].join("z/c"));
+    write(l[0].join("z/c/a"), "opaque child");
+}
+
+const RICH_DIRS: [&str; 7] = ["", "x", "x/y", "z", "z/w", "z/c", "x/y/deep"];
+
+fn differential_rich(seed: u64, creds: Option<Creds>) {
+    let kl = Layout::new(3);
+    build_rich_lowers(&kl.lowers);
+    let sl = Layout::new(3);
+    build_rich_lowers(&sl.lowers);
+    // strata keeps lower hard links linked after a copy-up, like the kernel's index=on
+    let k = kl.kernel_mount_with("index=on");
+    let m = sl.mount_with("allow_other");
+    let _ = RICH_DIRS;
+    lockstep(seed, 300, &k.mnt, &sl.mnt, creds.as_ref());
+    let st = snapshot(&sl.mnt);
+    k.umount();
+    m.umount();
+    let k = sl.kernel_mount_with("index=on");
+    let kt2 = snapshot(&k.mnt);
+    k.umount();
+    assert_same_tree("strata", &st, "kernel reading strata's upper", &kt2);
+}
+
+#[test]
+fn random_sequences_on_rich_lowers_seed_1() {
+    differential_rich(0x41c4_0001, None);
+}
+
+#[test]
+fn random_sequences_on_rich_lowers_seed_2() {
+    differential_rich(0x41c4_0002, None);
+}
+
+#[test]
+fn random_sequences_on_rich_lowers_seed_3() {
+    differential_rich(0x41c4_0003, None);
+}
+
+#[test]
+fn random_sequences_on_rich_lowers_seed_4() {
+    differential_rich(0x41c4_0004, None);
+}
+
+#[test]
+fn random_sequences_on_rich_lowers_as_a_user_seed_1() {
+    differential_rich(0x41c4_1001, Some(Creds::user(1500, 1500).groups(&[1600])));
+}
+
+#[test]
+fn random_sequences_on_rich_lowers_as_a_user_seed_2() {
+    differential_rich(0x41c4_1002, Some(Creds::user(1500, 1500).groups(&[1600])));
+}
+
+#[test]
+fn random_sequences_on_rich_lowers_seed_5() {
+    differential_rich(0x41c4_0005, None);
+}
+
+#[test]
+fn random_sequences_on_rich_lowers_seed_6() {
+    differential_rich(0x41c4_0006, None);
+}
+
+#[test]
+fn random_sequences_on_rich_lowers_seed_7() {
+    differential_rich(0x41c4_0007, None);
+}
+
+#[test]
+fn random_sequences_on_rich_lowers_seed_8() {
+    differential_rich(0x41c4_0008, None);
+}
+
+#[test]
+fn random_sequences_on_rich_lowers_as_a_user_seed_3() {
+    differential_rich(0x41c4_1003, Some(Creds::user(1500, 1500).groups(&[1600])));
+}
+
+#[test]
+fn random_sequences_on_rich_lowers_as_a_user_seed_4() {
+    differential_rich(0x41c4_1004, Some(Creds::user(1500, 1500).groups(&[1600])));
+}
+
+#[test]
+fn random_sequences_on_rich_lowers_as_a_user_seed_5() {
+    differential_rich(0x41c4_1005, Some(Creds::user(1500, 1500).groups(&[1600])));
+}
+
+#[test]
+fn random_sequences_on_rich_lowers_as_a_user_seed_6() {
+    differential_rich(0x41c4_1006, Some(Creds::user(1500, 1500).groups(&[1600])));
+}
