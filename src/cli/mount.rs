@@ -39,6 +39,9 @@ Options (-o, comma separated; a backslash escapes ',' and ':' in paths):
   passthrough=on|off   FUSE passthrough for file I/O (default on where the kernel
                        allows it: as real root, Linux 6.9+)
   writeback=on|off     the kernel's writeback cache when passthrough is off (default on)
+  metacopy=on|off      chmod/chown/utimens/xattr changes copy up metadata only; the
+                       data follows on the first open for write (default off: kernel
+                       overlayfs reads such an upper only with metacopy=on)
   allow_other          let other users in (default when root)
   allow_root           let root in as well as the mounting user
   default_permissions  accepted; permissions are always checked by the kernel

@@ -37,6 +37,8 @@ pub struct MountOptions {
     pub passthrough: Option<bool>,
     /// The kernel's writeback cache when passthrough is not in use.
     pub writeback: Option<bool>,
+    /// Metadata-only copy-up (default on).
+    pub metacopy: Option<bool>,
 }
 
 /// A rejected option, with the reason.
@@ -224,6 +226,10 @@ impl MountOptions {
                 self.threads = Some(n);
             }
             "fsname" => self.fsname = Some(need(value)?),
+            "metacopy" => {
+                let v = need(value)?;
+                self.metacopy = Some(parse_bool_value(key, &v)?);
+            }
             "writeback" => {
                 let v = need(value)?;
                 self.writeback = Some(parse_bool_value(key, &v)?);

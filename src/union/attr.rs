@@ -160,7 +160,7 @@ impl Union {
             || req.atime.is_some()
             || req.mtime.is_some();
         if meta {
-            self.copy_up(node, CopyData::Full)?;
+            self.copy_up(node, CopyData::Meta)?;
             let at = self.upper_at(node)?;
             if req.uid.is_some() || req.gid.is_some() {
                 sys::chown_at(

@@ -21,15 +21,29 @@ pub enum CopyData {
     Full,
     /// Metadata only: the file is about to be truncated to zero anyway.
     Empty,
+    /// Metadata only, data later (`overlay.metacopy`, as the kernel's
+    /// metacopy=on): for chmod, chown, utimens and xattr changes.
+    Meta,
 }
 
 impl Union {
     /// Makes sure `node` exists in the upper layer (copying up its parents first).
     pub fn copy_up(&self, node: &Arc<Node>, data: CopyData) -> OpResult<()> {
         self.check_writable()?;
-        if node.state().upper {
+        let (upper, metacopy) = {
+            let st = node.state();
+            (st.upper, st.metacopy)
+        };
+        if upper {
+            if metacopy && data != CopyData::Meta {
+                return self.copy_up_data(node, data);
+            }
             return Ok(());
         }
+        let data = match data {
+            CopyData::Meta if !self.metacopy || node.kind != libc::S_IFREG => CopyData::Full,
+            d => d,
+        };
         let parent_id = node.state().parent;
         let parent = self.node(parent_id)?;
         self.copy_up(&parent, CopyData::Full)?;
@@ -61,12 +75,59 @@ impl Union {
             );
         }
         self.inodes.record_copy_up(real_ino, node.ino);
-        node.state().upper = true;
+        {
+            let mut st = node.state();
+            st.upper = true;
+            st.metacopy = data == CopyData::Meta;
+        }
         self.inodes.rekey(node, Key::Upper(real_ino));
         if !node.is_dir() {
             self.link_aliases(node, &dst_parent)?;
         }
         log::debug!("copied up {}", path.display());
+        Ok(())
+    }
+
+    /// Completes a metacopy file: copies the lower data into the upper file,
+    /// then drops the `metacopy` mark. Until the mark goes, readers still use
+    /// the lower data, so a crash half-way loses nothing.
+    fn copy_up_data(&self, node: &Arc<Node>, data: CopyData) -> OpResult<()> {
+        let _guard = node.copy_up.lock().unwrap_or_else(|p| p.into_inner());
+        let lower = {
+            let st = node.state();
+            if !st.metacopy {
+                return Ok(());
+            }
+            st.lowers.first().cloned()
+        };
+        let at = self.upper_at(node)?;
+        let dst =
+            sys::open_beneath(at.dir(), Path::new(&at.name), libc::O_WRONLY, 0).map_err(err)?;
+        let size = sys::fstat(dst.as_fd()).map_err(err)?.st_size as u64;
+        if let (Some(lower), CopyData::Full) = (lower, data) {
+            let src = At::open(self.lower_fd(lower.layer), &lower.path).map_err(err)?;
+            let srcfd = sys::open_beneath(src.dir(), Path::new(&src.name), libc::O_RDONLY, 0)
+                .map_err(err)?;
+            sys::copy_data(srcfd.as_fd(), dst.as_fd(), size).map_err(err)?;
+            if !self.volatile {
+                sys::fsync(dst.as_fd(), false).map_err(err)?;
+            }
+        }
+        for ns in [
+            super::layers::XattrNs::Trusted,
+            super::layers::XattrNs::User,
+        ] {
+            match sys::xattr::remove(at.dir(), &at.name, &ovl::xattr_name(ns, "metacopy")) {
+                Ok(()) => {}
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::ENODATA) | Some(libc::EPERM) | Some(libc::EOPNOTSUPP)
+                    ) => {}
+                Err(e) => return Err(err(e)),
+            }
+        }
+        node.state().metacopy = false;
         Ok(())
     }
 
@@ -139,7 +200,10 @@ impl Union {
                     perm,
                 )
                 .map_err(err)?;
-                if data == CopyData::Full && st.st_size > 0 {
+                if data == CopyData::Meta {
+                    // Same size, no blocks: the data stays below for now.
+                    sys::ftruncate(dst.as_fd(), st.st_size as u64).map_err(err)?;
+                } else if data == CopyData::Full && st.st_size > 0 {
                     let srcfd =
                         sys::open_beneath(src.dir(), Path::new(&src.name), libc::O_RDONLY, 0)
                             .map_err(err)?;
@@ -162,6 +226,10 @@ impl Union {
             sys::chmod_at(work, tmp, perm).map_err(err)?;
         }
         copy_xattrs(src.dir(), &src.name, work, tmp)?;
+        if data == CopyData::Meta && kind == libc::S_IFREG {
+            let attr = ovl::xattr_name(self.layers.xattr_ns, "metacopy");
+            sys::xattr::set(work, tmp, &attr, b"", 0).map_err(err)?;
+        }
         let atime = sys::timespec(st.st_atime, st.st_atime_nsec);
         let mtime = sys::timespec(st.st_mtime, st.st_mtime_nsec);
         sys::utimens_at(work, tmp, Some(atime), Some(mtime)).map_err(err)?;

@@ -23,7 +23,11 @@ impl Union {
             };
             self.copy_up(node, data)?;
         }
-        let at = self.locate(node)?;
+        let at = if writes {
+            self.locate(node)?
+        } else {
+            self.locate_data(node)?
+        };
         let bflags = self.backing_flags(flags);
         match sys::open_beneath(at.dir(), Path::new(&at.name), bflags, 0) {
             // The read half was only for the writeback cache; a file the

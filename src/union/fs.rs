@@ -73,7 +73,11 @@ impl StrataFs {
         } = &*h
         {
             if let Some(n) = self.union.inodes.get(*node) {
-                if n.state().upper {
+                let copied = {
+                    let st = n.state();
+                    st.upper && !st.metacopy
+                };
+                if copied {
                     if let Ok(at) = self.union.upper_at(&n) {
                         let fd =
                             sys::open_beneath(at.dir(), Path::new(&at.name), libc::O_RDONLY, 0)
@@ -398,7 +402,10 @@ impl fuser::Filesystem for StrataFs {
             Ok((node, fd)) => {
                 let mode = self.union.open_mode(&node, |b| reply.open_backing(b));
                 let (backing, flags) = open_reply_parts(&mode);
-                let from_lower = !node.state().upper;
+                let from_lower = {
+                    let st = node.state();
+                    !st.upper || st.metacopy
+                };
                 let fh = self.union.handles.insert(Handle::File {
                     fd,
                     node: ino.0,

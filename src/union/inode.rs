@@ -47,6 +47,9 @@ pub struct NodeState {
     pub lowers: Vec<LowerLoc>,
     /// The name was removed; only open handles still reach the object.
     pub unlinked: bool,
+    /// Upper file with metadata only (`overlay.metacopy`): its data is still
+    /// the lower file's.
+    pub metacopy: bool,
     pub key: Key,
 }
 
@@ -123,6 +126,7 @@ impl Node {
                 upper: r.upper,
                 lowers: r.lowers.clone(),
                 unlinked: false,
+                metacopy: r.metacopy,
                 key: Key::Lower(parent, name.to_os_string()),
             }),
             copy_up: Mutex::new(()),

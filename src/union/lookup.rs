@@ -26,6 +26,8 @@ pub struct Resolved {
     /// Lower objects: the one origin for a non-directory; every merged
     /// directory for a directory, top first.
     pub lowers: Vec<LowerLoc>,
+    /// An upper metacopy file; `lowers[0]` holds its data.
+    pub metacopy: bool,
 }
 
 impl Resolved {
@@ -130,6 +132,7 @@ impl Union {
         let mut found: Option<Resolved> = None;
         let mut redirect: Option<Redirect> = None;
         let mut stop = false;
+        let mut metacopy = false;
         // Index of the first lower layer still to search.
         let mut next_layer = 0usize;
 
@@ -149,12 +152,15 @@ impl Union {
                         stop = marks.opaque;
                         redirect = marks.redirect;
                     } else {
-                        stop = true;
+                        // A metacopy file goes on to find its data below.
+                        metacopy = self.is_metacopy(&dir, name, &st);
+                        stop = !metacopy;
                     }
                     found = Some(Resolved {
                         stat: st,
                         upper: true,
                         lowers: Vec::new(),
+                        metacopy,
                     });
                 }
             }
@@ -210,10 +216,21 @@ impl Union {
                                     layer,
                                     path: child_path.clone(),
                                 }],
+                                metacopy: false,
                             });
                             if !is_dir {
                                 break;
                             }
+                        }
+                        Some(r) if r.metacopy => {
+                            // The data of a metacopy file: a regular file.
+                            if sys::file_type(st.st_mode) == libc::S_IFREG {
+                                r.lowers.push(LowerLoc {
+                                    layer,
+                                    path: child_path.clone(),
+                                });
+                            }
+                            break;
                         }
                         Some(r) => {
                             // A non-directory below a directory is hidden by it.
@@ -268,6 +285,7 @@ impl Union {
                 upper: r.upper,
                 lowers: r.lowers.clone(),
                 unlinked: false,
+                metacopy: r.metacopy,
                 key: Key::Lower(0, Default::default()),
             });
         {
@@ -277,6 +295,7 @@ impl Union {
             if r.is_dir() || st.lowers.is_empty() {
                 st.lowers = r.lowers.clone();
             }
+            st.metacopy = r.metacopy;
             if st.unlinked {
                 st.unlinked = false;
                 st.parent = parent.id;
@@ -354,7 +373,11 @@ impl Union {
             return self.lookup_node(dir, &item.name);
         };
         let st = match sys::stat_at_opt(fd, &item.name).map_err(err)? {
-            Some(st) if !sys::is_dir(&st) && !sys::is_whiteout_stat(&st) => st,
+            Some(st)
+                if !sys::is_dir(&st) && !sys::is_whiteout_stat(&st) && !maybe_metacopy(&st) =>
+            {
+                st
+            }
             _ => return self.lookup_node(dir, &item.name),
         };
         let r = Resolved {
@@ -368,6 +391,7 @@ impl Union {
                     }]
                 })
                 .unwrap_or_default(),
+            metacopy: false,
         };
         Ok((self.node_for(dir, &item.name, &r), r))
     }
@@ -395,5 +419,22 @@ impl Union {
             }
         }
         Some(dir.lower_index.get_or_init(|| Arc::new(index)).clone())
+    }
+}
+
+/// Metacopy files are sparse (no blocks) with a size: only those are worth
+/// the xattr look.
+pub fn maybe_metacopy(st: &Stat) -> bool {
+    sys::file_type(st.st_mode) == libc::S_IFREG && st.st_size > 0 && st.st_blocks == 0
+}
+
+impl Union {
+    /// Is the upper file `name` in `dir` a metacopy (data still below)?
+    fn is_metacopy(&self, dir: &At, name: &OsStr, st: &Stat) -> bool {
+        self.metacopy
+            && maybe_metacopy(st)
+            && ["trusted.overlay.metacopy", "user.overlay.metacopy"]
+                .iter()
+                .any(|a| matches!(sys::xattr::get(dir.dir(), name, OsStr::new(a)), Ok(Some(_))))
     }
 }

@@ -49,6 +49,8 @@ pub struct Union {
     pub read_only: bool,
     pub redirect_dir: bool,
     pub volatile: bool,
+    /// chmod/chown/utimens/xattr changes copy up metadata only.
+    pub metacopy: bool,
     /// Running as root (in our user namespace): ownership can be set freely.
     pub privileged: bool,
     /// Renames take it for writing; every op that walks paths takes it for
@@ -123,6 +125,7 @@ impl Union {
             upper: layers.upper.is_some(),
             lowers,
             unlinked: false,
+            metacopy: false,
             key: Key::Upper(root_st.st_ino),
         };
         let read_only = opts.read_only || layers.upper.is_none();
@@ -135,6 +138,7 @@ impl Union {
             read_only,
             redirect_dir: opts.redirect_dir,
             volatile: opts.volatile,
+            metacopy: opts.metacopy.unwrap_or(false),
             privileged: sys::geteuid() == 0,
             rename_lock: RwLock::new(()),
             tmp_counter: AtomicU64::new(0),
@@ -190,6 +194,23 @@ impl Union {
         match lower {
             Some(l) => At::open(self.lower_fd(l.layer), &l.path).map_err(err),
             None => Err(libc::ENOENT),
+        }
+    }
+
+    /// Where the node's file data lives: as `locate`, except that a metacopy
+    /// file's data is still its lower file's.
+    pub fn locate_data(&self, node: &Node) -> OpResult<At> {
+        let lower = {
+            let st = node.state();
+            if !st.metacopy {
+                None
+            } else {
+                st.lowers.first().cloned()
+            }
+        };
+        match lower {
+            Some(l) => At::open(self.lower_fd(l.layer), &l.path).map_err(err),
+            None => self.locate(node),
         }
     }
 

@@ -50,10 +50,11 @@ impl Union {
         if let Some(live) = slot.backing.as_ref().and_then(Weak::upgrade) {
             return OpenMode::Passthrough(live);
         }
-        let usable = self.passthrough_enabled()
-            && node.kind == libc::S_IFREG
-            && slot.cached_opens == 0
-            && node.state().upper;
+        let usable =
+            self.passthrough_enabled() && node.kind == libc::S_IFREG && slot.cached_opens == 0 && {
+                let st = node.state();
+                st.upper && !st.metacopy
+            };
         if usable {
             if let Ok(fd) = self.backing_fd(node) {
                 match register(&fd) {

@@ -46,7 +46,7 @@ impl Union {
             return Err(libc::EPERM);
         }
         let _r = self.rename_lock.read().unwrap_or_else(|p| p.into_inner());
-        self.copy_up(node, CopyData::Full)?;
+        self.copy_up(node, CopyData::Meta)?;
         let at = self.upper_at(node)?;
         sys::xattr::set(at.dir(), &at.name, name, value, flags).map_err(err)
     }
@@ -59,7 +59,7 @@ impl Union {
         let _r = self.rename_lock.read().unwrap_or_else(|p| p.into_inner());
         // Removing what isn't there must not copy up.
         self.getxattr(node, name)?;
-        self.copy_up(node, CopyData::Full)?;
+        self.copy_up(node, CopyData::Meta)?;
         let at = self.upper_at(node)?;
         sys::xattr::remove(at.dir(), &at.name, name).map_err(err)
     }
