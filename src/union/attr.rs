@@ -140,6 +140,8 @@ impl Union {
     ) -> OpResult<FileAttr> {
         self.check_writable()?;
         let _r = self.rename_lock.read().unwrap_or_else(|p| p.into_inner());
+        // A chown drops security.capability; a chmod may rewrite the ACL.
+        self.forget_xattrs(node);
         if let (Some(size), Some(fd)) = (req.size, fd) {
             sys::ftruncate(fd, size).map_err(err)?;
         } else if let Some(size) = req.size {

@@ -75,6 +75,7 @@ impl Union {
             );
         }
         self.inodes.record_copy_up(real_ino, node.ino);
+        self.forget_xattrs(node);
         {
             let mut st = node.state();
             st.upper = true;

@@ -22,6 +22,8 @@ impl Union {
                 CopyData::Full
             };
             self.copy_up(node, data)?;
+            // A write may drop security.capability of the file.
+            self.forget_xattrs(node);
         }
         let at = if writes {
             self.locate(node)?

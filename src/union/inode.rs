@@ -71,6 +71,8 @@ pub struct Node {
     pub lower_index: std::sync::OnceLock<Arc<LowerIndex>>,
     /// The passthrough backing file while the node is open.
     pub backing: super::passthrough::NodeBacking,
+    /// The names of the node's user-visible xattrs, once read.
+    pub xattr_names: Mutex<Option<Arc<Vec<Vec<u8>>>>>,
 }
 
 /// For one merged directory: in which of its lower layers each name appears
@@ -132,6 +134,7 @@ impl Node {
             copy_up: Mutex::new(()),
             lower_index: std::sync::OnceLock::new(),
             backing: Default::default(),
+            xattr_names: Mutex::new(None),
         }
     }
 }
@@ -167,6 +170,7 @@ impl InodeTable {
             copy_up: Mutex::new(()),
             lower_index: std::sync::OnceLock::new(),
             backing: Default::default(),
+            xattr_names: Mutex::new(None),
         });
         let mut tables = Tables::default();
         tables.nodes.insert(ROOT_ID, root);
@@ -236,6 +240,7 @@ impl InodeTable {
             copy_up: Mutex::new(()),
             lower_index: std::sync::OnceLock::new(),
             backing: Default::default(),
+            xattr_names: Mutex::new(None),
         });
         t.nodes.insert(id, node.clone());
         t.by_key.insert(key, id);

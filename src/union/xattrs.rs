@@ -1,5 +1,11 @@
 //! Extended attributes through the mount: the user's xattrs of the topmost
 //! object; overlay-private ones are hidden and can't be set.
+//!
+//! `ls -l` asks for security.selinux and the ACLs of every entry, and the
+//! kernel does not cache absent xattrs for FUSE. So each node remembers the
+//! names of its xattrs (usually none): an absent one is answered without a
+//! syscall. Every change to a node's xattrs comes through this mount and
+//! drops the list (see `forget_xattrs`).
 
 use super::copyup::CopyData;
 use super::inode::Node;
@@ -15,6 +21,10 @@ impl Union {
         if ovl::is_private_xattr(name.as_bytes()) {
             return Err(libc::ENODATA);
         }
+        let names = self.xattr_names(node)?;
+        if !names.iter().any(|n| n.as_slice() == name.as_bytes()) {
+            return Err(libc::ENODATA);
+        }
         let at = self.locate(node)?;
         sys::xattr::get(at.dir(), &at.name, name)
             .map_err(err)?
@@ -23,15 +33,38 @@ impl Union {
 
     /// Names, NUL terminated, as listxattr(2) returns them.
     pub fn listxattr(&self, node: &Node) -> OpResult<Vec<u8>> {
-        let at = self.locate(node)?;
         let mut out = Vec::new();
-        for name in sys::xattr::list(at.dir(), &at.name).map_err(err)? {
-            if !ovl::is_private_xattr(&name) {
-                out.extend_from_slice(&name);
-                out.push(0);
-            }
+        for name in self.xattr_names(node)?.iter() {
+            out.extend_from_slice(name);
+            out.push(0);
         }
         Ok(out)
+    }
+
+    /// The user-visible xattr names of a node, read once and remembered.
+    fn xattr_names(&self, node: &Node) -> OpResult<Arc<Vec<Vec<u8>>>> {
+        if let Some(names) = node
+            .xattr_names
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            return Ok(names);
+        }
+        let at = self.locate(node)?;
+        let names: Vec<Vec<u8>> = sys::xattr::list(at.dir(), &at.name)
+            .map_err(err)?
+            .into_iter()
+            .filter(|n| !ovl::is_private_xattr(n))
+            .collect();
+        let names = Arc::new(names);
+        *node.xattr_names.lock().unwrap_or_else(|p| p.into_inner()) = Some(names.clone());
+        Ok(names)
+    }
+
+    /// Drops the remembered xattr names of a node (its xattrs may change).
+    pub fn forget_xattrs(&self, node: &Node) {
+        *node.xattr_names.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     pub fn setxattr(
@@ -47,6 +80,7 @@ impl Union {
         }
         let _r = self.rename_lock.read().unwrap_or_else(|p| p.into_inner());
         self.copy_up(node, CopyData::Meta)?;
+        self.forget_xattrs(node);
         let at = self.upper_at(node)?;
         sys::xattr::set(at.dir(), &at.name, name, value, flags).map_err(err)
     }
@@ -60,6 +94,7 @@ impl Union {
         // Removing what isn't there must not copy up.
         self.getxattr(node, name)?;
         self.copy_up(node, CopyData::Meta)?;
+        self.forget_xattrs(node);
         let at = self.upper_at(node)?;
         sys::xattr::remove(at.dir(), &at.name, name).map_err(err)
     }
