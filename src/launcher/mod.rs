@@ -1,16 +1,325 @@
-//! `strata run`: the launcher (namespaces, cgroups, rootfs, pid 1).
-//! Placeholder until the launcher lands; it refuses to run rather than pretend.
+//! `strata run`: the launcher. A container is an ordinary process that the kernel fences
+//! in; this module puts the command inside the layers, in new namespaces, under cgroup
+//! limits, with pivot_root.
+//!
+//! Processes (rootless adds the user namespace to strata itself):
+//!
+//! ```text
+//! strata (parent: signals, exit status, clean-up)      [user ns + outer mount ns]
+//!  ├─ guardian       (removes cgroups if strata is killed)   [host namespaces]
+//!  ├─ strata mount -f (FUSE daemon for the union)            [outer mount ns, own cgroup]
+//!  └─ container: PID 1 in new mount/pid/uts/ipc/net/cgroup ns, joins the limit cgroups,
+//!       pivots into the union, execs the command (or, with --init, runs it as a child)
+//! ```
+//!
+//! One module per kernel concept: `userns`, `namespaces`, `cgroups`, `rootfs`, `union`,
+//! `init` (signals, reaping), `exec` (credentials, caps, execve), `cleanup`, `spec`.
+
+mod cgroups;
+mod cleanup;
+mod error;
+mod exec;
+mod init;
+mod namespaces;
+mod rootfs;
+mod spec;
+mod syscall;
+mod union;
+mod userns;
 
 use clap::Args;
+use error::{Error, Result};
+use spec::{RootSource, Spec};
+use std::ffi::OsStr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
 
+/// `strata run` arguments. Boxed so the CLI's subcommand enum stays small.
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// Command and arguments to run inside the container
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    #[command(flatten)]
+    pub opts: Box<RunOptions>,
+}
+
+#[derive(Args, Debug)]
+pub struct RunOptions {
+    /// Lower layers, top first, colon separated (merged with strata's union filesystem)
+    #[arg(long, value_name = "L1:L2:...")]
+    pub layers: Option<String>,
+    /// A directory to use as the root (bind-mounted; merged when --upper is given)
+    #[arg(long, value_name = "DIR")]
+    pub rootfs: Option<PathBuf>,
+    /// Keep changes in DIR (default: a throwaway upper deleted at the end)
+    #[arg(long, value_name = "DIR")]
+    pub upper: Option<PathBuf>,
+    /// Work directory for --upper (default: DIR.work next to it)
+    #[arg(long, value_name = "DIR")]
+    pub work: Option<PathBuf>,
+    /// Do not sync the upper layer (faster, not crash safe)
+    #[arg(long)]
+    pub volatile: bool,
+    /// Memory limit, e.g. 256M or 1G
+    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
+    pub memory: Option<String>,
+    /// CPU limit in CPUs, e.g. 1.5
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub cpus: Option<String>,
+    /// Maximum number of processes
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub pids: Option<String>,
+    /// Host name inside the container (default: strata)
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+    /// Network: none (own namespace with lo only) or host
+    #[arg(long, value_name = "none|host", default_value = "none")]
+    pub net: String,
+    /// Bind mount SRC (host) onto DST (container), optionally read-only
+    #[arg(long = "bind", value_name = "SRC:DST[:ro]")]
+    pub binds: Vec<String>,
+    /// Mount an empty tmpfs on DST
+    #[arg(long = "tmpfs", value_name = "DST")]
+    pub tmpfs: Vec<String>,
+    /// Set an environment variable
+    #[arg(long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Working directory inside the container (default: /)
+    #[arg(long, value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// Run the command as UID[:GID] (numeric)
+    #[arg(long, value_name = "UID[:GID]")]
+    pub user: Option<String>,
+    /// Mount the root read-only
+    #[arg(long)]
+    pub read_only: bool,
+    /// Run a tiny init as PID 1 that reaps zombies and forwards signals
+    #[arg(long)]
+    pub init: bool,
+    /// Use MS_MOVE + chroot instead of pivot_root (also: STRATA_NO_PIVOT=1)
+    #[arg(long, hide = true)]
+    pub no_pivot: bool,
+    /// Image name (not supported yet)
+    #[arg(value_name = "IMAGE")]
+    pub image: Option<String>,
+    /// Command and arguments to run inside the container, after `--`
+    #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
 }
 
-pub fn run_main(_args: RunArgs) -> i32 {
-    eprintln!("strata run: not available in this build");
-    1
+pub fn run_main(args: RunArgs) -> i32 {
+    crate::cli::init_logging(None);
+    let no_pivot = std::env::var("STRATA_NO_PIVOT").ok();
+    let result = Spec::from_args(*args.opts, no_pivot.as_deref()).and_then(|mut spec| {
+        spec.check_paths()?;
+        run(spec)
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("strata run: {}", e.msg);
+            e.code
+        }
+    }
+}
+
+/// What has to be undone at the end, in order.
+#[derive(Default)]
+struct Resources {
+    guardian: Option<cleanup::Guardian>,
+    cgroups: Option<cgroups::Cgroups>,
+    state_dir: Option<PathBuf>,
+    state_mounted: bool,
+    union: Option<union::UnionMount>,
+}
+
+impl Resources {
+    fn release(mut self) {
+        if let Some(mut u) = self.union.take() {
+            u.stop();
+        }
+        if let Some(s) = &self.state_dir {
+            if self.state_mounted {
+                let _ = syscall::umount_detach(s);
+            }
+            if let Err(e) = std::fs::remove_dir(s) {
+                log::warn!("cannot remove {}: {e}", s.display());
+            }
+        }
+        if let Some(c) = &self.cgroups {
+            c.remove();
+        }
+        if let Some(g) = self.guardian.take() {
+            g.release();
+        }
+    }
+}
+
+fn run(spec: Spec) -> Result<i32> {
+    // SAFETY: geteuid cannot fail.
+    let rootless = unsafe { libc::geteuid() } != 0;
+    init::block_signals()?;
+    let mut res = Resources {
+        cgroups: cgroups::setup(&spec.limits, rootless)?,
+        ..Default::default()
+    };
+    let result = (|| {
+        if spec.needs_union() {
+            res.state_dir = Some(cleanup::make_state_dir()?);
+        }
+        if res.cgroups.is_some() || res.state_dir.is_some() {
+            let dirs = res.cgroups.as_ref().map(|c| c.dirs()).unwrap_or_default();
+            let home = res.cgroups.as_ref().and_then(|c| c.home_procs());
+            res.guardian = Some(cleanup::Guardian::spawn(dirs, home, res.state_dir.clone())?);
+        }
+        start(&spec, rootless, &mut res)
+    })();
+    res.release();
+    result
+}
+
+fn start(spec: &Spec, rootless: bool, res: &mut Resources) -> Result<i32> {
+    if rootless && spec.needs_union() {
+        // SAFETY: access with a valid C string.
+        if unsafe { libc::access(c"/dev/fuse".as_ptr(), libc::R_OK | libc::W_OK) } != 0 {
+            return Err(Error::last_os(
+                "the union needs /dev/fuse, which this user cannot open (rootless FUSE needs \
+                 mode 0666: chmod 0666 /dev/fuse as root)",
+            ));
+        }
+    }
+    if rootless {
+        userns::enter()?;
+    }
+    let root = match (&spec.root, res.state_dir.clone()) {
+        (RootSource::Rootfs(dir), _) if !spec.needs_union() => dir.clone(),
+        (_, Some(state)) => mount_union(spec, &state, res)?,
+        (_, None) => return Err(Error::new("internal: union without a state directory")),
+    };
+    let (err_r, err_w) = syscall::pipe()?;
+    let (go_r, go_w) = syscall::pipe()?;
+    let procs = res
+        .cgroups
+        .as_ref()
+        .map(|c| c.procs_files())
+        .unwrap_or_default();
+    let guardian_fd = res.guardian.as_ref().and_then(|g| g.fd());
+    let pid = syscall::clone_fork(namespaces::clone_flags(spec.net))?;
+    if pid == 0 {
+        drop((err_r, go_w));
+        if let Some(fd) = guardian_fd {
+            // SAFETY: our copy of the guardian's pipe; the container must not hold it.
+            unsafe { libc::close(fd) };
+        }
+        container(spec, &root, rootless, &procs, go_r, err_w);
+    }
+    drop((err_w, go_r));
+    syscall::write_all_raw(go_w.as_raw_fd(), b"g");
+    drop(go_w);
+    init::supervise(pid, err_r)
+}
+
+/// Mounts the union at STATE/merged, in a new private mount namespace of strata's own.
+fn mount_union(spec: &Spec, state: &Path, res: &mut Resources) -> Result<PathBuf> {
+    syscall::unshare(libc::CLONE_NEWNS, "CLONE_NEWNS")?;
+    syscall::mount(
+        None,
+        Path::new("/"),
+        None,
+        libc::MS_REC | libc::MS_PRIVATE,
+        None,
+    )?;
+    let tmpfs = Some(OsStr::new("tmpfs"));
+    syscall::mount(
+        tmpfs,
+        state,
+        Some("tmpfs"),
+        libc::MS_NOSUID | libc::MS_NODEV,
+        Some("mode=0700"),
+    )?;
+    res.state_mounted = true;
+    let mkdir = |p: PathBuf| {
+        std::fs::create_dir_all(&p)
+            .map(|_| p.clone())
+            .map_err(|e| Error::io(format!("create {}", p.display()), e))
+    };
+    let merged = mkdir(state.join("merged"))?;
+    let lowers = match &spec.root {
+        RootSource::Layers(l) => l.clone(),
+        RootSource::Rootfs(r) => vec![r.clone()],
+    };
+    let upper_work = match (&spec.upper, &spec.work) {
+        (Some(u), Some(w)) => Some((u.clone(), w.clone())),
+        (Some(u), None) => {
+            let mut w = u.clone().into_os_string();
+            w.push(".work");
+            Some((u.clone(), mkdir(PathBuf::from(w))?))
+        }
+        (None, _) if spec.read_only => None,
+        (None, _) => Some((mkdir(state.join("upper"))?, mkdir(state.join("work"))?)),
+    };
+    let opts = union::options(
+        &lowers,
+        upper_work.as_ref().map(|(u, w)| (u.as_path(), w.as_path())),
+        spec.volatile,
+    );
+    let exe = std::env::current_exe().map_err(|e| Error::io("find the strata binary", e))?;
+    let mount = union::UnionMount::start(&exe, &opts, &merged)?;
+    if let (Some(g), Some(pid)) = (&res.guardian, mount.pid()) {
+        g.kill_on_death(pid);
+    }
+    res.union = Some(mount);
+    Ok(merged)
+}
+
+/// The container process, from clone to exec. Never returns: errors go to the error pipe.
+fn container(
+    spec: &Spec,
+    root: &Path,
+    rootless: bool,
+    procs: &[PathBuf],
+    go: OwnedFd,
+    err: OwnedFd,
+) -> ! {
+    let err_fd = err.as_raw_fd();
+    std::mem::forget(err); // stays open until exec (close-on-exec)
+    let setup = || -> Result<()> {
+        syscall::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            "PR_SET_PDEATHSIG",
+        )?;
+        // strata may have died before PDEATHSIG was set: then the pipe is closed unwritten.
+        let mut b = [0u8; 1];
+        // SAFETY: reading one byte into a valid buffer.
+        if unsafe { libc::read(go.as_raw_fd(), b.as_mut_ptr().cast(), 1) } != 1 {
+            syscall::exit_now(error::EXIT_LAUNCHER);
+        }
+        drop(go);
+        cgroups::join(procs)?;
+        syscall::unshare(libc::CLONE_NEWCGROUP, "CLONE_NEWCGROUP")?;
+        namespaces::set_hostname(&spec.hostname)?;
+        if spec.net == spec::Net::None {
+            namespaces::loopback_up()?;
+        }
+        rootfs::prepare_root(root)?;
+        rootfs::apply(root, &rootfs::plan(spec), rootless)?;
+        let wd = rootfs::secure_join(root, &spec.workdir)?;
+        if !wd.exists() {
+            std::fs::create_dir_all(&wd)
+                .map_err(|e| Error::io(format!("--workdir {}", spec.workdir.display()), e))?;
+        }
+        if spec.read_only {
+            syscall::remount_ro(root)?;
+        }
+        rootfs::switch_root(root, spec.no_pivot)
+    };
+    if let Err(e) = setup() {
+        init::fail(err_fd, &e);
+    }
+    if spec.init {
+        syscall::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, "PR_SET_NO_NEW_PRIVS")
+            .and_then(|_| exec::drop_bounding_caps())
+            .unwrap_or_else(|e| init::fail(err_fd, &e));
+        init::pid1(err_fd, || exec::exec_command(spec));
+    }
+    init::fail(err_fd, &exec::exec_command(spec))
 }
