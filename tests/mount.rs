@@ -29,6 +29,8 @@ mod lifecycle;
 mod links;
 #[path = "mount/lookup.rs"]
 mod lookup;
+#[path = "mount/modes.rs"]
+mod modes;
 #[path = "mount/more.rs"]
 mod more;
 #[path = "mount/perms.rs"]

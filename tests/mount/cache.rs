@@ -224,5 +224,8 @@ fn nlink_of_a_lower_hard_link_after_unlinking_the_other_name() {
     let _m = lay.mount();
     let strata = story(&lay.mnt);
     assert_eq!(kernel, (1, 1), "kernel index=on sanity");
-    assert_eq!(strata, kernel, "st_nlink of the remaining name (strata vs kernel index=on)");
+    assert_eq!(
+        strata, kernel,
+        "st_nlink of the remaining name (strata vs kernel index=on)"
+    );
 }

@@ -65,7 +65,13 @@ fn file_capabilities_follow_the_kernel() {
 
 fn openat_dir(dirfd: i32, name: &str) -> std::io::Result<OwnedFd> {
     let c = CString::new(name).unwrap();
-    let fd = unsafe { libc::openat(dirfd, c.as_ptr(), libc::O_DIRECTORY | libc::O_RDONLY | libc::O_CLOEXEC) };
+    let fd = unsafe {
+        libc::openat(
+            dirfd,
+            c.as_ptr(),
+            libc::O_DIRECTORY | libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
     if fd < 0 {
         Err(last_err())
     } else {
@@ -104,7 +110,13 @@ fn deep_story(root: &Path) -> Result<(), String> {
     let d = fd.as_raw_fd();
     let f = CString::new("file").unwrap();
     // copy-up of the deep lower file
-    let wfd = unsafe { libc::openat(d, f.as_ptr(), libc::O_WRONLY | libc::O_APPEND | libc::O_CLOEXEC) };
+    let wfd = unsafe {
+        libc::openat(
+            d,
+            f.as_ptr(),
+            libc::O_WRONLY | libc::O_APPEND | libc::O_CLOEXEC,
+        )
+    };
     if wfd < 0 {
         return Err(format!("open deep file for writing: {}", last_err()));
     }
@@ -115,7 +127,14 @@ fn deep_story(root: &Path) -> Result<(), String> {
     }
     // create, whiteout
     let nf = CString::new("new").unwrap();
-    let cfd = unsafe { libc::openat(d, nf.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o644) };
+    let cfd = unsafe {
+        libc::openat(
+            d,
+            nf.as_ptr(),
+            libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+            0o644,
+        )
+    };
     if cfd < 0 {
         return Err(format!("create deep file: {}", last_err()));
     }

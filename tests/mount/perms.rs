@@ -521,6 +521,10 @@ fn setgid_rule_holds_over_a_whiteout_too() {
     mkdirs(&lay.upper);
     let _m = lay.mount_with("allow_other");
     let strata = story(&lay.mnt);
-    assert_eq!(kernel[0].1 & 0o2000, 0o2000, "kernel sanity: setgid inherited");
+    assert_eq!(
+        kernel[0].1 & 0o2000,
+        0o2000,
+        "kernel sanity: setgid inherited"
+    );
     assert_eq!(strata, kernel, "(path, mode, uid, gid) strata vs kernel");
 }

@@ -146,12 +146,14 @@ fn op(rng: &mut Rng, root: &Path) -> (String, String) {
             let gid = *[0u32, 1500, 1600].get(rng.below(3) as usize).unwrap();
             ("chown", res(lchown(p(&a), uid, gid)))
         }
-        17 => ("utimens", res(lutimens(p(&a), (1_111_111_111, 0), (1_222_222_222, 0)))),
+        17 => (
+            "utimens",
+            res(lutimens(p(&a), (1_111_111_111, 0), (1_222_222_222, 0))),
+        ),
         _ => ("mkfifo", res(mkfifo(p(&a), 0o640))),
     };
     (format!("{} {a} {b}", r.0), r.1)
 }
-
 
 /// Runs the same random operations on both mounts in lockstep (as `creds` when
 /// given) and compares the result of every operation and both trees after it.
@@ -174,11 +176,23 @@ fn lockstep(seed: u64, steps: usize, kroot: &Path, sroot: &Path, creds: Option<&
         let kt = snapshot(kroot);
         let st = snapshot(sroot);
         let (kg, sg) = (link_groups(kroot, &kt), link_groups(sroot, &st));
-        assert_eq!(kg, sg, "seed {seed}: hard link groups differ after step {i} ({})", kr.0);
+        assert_eq!(
+            kg, sg,
+            "seed {seed}: hard link groups differ after step {i} ({})",
+            kr.0
+        );
         if kt != st {
             let ok: Vec<_> = done.iter().filter(|d| d.1 == "ok").collect();
-            eprintln!("seed {seed}: trees differ after step {i} ({}); successful steps: {ok:?}", kr.0);
-            assert_same_tree(&format!("kernel after step {i} ({})", kr.0), &kt, "strata", &st);
+            eprintln!(
+                "seed {seed}: trees differ after step {i} ({}); successful steps: {ok:?}",
+                kr.0
+            );
+            assert_same_tree(
+                &format!("kernel after step {i} ({})", kr.0),
+                &kt,
+                "strata",
+                &st,
+            );
         }
     }
 }
