@@ -40,6 +40,8 @@ pub fn main() -> i32 {
 pub fn init_logging(level: Option<&str>) {
     let mut builder =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"));
+    // fuser warns when it unmounts what `strata umount` already unmounted.
+    builder.filter_module("fuser::session", log::LevelFilter::Error);
     if let Some(level) = level {
         builder.parse_filters(level);
     }

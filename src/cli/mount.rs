@@ -235,11 +235,18 @@ pub fn mount_main(args: MountArgs) -> i32 {
         None
     };
     let mp = mountpoint.clone();
+    let mut session = session;
+    let mut unmounter = session.unmount_callable();
     if let Err(e) = daemon::spawn_signal_thread(move |_| {
-        if let Err(e) = daemon::unmount(&mp, false) {
+        if let Err(e) = unmounter.unmount() {
             log::warn!("unmount failed ({e}); detaching lazily");
             let _ = daemon::unmount(&mp, true);
         }
+        // The session ends once the kernel drops the connection; should a
+        // process still pin a detached mount, do not linger for it.
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        log::info!("session still open 2 s after unmount; exiting");
+        std::process::exit(0);
     }) {
         report.failed(&format!("signal thread: {e}"));
         let _ = daemon::unmount(&mountpoint, true);
