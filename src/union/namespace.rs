@@ -384,10 +384,8 @@ impl Union {
             match (src.is_dir(), d.is_dir()) {
                 (true, false) => return Err(libc::ENOTDIR),
                 (false, true) => return Err(libc::EISDIR),
-                (true, true) => {
-                    if !self.dir_is_empty(&self.probe_node(newparent, newname, d))? {
-                        return Err(libc::ENOTEMPTY);
-                    }
+                (true, true) if !self.dir_is_empty(&self.probe_node(newparent, newname, d))? => {
+                    return Err(libc::ENOTEMPTY)
                 }
                 _ => {}
             }
