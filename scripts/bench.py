@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 
 IMPLS = ["kernel", "strata", "fo110", "fo20"]
@@ -594,6 +595,14 @@ class Bench:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+
+    def watchdog(self, impl, name):
+        for i, m in list(self.mounted):
+            if i == impl:
+                log(f"watchdog: {name} on {LABEL[impl]} still running after {3 * self.a.timeout:.0f}s; "
+                    f"aborting the FUSE connection of {m}")
+                self.notes.append(f"{LABEL[impl]}: {name} hung; the watchdog aborted its FUSE connection")
+                abort_fuse(m)
 
     def finish_run(self, impl):
         for i, m in list(self.mounted):
@@ -1259,6 +1268,11 @@ def main(argv):
                         continue
                     log(f"{name} rep {rep}/{a.reps}: {LABEL[impl]}")
                     t0 = time.perf_counter()
+                    # Watchdog: the harness's own syscalls (stat, open, listdir, sync) on a
+                    # hung FUSE mount have no timeout; aborting the connection unblocks them.
+                    dog = threading.Timer(a.timeout * 3, b.watchdog, args=(impl, name))
+                    dog.daemon = True
+                    dog.start()
                     try:
                         vals = fn(b, impl)
                         for m, v in vals.items():
@@ -1278,6 +1292,7 @@ def main(argv):
                         failed.add(impl)
                         log(f"  FAILED: {e}")
                     finally:
+                        dog.cancel()
                         b.finish_run(impl)
     except KeyboardInterrupt:
         interrupted = True
