@@ -920,21 +920,26 @@ def wl_rss_bigdir(b, impl):
 
 
 def wl_layers100(b, impl):
+    """Each batch (top-layer names, bottom-layer names) gets its own fresh mount and a
+    drop_caches, so neither profits from what the other loaded into the daemon or kernel."""
     root, _ = b.layer("m", gen_many)
     lowers = [f"{root}/{i:02d}" for i in range(100)]
-    drop_caches()
-    mnt, _, t_mount = b.mount(impl, lowers)
-    names = os.listdir(mnt)
-    if len(names) != 101:  # d + f00..f99
-        raise Failed(f"root of the 100-layer union lists {len(names)} entries, expected 101")
-    res = {"l100_mount": t_mount * 1000}
+    res, mounts = {}, []
     for key, prefix in (("l100_top", "t"), ("l100_bottom", "b")):
+        drop_caches()
+        mnt, _, t_mount = b.mount(impl, lowers)
+        mounts.append(t_mount * 1000)
+        names = os.listdir(mnt)
+        if len(names) != 101:  # d + f00..f99
+            raise Failed(f"root of the 100-layer union lists {len(names)} entries, expected 101")
         drop_caches()
         out, _ = run([b.helper, "statfiles", f"{mnt}/d", prefix, "2000"], timeout=b.a.timeout, mnt=mnt)
         ns, ok, fails = (int(x) for x in out.split())
         if ok != 2000:
             raise Failed(f"{fails} of 2000 stats of d/{prefix}* failed")
         res[key] = ns / 1000.0 / 2000
+        b.finish_run(impl)
+    res["l100_mount"] = min(mounts)
     res["l100_ratio"] = res["l100_bottom"] / res["l100_top"]
     return res
 
@@ -984,7 +989,8 @@ METRICS = {
     "bigdir_ls": ("`ls -lU` of a 100k-entry directory (fresh mount)", "s", "lower", None),
     "bigdir_rss": ("daemon VmRSS after that listing", "MB", "lower", None),
     "bigdir_hwm": ("daemon VmHWM after that listing", "MB", "lower", None),
-    "l100_mount": ("mount 100 lower layers (until live)", "ms", "lower", ("abs_lt", 20)),
+    "l100_mount": ("mount 100 lower layers (until live; best of the 2 mounts of a run)", "ms", "lower",
+                   ("abs_lt", 20)),
     "l100_top": ("100 layers: stat of a top-layer file, cold", "µs/stat", "lower", None),
     "l100_bottom": ("100 layers: stat of a bottom-layer file, cold", "µs/stat", "lower", None),
     "l100_ratio": ("100 layers: bottom/top stat time", "×", "lower", ("abs_le", 2)),
