@@ -236,6 +236,7 @@ pub fn mount_main(args: MountArgs) -> i32 {
     };
     let mp = mountpoint.clone();
     let mut session = session;
+    let _ = union.notifier.set(session.notifier());
     let mut unmounter = session.unmount_callable();
     if let Err(e) = daemon::spawn_signal_thread(move |_| {
         if let Err(e) = unmounter.unmount() {

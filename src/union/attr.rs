@@ -124,11 +124,16 @@ impl Union {
     }
 
     pub fn attr_of(&self, node: &Node, st: &Stat) -> FileAttr {
-        let merged = node.is_dir() && {
+        let (merged, removed) = {
             let s = node.state();
-            (s.upper && !s.lowers.is_empty()) || s.lowers.len() > 1
+            let merged = node.is_dir() && ((s.upper && !s.lowers.is_empty()) || s.lowers.len() > 1);
+            (merged, if s.upper { 0 } else { s.removed_links })
         };
-        to_attr(node.id, st, merged)
+        let mut attr = to_attr(node.id, st, merged);
+        if removed > 0 {
+            attr.nlink = attr.nlink.saturating_sub(removed).max(1);
+        }
+        attr
     }
 
     /// chmod/chown/truncate/utimens: copy up, then change the upper object.

@@ -67,12 +67,7 @@ impl Union {
         let parent_times = sys::fstat(dst_parent.dir()).ok();
         let real_ino = self.copy_object(&src, dst_parent.dir(), &dst_parent.name, data, false)?;
         if let Some(pst) = parent_times {
-            let _ = sys::utimens_at(
-                dst_parent.dir(),
-                OsStr::new(""),
-                Some(sys::timespec(pst.st_atime, pst.st_atime_nsec)),
-                Some(sys::timespec(pst.st_mtime, pst.st_mtime_nsec)),
-            );
+            restore_times(dst_parent.dir(), &pst);
         }
         self.inodes.record_copy_up(real_ino, node.ino);
         self.forget_xattrs(node);
@@ -82,6 +77,9 @@ impl Union {
             st.metacopy = data == CopyData::Meta;
         }
         self.inodes.rekey(node, Key::Upper(real_ino));
+        if node.is_dir() && !node.state().lowers.is_empty() {
+            self.invalidate_attr(node);
+        }
         if !node.is_dir() {
             self.link_aliases(node, &dst_parent)?;
         }
@@ -148,7 +146,11 @@ impl Union {
             {
                 continue; // already has an upper object of its own
             }
+            let times = sys::fstat(pdir.as_fd()).ok();
             sys::link_at(copied.dir(), &copied.name, pdir.as_fd(), &name).map_err(err)?;
+            if let Some(pst) = times {
+                restore_times(pdir.as_fd(), &pst);
+            }
         }
         Ok(())
     }
@@ -251,6 +253,16 @@ impl Union {
             Err(e) => Err(err(e)),
         }
     }
+}
+
+/// Puts back a directory's atime and mtime (copy-up is not the user's change).
+fn restore_times(dir: BorrowedFd, st: &Stat) {
+    let _ = sys::utimens_at(
+        dir,
+        OsStr::new(""),
+        Some(sys::timespec(st.st_atime, st.st_atime_nsec)),
+        Some(sys::timespec(st.st_mtime, st.st_mtime_nsec)),
+    );
 }
 
 /// Copies every xattr but the overlay-private ones. ACLs and security.* go

@@ -47,6 +47,8 @@ pub struct NodeState {
     pub lowers: Vec<LowerLoc>,
     /// The name was removed; only open handles still reach the object.
     pub unlinked: bool,
+    /// Names of a lower hard-linked file removed through the mount.
+    pub removed_links: u32,
     /// Upper file with metadata only (`overlay.metacopy`): its data is still
     /// the lower file's.
     pub metacopy: bool,
@@ -129,6 +131,7 @@ impl Node {
                 lowers: r.lowers.clone(),
                 unlinked: false,
                 metacopy: r.metacopy,
+                removed_links: 0,
                 key: Key::Lower(parent, name.to_os_string()),
             }),
             copy_up: Mutex::new(()),

@@ -97,11 +97,6 @@ fn marks_of(u: &Union, dir: &At, name: &OsStr) -> OpResult<ovl::DirMarks> {
     Ok(marks)
 }
 
-/// Opens the directory of a layer that holds `path`'s last component.
-fn open_parent(layer: std::os::fd::BorrowedFd, path: &std::path::Path) -> Option<At> {
-    At::open(layer, path).ok()
-}
-
 impl Union {
     /// Resolves `name` in the merged directory `parent`. Ok(None): not there
     /// (with `upper_whiteout` reported through the second value).
@@ -199,8 +194,14 @@ impl Union {
                     None => continue,
                 },
             };
-            let Some(dir) = open_parent(self.lower_fd(layer), &child_path) else {
-                continue;
+            let dir = match At::open(self.lower_fd(layer), &child_path) {
+                Ok(dir) => dir,
+                // A non-directory (or whiteout) on the way blocks the layers
+                // below, as it does for the kernel following a redirect.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTDIR) | Some(libc::ELOOP)) => {
+                    break
+                }
+                Err(_) => continue,
             };
             match look_in(&dir, &dir.name.clone())? {
                 Found::Missing => continue,
@@ -286,6 +287,7 @@ impl Union {
                 lowers: r.lowers.clone(),
                 unlinked: false,
                 metacopy: r.metacopy,
+                removed_links: 0,
                 key: Key::Lower(0, Default::default()),
             });
         {

@@ -65,6 +65,8 @@ pub struct Union {
     pub want_writeback: bool,
     /// ... and negotiated (only without passthrough: they exclude each other).
     pub writeback: std::sync::atomic::AtomicBool,
+    /// Tells the kernel about attribute changes it did not ask for.
+    pub notifier: std::sync::OnceLock<fuser::Notifier>,
 }
 
 /// An object named inside a directory of one layer: the directory's fd and
@@ -126,6 +128,7 @@ impl Union {
             lowers,
             unlinked: false,
             metacopy: false,
+            removed_links: 0,
             key: Key::Upper(root_st.st_ino),
         };
         let read_only = opts.read_only || layers.upper.is_none();
@@ -146,6 +149,7 @@ impl Union {
             passthrough: std::sync::atomic::AtomicBool::new(false),
             want_writeback: opts.writeback.unwrap_or(true),
             writeback: std::sync::atomic::AtomicBool::new(false),
+            notifier: std::sync::OnceLock::new(),
             layers,
         })
     }
@@ -218,6 +222,18 @@ impl Union {
     pub fn upper_at(&self, node: &Node) -> OpResult<At> {
         let path = self.path(node)?;
         At::open(self.upper_fd()?, &path).map_err(err)
+    }
+
+    /// Drops the kernel's cached attributes of a node that changed behind its
+    /// back (a directory becomes merged when it is copied up: nlink 1).
+    pub fn invalidate_attr(&self, node: &Node) {
+        if let Some(n) = self.notifier.get() {
+            if node.id != 0 {
+                if let Err(e) = n.inval_inode(fuser::INodeNo(node.id), -1, 0) {
+                    log::debug!("inval_inode {}: {e}", node.id);
+                }
+            }
+        }
     }
 
     pub fn check_writable(&self) -> OpResult<()> {

@@ -280,7 +280,13 @@ impl Union {
             self.make_whiteout(dir, name)?;
         }
         if let Some(node) = victim {
-            if inode::drop_name(&node, parent.id, name) {
+            let lower_link = !r.upper && !r.is_dir() && r.stat.st_nlink > 1;
+            if lower_link {
+                // Its other lower names still count it: keep the node findable
+                // and show one link less (as the kernel's index=on does).
+                node.state().removed_links += 1;
+                inode::drop_name(&node, parent.id, name);
+            } else if inode::drop_name(&node, parent.id, name) {
                 self.inodes.unkey(&node);
             }
         }
