@@ -431,7 +431,7 @@ fn sigkill_during_big_copy_up() {
                 .and_then(|fd| fd.pwrite(b"TAIL", (size - 4) as i64))
                 .is_ok()
         });
-        std::thread::sleep(Duration::from_micros(rng.below(40_000)));
+        std::thread::sleep(Duration::from_micros(rng.below(150_000)));
         m.kill9();
         let wrote = w.join().unwrap();
         let _ = t;

@@ -1599,7 +1599,11 @@ fn run_case(c: &Case, mode: KernelMode) -> Result<Stats, Failure> {
     })?;
     let k2_tree = snapshot(&k2_mnt, &ksnap_opts(false));
     let s_tree2 = strip_dir_nlink(s_tree);
-    let k2_tree = if links_reliable { k2_tree } else { strip_nlink(k2_tree) };
+    let k2_tree = if links_reliable {
+        k2_tree
+    } else {
+        strip_nlink(k2_tree)
+    };
     let d = diff_trees(
         "strata",
         &s_tree2,
@@ -1844,12 +1848,12 @@ fn run_many(suite: &str, mode: KernelMode, default_cases: usize) {
 
 #[test]
 fn differential_vs_kernel_redirect_dir() {
-    run_many("differential", KernelMode::Redirect, 40);
+    run_many("differential", KernelMode::Redirect, 100);
 }
 
 #[test]
 fn differential_vs_kernel_default_exdev() {
-    run_many("differential-exdev", KernelMode::Default, 12);
+    run_many("differential-exdev", KernelMode::Default, 30);
 }
 
 #[test]
