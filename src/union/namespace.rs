@@ -47,6 +47,15 @@ impl Union {
         sys::xattr::set(dir, name, &attr, value, 0).map_err(err)
     }
 
+    /// Marks a merged directory about to move: its lower contents stay where
+    /// they are, and lookups (ours and the kernel's) find them again through
+    /// the absolute path of its top lower directory.
+    fn set_redirect(&self, dir: BorrowedFd, name: &OsStr, r: &Resolved) -> OpResult<()> {
+        let mut value = b"/".to_vec();
+        value.extend_from_slice(r.lowers[0].path.as_os_str().as_bytes());
+        self.set_xattr_mark(dir, name, "redirect", &value)
+    }
+
     /// Creates a whiteout for `name` in `dir`: a 0/0 character device (allowed
     /// unprivileged since Linux 5.8), else an aufs `.wh.NAME` file.
     fn make_whiteout(&self, dir: BorrowedFd, name: &OsStr) -> OpResult<()> {
@@ -429,11 +438,7 @@ impl Union {
         let srcdir = self.upper_dir(parent)?;
         let dstdir = self.upper_dir(newparent)?;
         if src_has_lowers {
-            // The directory's lower contents stay where they are; the kernel
-            // finds them again through the absolute redirect.
-            let mut value = b"/".to_vec();
-            value.extend_from_slice(src.lowers[0].path.as_os_str().as_bytes());
-            self.set_xattr_mark(srcdir.fd.as_fd(), name, "redirect", &value)?;
+            self.set_redirect(srcdir.fd.as_fd(), name, src)?;
         }
         let dst_lower = self.lower_has(newparent, newname)?;
         let victim = dst.and_then(|d| self.find_node(newparent, newname, d));
@@ -538,9 +543,7 @@ impl Union {
             let db = self.upper_dir(newparent)?;
             for (dir, nm, r) in [(&da, name, a), (&db, newname, b)] {
                 if r.is_dir() && !r.lowers.is_empty() {
-                    let mut value = b"/".to_vec();
-                    value.extend_from_slice(r.lowers[0].path.as_os_str().as_bytes());
-                    self.set_xattr_mark(dir.fd.as_fd(), nm, "redirect", &value)?;
+                    self.set_redirect(dir.fd.as_fd(), nm, r)?;
                 }
             }
             let a_lower = self.lower_has(parent, name)?;
