@@ -2003,6 +2003,23 @@ mod regressions {
         );
     }
 
+    /// BUG (seed 1078, found in a CI-sized run): fstat of a file that is open and was
+    /// unlinked reports st_nlink 1 (kernel: 0) when the file was copied up by the open.
+    #[test]
+    fn regression_seed_1078_fstat_nlink_after_unlink() {
+        check_case(
+            KernelMode::Redirect,
+            r#"
+            layers 1
+            0 file c 666 0 1002 28
+            open 1 c rdonly|trunc 644
+            unlink c
+            write 1 2954 173 493
+            fstat 1
+        "#,
+        );
+    }
+
     #[test]
     fn redirect_dir_rename_then_recreate() {
         check_case(

@@ -363,11 +363,8 @@ fn concurrent_random_ops_keep_the_tree_consistent() {
         seqs.lock().unwrap().insert(format!("P{id}"), n);
         proc_ops += n as usize;
     }
+    // (Checked last, so that the checks of the resulting tree run in any case.)
     let errs = errors.lock().unwrap().clone();
-    assert!(
-        errs.is_empty(),
-        "unexpected errors during the run: {errs:#?}"
-    );
     let maxseq = seqs.lock().unwrap().clone();
 
     // Every regular file holds one whole record that some writer wrote.
@@ -422,7 +419,8 @@ fn concurrent_random_ops_keep_the_tree_consistent() {
     report(
         "stress",
         &format!(
-            "concurrent ops: 4 threads + 2 processes, {secs}s, {total} operations, {files} files at the end, {} bad files, {} fsck problems, {} differences with kernel overlayfs",
+            "concurrent ops: 4 threads + 2 processes, {secs}s, {total} operations, {} unexpected errors, {files} files at the end, {} bad files, {} fsck problems, {} differences with kernel overlayfs",
+            errs.len(),
             bad.len(),
             problems.len(),
             d.len()
@@ -442,6 +440,10 @@ fn concurrent_random_ops_keep_the_tree_consistent() {
         d.is_empty(),
         "kernel overlayfs on strata's upper differs:\n{}",
         d.join("\n")
+    );
+    assert!(
+        errs.is_empty(),
+        "unexpected errors during the run: {errs:#?}"
     );
 }
 
