@@ -89,6 +89,11 @@ impl Mk {
 
 /// A mount (or plain directory) holding what `build` made, from `origin`.
 pub fn fx(origin: Origin, build: impl FnOnce(&Mk)) -> Fx {
+    fx_with(origin, "", build)
+}
+
+/// Like `fx`, with extra mount options (`extra` starts with a comma, or is empty).
+pub fn fx_with(origin: Origin, extra: &str, build: impl FnOnce(&Mk)) -> Fx {
     let s = Scratch::new("posix");
     let lower = s.dir("lower");
     let upper = s.dir("upper");
@@ -116,7 +121,13 @@ pub fn fx(origin: Origin, build: impl FnOnce(&Mk)) -> Fx {
             root: lower.clone(),
         });
     }
-    let strata = Strata::mount(&ovl_opts(&[lower.clone()], Some(&upper), Some(&work)), &mnt);
+    let strata = Strata::mount(
+        &format!(
+            "{}{extra}",
+            ovl_opts(&[lower.clone()], Some(&upper), Some(&work))
+        ),
+        &mnt,
+    );
     if let Some(build) = build {
         build(&Mk { root: mnt.clone() });
     }

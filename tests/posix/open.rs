@@ -352,3 +352,78 @@ fn erofs() {
         "a fifo is not a file of the fs",
     );
 }
+
+both!(etxtbsy_while_running, |o| {
+    // A program that is running can't be opened for writing.
+    let f = fx(o, |m| {
+        std::fs::copy("/bin/sleep", m.root.join("prog")).unwrap();
+        chmod(&m.root.join("prog"), 0o755).unwrap();
+    });
+    let mut child = std::process::Command::new(f.p("prog"))
+        .arg("30")
+        .spawn()
+        .expect("run a program from the mount");
+    // Wait until the program runs (its exe link points at the file).
+    let pid = child.id();
+    check();
+    assert!(
+        wait_until(|| std::fs::read_link(format!("/proc/{pid}/exe"))
+            .map(|p| p.ends_with("prog"))
+            .unwrap_or(false)),
+        "the program did not start"
+    );
+    let r = open(&f.p("prog"), libc::O_WRONLY, 0);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_errno(r, libc::ETXTBSY, "open for writing a running program");
+    assert_ok(open(&f.p("prog"), libc::O_WRONLY, 0), "after it exited");
+});
+
+both!(device_nodes_work_through_the_mount, |o| {
+    // strata mounts nodev unless told `dev` (kernel overlayfs mounted by root: dev).
+    let f = fx_with(o, ",dev", |m| {
+        mknod(
+            &m.root.join("null"),
+            libc::S_IFCHR | 0o666,
+            libc::makedev(1, 3),
+        )
+        .unwrap();
+        mknod(
+            &m.root.join("nodrv"),
+            libc::S_IFCHR | 0o666,
+            libc::makedev(240, 77),
+        )
+        .unwrap();
+    });
+    let fd = assert_ok(open(&f.p("null"), libc::O_RDWR, 0), "open /dev/null's twin");
+    eq(fd.write(b"gone").unwrap(), 4, "write to the null device");
+    eq(
+        fd.pread(10, 0).unwrap(),
+        Vec::<u8>::new(),
+        "read from the null device",
+    );
+    assert_errno(
+        open(&f.p("nodrv"), libc::O_RDONLY, 0),
+        libc::ENXIO,
+        "a device without a driver",
+    );
+});
+
+#[test]
+fn o_tmpfile_is_cleanly_unsupported() {
+    // Documented: strata answers O_TMPFILE with EOPNOTSUPP (ext4 supports it).
+    let f = fx(Origin::Upper, |m| {
+        m.dir("d", 0o755, 0, 0);
+    });
+    let r = open(&f.p("d"), libc::O_TMPFILE | libc::O_RDWR, 0o600);
+    if plain() {
+        assert_ok(r, "O_TMPFILE on a plain fs");
+    } else {
+        assert_errno(r, libc::EOPNOTSUPP, "O_TMPFILE through strata");
+        eq(
+            list_dir(&f.p("d")).unwrap(),
+            Vec::<String>::new(),
+            "nothing left behind",
+        );
+    }
+}
