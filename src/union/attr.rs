@@ -87,7 +87,13 @@ fn to_timespec(t: TimeOrNow) -> libc::timespec {
         },
         TimeOrNow::SpecificTime(t) => match t.duration_since(UNIX_EPOCH) {
             Ok(d) => sys::timespec(d.as_secs() as i64, d.subsec_nanos() as i64),
-            Err(e) => sys::timespec(-(e.duration().as_secs() as i64), 0),
+            Err(e) => {
+                // Before 1970. fuser 0.18 turns (sec < 0, nsec) from the kernel
+                // into EPOCH - (|sec| + nsec) instead of EPOCH - |sec| + nsec;
+                // reading it back the same way gives the kernel's values again.
+                let d = e.duration();
+                sys::timespec(-(d.as_secs() as i64), d.subsec_nanos() as i64)
+            }
         },
     }
 }

@@ -167,6 +167,9 @@ impl fuser::Filesystem for StrataFs {
             if !p.is_dir() {
                 return Err(libc::ENOTDIR);
             }
+            if name.len() > 255 {
+                return Err(libc::ENAMETOOLONG);
+            }
             self.union.lookup_node(&p, name)
         });
         if res.as_ref().err() == Some(&libc::ENOENT) && self.negative_ttl {

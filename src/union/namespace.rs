@@ -194,6 +194,10 @@ impl Union {
         } else {
             sys::file_type(mode)
         };
+        if kind == libc::S_IFCHR && rdev == 0 {
+            // A 0/0 device is a whiteout: it would vanish (as the kernel refuses it).
+            return Err(libc::EPERM);
+        }
         let perm = mode & 0o7777;
         self.create_entry(parent, name, Some(owner), kind, mode, |dir, n| {
             match (kind, symlink_target) {
