@@ -147,9 +147,13 @@ impl Union {
                         stop = marks.opaque;
                         redirect = marks.redirect;
                     } else {
-                        // A metacopy file goes on to find its data below.
+                        // A metacopy file goes on to find its data below, at
+                        // the same path or where its redirect says (a renamed one).
                         metacopy = self.is_metacopy(&dir, name, &st);
                         stop = !metacopy;
+                        if metacopy {
+                            redirect = ovl::dir_marks(dir.dir(), name, true).map_err(err)?.redirect;
+                        }
                     }
                     found = Some(Resolved {
                         stat: st,
@@ -376,7 +380,9 @@ impl Union {
         };
         let st = match sys::stat_at_opt(fd, &item.name).map_err(err)? {
             Some(st)
-                if !sys::is_dir(&st) && !sys::is_whiteout_stat(&st) && !maybe_metacopy(&st) =>
+                if !sys::is_dir(&st)
+                    && !sys::is_whiteout_stat(&st)
+                    && !(item.layer.is_none() && maybe_metacopy(&st)) =>
             {
                 st
             }
@@ -424,17 +430,21 @@ impl Union {
     }
 }
 
-/// Metacopy files are sparse (no blocks) with a size: only those are worth
-/// the xattr look.
+/// Metacopy files have no data blocks: fewer allocated bytes than their size,
+/// or at most one block (for xattrs that don't fit in the inode, as the
+/// kernel's origin and redirect often don't). Only those get the xattr look.
 pub fn maybe_metacopy(st: &Stat) -> bool {
-    sys::file_type(st.st_mode) == libc::S_IFREG && st.st_size > 0 && st.st_blocks == 0
+    sys::file_type(st.st_mode) == libc::S_IFREG
+        && st.st_size > 0
+        && (st.st_blocks <= 8 || st.st_blocks * 512 < st.st_size)
 }
 
 impl Union {
     /// Is the upper file `name` in `dir` a metacopy (data still below)?
+    /// Honoured whatever the `metacopy` option says: it only decides whether
+    /// strata writes such files; reading one as its zeros would be wrong.
     fn is_metacopy(&self, dir: &At, name: &OsStr, st: &Stat) -> bool {
-        self.metacopy
-            && maybe_metacopy(st)
+        maybe_metacopy(st)
             && ["trusted.overlay.metacopy", "user.overlay.metacopy"]
                 .iter()
                 .any(|a| matches!(sys::xattr::get(dir.dir(), name, OsStr::new(a)), Ok(Some(_))))

@@ -364,6 +364,9 @@ impl Union {
         if newname.len() > 255 {
             return Err(libc::ENAMETOOLONG);
         }
+        if newname.as_bytes().starts_with(ovl::WH_PREFIX) {
+            return Err(libc::EPERM);
+        }
         // Copy non-directories up before taking the lock for writing, so a
         // big copy-up does not stall every other operation.
         {
