@@ -115,6 +115,28 @@ pub fn open_beneath(dir: BorrowedFd, path: &Path, flags: i32, mode: u32) -> io::
     }
 }
 
+/// An O_PATH handle on one name in `dir` itself, symlink or not (kept to
+/// reach an object after its name is gone).
+pub fn open_path_nofollow(dir: BorrowedFd, name: &OsStr) -> io::Result<OwnedFd> {
+    let c = cstr(name)?;
+    let fd = cvt(unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    })?;
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Opens the object behind an O_PATH handle again, for I/O.
+pub fn reopen(fd: BorrowedFd, flags: i32) -> io::Result<OwnedFd> {
+    let path = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let fd = cvt(unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC) })?;
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// Opens a directory beneath `dir` as an O_PATH handle (cheap, no read permission needed).
 pub fn open_dir_path(dir: BorrowedFd, path: &Path) -> io::Result<OwnedFd> {
     open_beneath(dir, path, libc::O_PATH | libc::O_DIRECTORY, 0)

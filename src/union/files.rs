@@ -12,10 +12,9 @@ impl Union {
     /// Opens the backing file of `node` for an open(2) with `flags`.
     pub fn open_file(&self, node: &Arc<Node>, flags: i32) -> OpResult<OwnedFd> {
         let writes = flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
-        let _r;
+        let _paths = self.paths_stable();
         if writes {
             self.check_writable()?;
-            _r = self.rename_lock.read().unwrap_or_else(|p| p.into_inner());
             let data = if flags & libc::O_TRUNC != 0 {
                 CopyData::Empty
             } else {
@@ -31,6 +30,9 @@ impl Union {
             self.locate_data(node)?
         };
         let bflags = self.backing_flags(flags);
+        if at.name.is_empty() && !node.is_dir() {
+            return sys::reopen(at.dir(), bflags).map_err(err);
+        }
         match sys::open_beneath(at.dir(), Path::new(&at.name), bflags, 0) {
             // The read half was only for the writeback cache; a file the
             // daemon may not read is still opened as asked.

@@ -163,6 +163,7 @@ impl fuser::Filesystem for StrataFs {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         log::debug!("lookup {} {:?}", parent.0, name);
+        let _paths = self.union.paths_stable();
         let res = self.union.node(parent.0).and_then(|p| {
             if !p.is_dir() {
                 return Err(libc::ENOTDIR);
@@ -190,6 +191,7 @@ impl fuser::Filesystem for StrataFs {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
         log::debug!("getattr {}", ino.0);
+        let _paths = self.union.paths_stable();
         let res = self.union.node(ino.0).and_then(|node| match fh {
             Some(fh) if self.file_fd(fh).is_ok() => {
                 self.with_fd(fh, |fd| self.union.getattr(&node, Some(fd)))
@@ -246,6 +248,7 @@ impl fuser::Filesystem for StrataFs {
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
         log::debug!("readlink {}", ino.0);
+        let _paths = self.union.paths_stable();
         let res = self
             .union
             .node(ino.0)
@@ -564,6 +567,7 @@ impl fuser::Filesystem for StrataFs {
         mut reply: ReplyDirectory,
     ) {
         log::debug!("readdir {} off={offset}", ino.0);
+        let _paths = self.union.paths_stable();
         let Some(h) = self.union.handles.get(fh.0) else {
             return reply.error(errno(libc::EBADF));
         };
@@ -596,6 +600,7 @@ impl fuser::Filesystem for StrataFs {
         mut reply: ReplyDirectoryPlus,
     ) {
         log::debug!("readdirplus {} off={offset}", ino.0);
+        let _paths = self.union.paths_stable();
         let Some(h) = self.union.handles.get(fh.0) else {
             return reply.error(errno(libc::EBADF));
         };
@@ -733,6 +738,7 @@ impl fuser::Filesystem for StrataFs {
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         log::debug!("getxattr {} {:?}", ino.0, name);
+        let _paths = self.union.paths_stable();
         match self
             .union
             .node(ino.0)
@@ -745,6 +751,7 @@ impl fuser::Filesystem for StrataFs {
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         log::debug!("listxattr {}", ino.0);
+        let _paths = self.union.paths_stable();
         match self
             .union
             .node(ino.0)

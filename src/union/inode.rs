@@ -49,6 +49,9 @@ pub struct NodeState {
     pub unlinked: bool,
     /// Names of a lower hard-linked file removed through the mount.
     pub removed_links: u32,
+    /// An upper object whose last name is gone while the kernel still knows
+    /// it (open, or looked up just before): an O_PATH fd that still reaches it.
+    pub orphan: Option<Arc<std::os::fd::OwnedFd>>,
     /// Upper file with metadata only (`overlay.metacopy`): its data is still
     /// the lower file's.
     pub metacopy: bool,
@@ -132,6 +135,7 @@ impl Node {
                 unlinked: false,
                 metacopy: r.metacopy,
                 removed_links: 0,
+                orphan: None,
                 key: Key::Lower(parent, name.to_os_string()),
             }),
             copy_up: Mutex::new(()),

@@ -292,6 +292,7 @@ impl Union {
                 unlinked: false,
                 metacopy: r.metacopy,
                 removed_links: 0,
+                orphan: None,
                 key: Key::Lower(0, Default::default()),
             });
         {
@@ -304,6 +305,7 @@ impl Union {
             st.metacopy = r.metacopy;
             if st.unlinked {
                 st.unlinked = false;
+                st.orphan = None;
                 st.parent = parent.id;
                 st.name = name.to_os_string();
                 st.aliases.clear();

@@ -129,6 +129,7 @@ impl Union {
             unlinked: false,
             metacopy: false,
             removed_links: 0,
+            orphan: None,
             key: Key::Upper(root_st.st_ino),
         };
         let read_only = opts.read_only || layers.upper.is_none();
@@ -192,6 +193,21 @@ impl Union {
             (st.upper, st.lowers.first().cloned())
         };
         if upper {
+            let orphan = {
+                let st = node.state();
+                if st.unlinked {
+                    st.orphan.clone()
+                } else {
+                    None
+                }
+            };
+            if let Some(orphan) = orphan {
+                // The name is gone; the object is reached through its fd.
+                return Ok(At {
+                    dir: orphan.try_clone().map_err(err)?,
+                    name: Default::default(),
+                });
+            }
             let path = self.path(node)?;
             return At::open(self.upper_fd()?, &path).map_err(err);
         }
@@ -222,6 +238,12 @@ impl Union {
     pub fn upper_at(&self, node: &Node) -> OpResult<At> {
         let path = self.path(node)?;
         At::open(self.upper_fd()?, &path).map_err(err)
+    }
+
+    /// Held while a path computed from the parent chain is used, so that no
+    /// rename moves it meanwhile (renames take the lock for writing).
+    pub fn paths_stable(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.rename_lock.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Drops the kernel's cached attributes of a node that changed behind its

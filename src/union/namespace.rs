@@ -281,6 +281,7 @@ impl Union {
         let needs_whiteout = self.lower_has(parent, name)?;
         let updir = self.upper_dir(parent)?;
         let dir = updir.fd.as_fd();
+        let orphan = self.orphan_of(victim.as_ref(), &r, dir, name);
         if r.upper {
             if needs_whiteout {
                 self.replace_with_whiteout(dir, name, rmdir)?;
@@ -300,10 +301,27 @@ impl Union {
                 node.state().removed_links += 1;
                 inode::drop_name(&node, parent.id, name);
             } else if inode::drop_name(&node, parent.id, name) {
+                node.state().orphan = orphan;
                 self.inodes.unkey(&node);
             }
         }
         Ok(())
+    }
+
+    /// For a node the kernel knows whose upper non-directory is about to lose
+    /// its last name: an O_PATH fd, so that an open racing the removal still
+    /// reaches the object, as on a local filesystem.
+    fn orphan_of(
+        &self,
+        node: Option<&Arc<Node>>,
+        r: &Resolved,
+        dir: BorrowedFd,
+        name: &OsStr,
+    ) -> Option<Arc<OwnedFd>> {
+        if node.is_none() || !r.upper || r.is_dir() {
+            return None;
+        }
+        sys::open_path_nofollow(dir, name).ok().map(Arc::new)
     }
 
     /// Atomically swaps the upper object `name` for a whiteout (staged in the
@@ -449,6 +467,11 @@ impl Union {
         }
         let dst_lower = self.lower_has(newparent, newname)?;
         let victim = dst.and_then(|d| self.find_node(newparent, newname, d));
+        if let (Some(v), Some(d)) = (victim.as_ref(), dst) {
+            // Takes effect only if the rename removes its last name.
+            let orphan = self.orphan_of(Some(v), d, dstdir.fd.as_fd(), newname);
+            v.state().orphan = orphan;
+        }
         if let Some(d) = dst {
             if d.is_dir() && d.upper {
                 // Empty in the merged view: only whiteouts are left inside.
