@@ -370,8 +370,13 @@ pub fn run(cmd: &mut Command) -> CmdOut {
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not exit within {PATIENCE:?}");
+            // A process blocked on a hung FUSE request does not die from SIGKILL
+            // until the connection is aborted: don't wait for it forever.
+            let until = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < until && child.try_wait().ok().flatten().is_none() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            panic!("{cmd:?} did not exit within {PATIENCE:?} (hung filesystem?)");
         }
         std::thread::sleep(Duration::from_millis(5));
     };
@@ -416,6 +421,8 @@ pub fn sh(script: &str) -> CmdOut {
 
 #[derive(Debug, Clone)]
 pub struct MountEntry {
+    /// "major:minor" of the mounted filesystem (for FUSE: the connection number).
+    pub dev: String,
     pub mount_point: PathBuf,
     /// Per-mount options (field 6): rw/ro, nosuid, nodev, noexec, ...
     pub opts: String,
@@ -459,6 +466,7 @@ pub fn mounts() -> Vec<MountEntry> {
             continue;
         }
         v.push(MountEntry {
+            dev: lf[2].to_string(),
             mount_point: PathBuf::from(unescape_mountinfo(lf[4])),
             opts: lf[5].to_string(),
             fstype: rf[0].to_string(),
@@ -571,6 +579,14 @@ pub fn fuse_daemons<P: AsRef<Path>>(mnt: P) -> Vec<i32> {
         .into_iter()
         .filter(|&p| holds_dev_fuse(p))
         .collect()
+}
+
+/// Aborts a FUSE connection ("0:NN" from mountinfo) through fusectl: the last resort
+/// for a deadlocked daemon, which nothing else can unblock.
+pub fn fuse_abort(dev: &str) {
+    if let Some((_, minor)) = dev.split_once(':') {
+        let _ = fs::write(format!("/sys/fs/fuse/connections/{minor}/abort"), "1");
+    }
 }
 
 /// Kills the given pids if they still carry `arg`; our own leftovers only.
@@ -761,6 +777,8 @@ pub fn strata_mount(opts: &str, mnt: &Path) -> CmdOut {
 pub struct Mount {
     pub mnt: PathBuf,
     pids: Vec<i32>,
+    /// The FUSE connection ("0:NN"), to abort it if the daemon hangs.
+    conn: Option<String>,
     done: bool,
 }
 
@@ -780,6 +798,9 @@ impl Mount {
         let m = Mount {
             mnt: mnt.to_path_buf(),
             pids,
+            conn: mount_entry(mnt)
+                .filter(|e| e.fstype.starts_with("fuse"))
+                .map(|e| e.dev),
             done: false,
         };
         assert!(
@@ -810,6 +831,9 @@ impl Mount {
         Mount {
             mnt: mnt.to_path_buf(),
             pids: procs_with_arg(mnt),
+            conn: mount_entry(mnt)
+                .filter(|e| e.fstype.starts_with("fuse"))
+                .map(|e| e.dev),
             done: false,
         }
     }
@@ -867,28 +891,54 @@ impl Drop for Mount {
         }
         let mut pids = self.pids.clone();
         pids.extend(procs_with_arg(&self.mnt));
-        if is_mounted(&self.mnt) {
-            let _ = Command::new(STRATA)
-                .arg("umount")
-                .arg(&self.mnt)
+        if self.conn.is_none() {
+            self.conn = mount_entry(&self.mnt)
+                .filter(|e| e.fstype.starts_with("fuse"))
+                .map(|e| e.dev);
+        }
+        let conn = self.conn.clone();
+        // run a cleanup command, aborting the connection if it hangs on the mount
+        let bounded = |cmd: &mut Command| {
+            let child = cmd
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
-                .status();
+                .spawn();
+            if let Ok(mut child) = child {
+                let deadline = Instant::now() + Duration::from_secs(10);
+                loop {
+                    if child.try_wait().ok().flatten().is_some() {
+                        break;
+                    }
+                    if Instant::now() > deadline {
+                        if let Some(c) = &conn {
+                            fuse_abort(c);
+                        }
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        };
+        if is_mounted(&self.mnt) {
+            bounded(Command::new(STRATA).arg("umount").arg(&self.mnt));
         }
         if is_mounted(&self.mnt) {
-            let _ = Command::new("umount")
-                .arg("-l")
-                .arg(&self.mnt)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            bounded(Command::new("umount").arg("-l").arg(&self.mnt));
         }
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline && !procs_with_arg(&self.mnt).is_empty() {
             std::thread::sleep(Duration::from_millis(20));
         }
         pids.extend(procs_with_arg(&self.mnt));
+        if !procs_with_arg(&self.mnt).is_empty() {
+            // a daemon stuck on its own requests: only an abort frees it
+            if let Some(c) = &conn {
+                fuse_abort(c);
+            }
+        }
         kill_leftovers(&self.mnt, &pids);
     }
 }

@@ -272,14 +272,23 @@ fn kernel_metacopy_upper_reads_through_strata() {
     let m = lay.mount_with("metacopy=on");
     let s = snapshot(&lay.mnt);
     m.umount();
-    assert_same_tree("kernel overlayfs metacopy=on", &kt, "strata metacopy=on", &s);
+    assert_same_tree(
+        "kernel overlayfs metacopy=on",
+        &kt,
+        "strata metacopy=on",
+        &s,
+    );
     // Without metacopy=on the kernel refuses such files (EPERM). strata may read them
     // or refuse them, but must never show the sparse upper's zeros as the contents.
     let m = lay.mount();
     for name in ["f", "moved"] {
         match fs::read(lay.m(name)) {
             Ok(got) => {
-                let want = if name == "f" { data.clone() } else { b"hh".to_vec() };
+                let want = if name == "f" {
+                    data.clone()
+                } else {
+                    b"hh".to_vec()
+                };
                 assert!(
                     got == want,
                     "strata without metacopy=on shows wrong contents for the metacopy file {name} (first bytes {:?})",

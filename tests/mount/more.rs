@@ -395,3 +395,52 @@ fn aufs_branch_suffixes() {
     assert!(lstat(d.join(".rw.strata-work")).is_dir());
     let _ = lstat(&a).ino();
 }
+
+#[test]
+fn mount_point_inside_a_lower_layer() {
+    // lowerdir=/ with a mount point somewhere below / is the everyday case of this.
+    // The kernel shows the lower's own directory at the mount point's name (it never
+    // crosses into mounts inside a layer); the daemon must not walk into its own
+    // mount. All access goes through child processes, so that a deadlock fails the
+    // test instead of hanging it (the guard then aborts the connection).
+    let lay = Layout::new(1);
+    mkdirs(lay.l(0, "mnt"));
+    write(lay.l(0, "mnt/orig"), "under the mount point");
+    write(lay.l(0, "top"), "top");
+    let target = lay.l(0, "mnt");
+    let k = KernelOverlay::new(
+        &format!(
+            "{},upperdir={},workdir={}",
+            lay.lowerdir_opt(),
+            lay.upper.display(),
+            lay.dir.dir("kwork").display()
+        ),
+        &target,
+    );
+    let kernel = run(Command::new("sh").arg("-c").arg(format!(
+        "cd '{}' && ls && ls mnt && cat mnt/orig",
+        target.display()
+    )));
+    k.umount();
+    assert!(kernel.ok(), "kernel: {}", kernel.stderr);
+    let out = strata_mount(&lay.opts(), &target);
+    let m = Mount::adopt(out, &target, "strata mount inside its own lower");
+    let got = run(Command::new("sh").arg("-c").arg(format!(
+        "cd '{}' && ls && ls mnt && cat mnt/orig",
+        target.display()
+    )));
+    assert_eq!(
+        (got.ok(), got.stdout.as_str()),
+        (true, kernel.stdout.as_str()),
+        "strata vs kernel; stderr {}",
+        got.stderr
+    );
+    let w = run(Command::new("sh").arg("-c").arg(format!(
+        "echo new > '{}/created' && ls '{}'",
+        target.display(),
+        target.display()
+    )));
+    assert!(w.ok(), "write: {}", w.stderr);
+    m.umount();
+    assert_eq!(read_string(lay.u("created")), "new\n");
+}

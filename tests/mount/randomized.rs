@@ -94,9 +94,16 @@ fn op_with(rng: &mut Rng, root: &Path, no_dir_renames: bool) -> (String, String)
     let a = path(rng.pick(&DIRS), rng.pick(&NAMES));
     let b = path(rng.pick(&DIRS), rng.pick(&NAMES));
     let n = rng.below(19);
-    let is_dir = |s: &str| fs::symlink_metadata(p(s)).map(|m| m.is_dir()).unwrap_or(false);
+    let is_dir = |s: &str| {
+        fs::symlink_metadata(p(s))
+            .map(|m| m.is_dir())
+            .unwrap_or(false)
+    };
     if no_dir_renames && (6..=8).contains(&n) && (is_dir(&a) || is_dir(&b)) {
-        return (format!("skipped directory rename {a} {b}"), "skipped".into());
+        return (
+            format!("skipped directory rename {a} {b}"),
+            "skipped".into(),
+        );
     }
     let r = match n {
         // O_NONBLOCK everywhere: opening a fifo for writing must not block
@@ -610,7 +617,12 @@ fn differential_rootless(seed: u64) {
     );
     let kt2 = as_user(&creds, || snapshot(&k2.mnt));
     k2.umount();
-    assert_same_tree("strata rootless", &last, "kernel userxattr reading strata's upper", &kt2);
+    assert_same_tree(
+        "strata rootless",
+        &last,
+        "kernel userxattr reading strata's upper",
+        &kt2,
+    );
 }
 
 fn lockstep_as_nobody(seed: u64, steps: usize, kroot: &Path, sroot: &Path, creds: &Creds) -> Tree {
@@ -634,7 +646,12 @@ fn lockstep_as_nobody(seed: u64, steps: usize, kroot: &Path, sroot: &Path, creds
         if kt != st {
             let ok: Vec<_> = done.iter().filter(|d| d.1 == "ok").collect();
             eprintln!("seed {seed} (rootless): trees differ after step {i} ({}); successful steps: {ok:?}", kr.0);
-            assert_same_tree(&format!("kernel userxattr after step {i} ({})", kr.0), &kt, "strata rootless", &st);
+            assert_same_tree(
+                &format!("kernel userxattr after step {i} ({})", kr.0),
+                &kt,
+                "strata rootless",
+                &st,
+            );
         }
         last = st;
     }
