@@ -317,3 +317,21 @@ fn no_usable_dev_fuse() {
     );
     assert_same_tree("before", &before, "after", &snapshot(c.d.path()));
 }
+
+#[test]
+fn mountpoint_is_a_file() {
+    let c = case();
+    let f = c.d.join("afile");
+    expect_rejected(&c, &opts(c.l.to_str().unwrap(), &c.u, &c.w), &f, &[&f]);
+}
+
+#[test]
+fn empty_lowerdir() {
+    let c = case();
+    let before = snapshot(c.d.path());
+    let out = strata_mount("lowerdir=", &c.mnt);
+    let _g = Mount::guard(&c.mnt);
+    assert!(!out.ok() && !is_mounted(&c.mnt), "lowerdir= accepted");
+    assert_eq!(out.stderr.trim_end().lines().count(), 1, "stderr: {:?}", out.stderr);
+    assert_same_tree("before", &before, "after", &snapshot(c.d.path()));
+}

@@ -409,3 +409,97 @@ fn strata_umount_of_something_not_mounted_fails() {
         out.stderr
     );
 }
+
+#[test]
+fn bogus_directory_offsets_do_not_hurt_the_daemon() {
+    let lay = Layout::new(1);
+    for i in 0..300 {
+        write(lay.l(0, format!("f{i:03}")), "");
+    }
+    let _m = lay.mount();
+    for off in [1i64, 7, 12345, 1 << 40, i64::MAX - 1, 299, 302, 100_000] {
+        let f = fs::File::open(&lay.mnt).unwrap();
+        let fd = f.as_raw_fd();
+        let r = unsafe { libc::lseek(fd, off, libc::SEEK_SET) };
+        if r >= 0 {
+            let mut buf = vec![0u8; 4096];
+            let n = unsafe { libc::syscall(libc::SYS_getdents64, fd, buf.as_mut_ptr(), buf.len()) };
+            assert!(
+                n >= 0 || last_err().raw_os_error() == Some(libc::EINVAL),
+                "getdents64 after lseek({off}): {}",
+                last_err()
+            );
+        }
+    }
+    // still serving, with a correct listing
+    assert_eq!(ls(&lay.mnt).len(), 300);
+}
+
+#[test]
+fn longest_symlink_target() {
+    let lay = Layout::new(1);
+    let _m = lay.mount();
+    let t = "t".repeat(4095);
+    std::os::unix::fs::symlink(&t, lay.m("long")).expect("symlink with a 4095-byte target");
+    assert_eq!(fs::read_link(lay.m("long")).unwrap().as_os_str().len(), 4095);
+    assert_eq!(lstat(lay.m("long")).len(), 4095);
+    let too = "t".repeat(4096);
+    assert_errno(
+        std::os::unix::fs::symlink(&too, lay.m("too-long")),
+        libc::ENAMETOOLONG,
+        "symlink with a 4096-byte target",
+    );
+}
+
+#[test]
+fn oversized_xattrs_fail_like_the_kernel() {
+    let lay = Layout::new(1);
+    write(lay.l(0, "f"), "x");
+    let story = |root: &std::path::Path| {
+        let mut r = Vec::new();
+        for size in [100usize, 3000, 5000, 65536, 65537] {
+            let v = vec![b'v'; size];
+            r.push((size, res(lsetxattr(root.join("f"), &format!("user.s{size}"), &v))));
+        }
+        let long_name = format!("user.{}", "n".repeat(251));
+        r.push((0, res(lsetxattr(root.join("f"), &long_name, b"1"))));
+        r
+    };
+    let k = lay.kernel_mount();
+    let kernel = story(&k.mnt);
+    k.umount();
+    fs::remove_dir_all(&lay.upper).unwrap();
+    mkdirs(&lay.upper);
+    let _m = lay.mount();
+    let strata = story(&lay.mnt);
+    assert_eq!(strata, kernel, "(value size, result): strata vs kernel");
+}
+
+fn res<T>(r: std::io::Result<T>) -> String {
+    match r {
+        Ok(_) => "ok".into(),
+        Err(e) => errname(e.raw_os_error().unwrap_or(-1)),
+    }
+}
+
+#[test]
+fn layers_given_through_symlinks_work() {
+    let d = TestDir::new();
+    let real = d.dir("real-lower");
+    write(real.join("f"), "through a symlink");
+    std::os::unix::fs::symlink(&real, d.join("lower-link")).unwrap();
+    let u = d.dir("upper");
+    let w = d.dir("work");
+    let mnt = d.dir("mnt");
+    let m = Mount::new(
+        &format!(
+            "lowerdir={},upperdir={},workdir={}",
+            d.join("lower-link").display(),
+            u.display(),
+            w.display()
+        ),
+        &mnt,
+    );
+    assert_eq!(read_string(mnt.join("f")), "through a symlink");
+    m.umount();
+}
