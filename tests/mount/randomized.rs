@@ -9,7 +9,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -30,7 +30,7 @@ impl Rng {
 const DIRS: [&str; 5] = ["", "x", "x/y", "z", "z/w"];
 const NAMES: [&str; 5] = ["a", "b", "c", "y", "w"];
 
-fn build_lowers(l0: &Path, l1: &Path) {
+pub(crate) fn build_lowers(l0: &Path, l1: &Path) {
     for (root, tag) in [(l1, "l1"), (l0, "l0")] {
         mkdirs(root.join("x/y"));
         mkdirs(root.join("z/w"));
@@ -83,7 +83,7 @@ fn res<T>(r: std::io::Result<T>) -> String {
 }
 
 /// One random operation on `root`; returns (description, result).
-fn op(rng: &mut Rng, root: &Path) -> (String, String) {
+pub(crate) fn op(rng: &mut Rng, root: &Path) -> (String, String) {
     op_with(rng, root, false)
 }
 

@@ -186,3 +186,63 @@ fn o_excl_create_over_lower_names_and_whiteouts() {
     );
     assert_eq!(read_string(lay.m("f")), "lower");
 }
+
+/// Four threads of random operations on one mount at once. Whatever interleaving
+/// happens, no operation may fail with an error a disk filesystem would not give
+/// (EIO, ESTALE, ENOTCONN...), and afterwards the view must be what is on disk:
+/// identical after a remount and through kernel overlayfs.
+#[test]
+fn concurrent_random_operations_leave_a_consistent_upper() {
+    for round in 0..4u64 {
+        storm(round, "timeout=1");
+    }
+}
+
+#[test]
+fn concurrent_random_operations_without_passthrough() {
+    for round in 10..13u64 {
+        storm(round, "passthrough=off,writeback=on");
+    }
+}
+
+fn storm(round: u64, extra: &str) {
+    use crate::randomized::{build_lowers, op, Rng};
+    let lay = Layout::new(2);
+    build_lowers(&lay.lowers[0], &lay.lowers[1]);
+    let m = lay.mount_with(extra);
+    let allowed = [
+        "ok", "ENOENT", "EEXIST", "ENOTEMPTY", "ENOTDIR", "EISDIR", "EINVAL", "EPERM",
+        "ENXIO", "ELOOP", "ENODATA",
+    ];
+    let bad: Vec<String> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..6u64)
+            .map(|t| {
+                let mnt = lay.mnt.clone();
+                s.spawn(move || {
+                    let mut rng = Rng(0xc0c0_0000 + round * 100 + t);
+                    let mut bad = Vec::new();
+                    for i in 0..300 {
+                        let (what, r) = op(&mut rng, &mnt);
+                        if !allowed.contains(&r.as_str()) {
+                            bad.push(format!("thread {t} step {i}: {what} -> {r}"));
+                        }
+                    }
+                    bad
+                })
+            })
+            .collect();
+        hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    assert!(bad.is_empty(), "round {round} [{extra}]: unexpected errors under concurrency: {bad:?}");
+    let s = snapshot(&lay.mnt);
+    m.umount();
+    let m = lay.mount();
+    let s2 = snapshot(&lay.mnt);
+    m.umount();
+    let name = format!("strata after storm {round} [{extra}]");
+    assert_same_tree(&name, &s, "strata after remount", &s2);
+    let k = lay.kernel_mount();
+    let kt = snapshot(&k.mnt);
+    k.umount();
+    assert_same_tree(&name, &s, "kernel overlayfs", &kt);
+}
