@@ -140,3 +140,46 @@ fn workdir_symlink_planted_during_mount_is_not_followed() {
     drop(m);
     assert_same_tree("outside before", &before, "outside after", &snapshot(&out));
 }
+
+/// Crafted redirects in a layer may not lead outside the lower layers: neither with
+/// ".." nor through a symlink inside a lower.
+#[test]
+fn crafted_redirects_never_leave_the_layers() {
+    let lay = Layout::new(1);
+    let out = outside(&lay); // <test dir>/outside/secret
+    symlink(&out, lay.l(0, "link-out"));
+    mkdirs(lay.l(0, "real"));
+    write(lay.l(0, "real/inside"), "inside");
+    for (name, redirect) in [
+        ("dotdot", "/../outside".to_string()),
+        ("deep-dotdot", "/real/../../outside".to_string()),
+        ("rel-dotdot", "../outside".to_string()),
+        ("via-symlink", "/link-out".to_string()),
+        ("absolute-host", out.display().to_string()),
+    ] {
+        mkdirs(lay.u(name));
+        lsetxattr(lay.u(name), "trusted.overlay.redirect", redirect.as_bytes()).unwrap();
+    }
+    // control: a sound redirect is followed
+    mkdirs(lay.u("good"));
+    lsetxattr(lay.u("good"), "trusted.overlay.redirect", b"/real").unwrap();
+    let m = lay.mount();
+    assert_eq!(ls(lay.m("good")), strs(&["inside"]), "a valid redirect is followed");
+    for name in ["dotdot", "deep-dotdot", "rel-dotdot", "via-symlink", "absolute-host"] {
+        let listing = fs::read_dir(lay.m(name))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        assert!(
+            !listing.iter().any(|n| n == "secret"),
+            "{name}: a crafted redirect exposed a directory outside the layers: {listing:?}"
+        );
+        if let Ok(data) = fs::read(lay.m(format!("{name}/secret"))) {
+            panic!("{name}: read outside the layers: {:?}", String::from_utf8_lossy(&data));
+        }
+    }
+    drop(m);
+}
