@@ -266,3 +266,36 @@ fn busy_mount_umount_fails_and_lazy_umount_detaches() {
     );
     m.forget();
 }
+
+#[test]
+fn sigkilled_daemon_of_a_busy_mount_is_detached_too() {
+    let lay = Layout::new(1);
+    write(lay.l(0, "f"), "x");
+    let m = lay.mount();
+    // a process sitting in the mount, and an open file
+    let mut sitter = std::process::Command::new("sleep")
+        .arg("300")
+        .current_dir(&lay.mnt)
+        .spawn()
+        .unwrap();
+    let f = fs::File::open(lay.m("f")).unwrap();
+    let daemons = fuse_daemons(&lay.mnt);
+    assert!(!daemons.is_empty(), "no daemon found");
+    for p in &daemons {
+        unsafe {
+            libc::kill(*p, libc::SIGKILL);
+        }
+    }
+    let mnt = lay.mnt.clone();
+    let gone = wait_until(|| !is_mounted(&mnt));
+    let _ = sitter.kill();
+    let _ = sitter.wait();
+    drop(f);
+    assert!(gone, "a busy mount of a SIGKILLed daemon was not detached");
+    assert!(
+        wait_until(|| procs_with_arg(&mnt).is_empty()),
+        "processes left: {:?}",
+        procs_with_arg(&mnt)
+    );
+    m.forget();
+}
