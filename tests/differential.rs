@@ -2072,6 +2072,39 @@ mod regressions {
         );
     }
 
+    /// BUG (seed 30104): the count of removed names of a lower hard-linked file is
+    /// lost at remount: the other name shows st_nlink 2 again (kernel index=on: 1).
+    #[test]
+    fn regression_seed_30104_lower_hard_link_nlink_after_remount() {
+        check_case(
+            KernelMode::Redirect,
+            r#"
+            layers 1
+            0 file d 666 0 1000 70000
+            0 hard a/b/d d
+            unlink d
+            remount
+        "#,
+        );
+    }
+
+    /// DIFFERENCE to decide (seed 30188): the lower inode of `c/a` also has the name
+    /// `d` in layer 1, shadowed by layer 0's `d`. After copy-up the kernel reports the
+    /// lower st_nlink (2); strata counts the visible names (1). Either fix or document.
+    #[test]
+    fn regression_seed_30188_nlink_counts_shadowed_alias() {
+        check_case(
+            KernelMode::Redirect,
+            r#"
+            layers 2
+            0 file d 644 0 0 80
+            1 file d 666 1000 65534 51
+            1 hard c/a d
+            open 2 c/a wronly|creat|trunc 444
+        "#,
+        );
+    }
+
     #[test]
     fn redirect_dir_rename_then_recreate() {
         check_case(
