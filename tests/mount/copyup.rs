@@ -546,3 +546,35 @@ fn fd_opened_before_copy_up_sees_the_new_data() {
     let _m = lay.mount();
     check(&lay.mnt, "strata");
 }
+
+#[test]
+fn copy_up_keeps_holes() {
+    // README: copy-up keeps holes. A 1 GiB sparse file must not become 1 GiB of zeros.
+    let lay = Layout::new(1);
+    {
+        let f = fs::File::create(lay.l(0, "sparse")).unwrap();
+        f.write_all_at(b"head", 0).unwrap();
+        f.write_all_at(b"tail", (1 << 30) - 4).unwrap();
+    }
+    let m = lay.mount();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(lay.m("sparse"))
+        .unwrap()
+        .write_all_at(b"HEAD", 0)
+        .unwrap();
+    m.umount();
+    let st = lstat(lay.u("sparse"));
+    assert_eq!(st.len(), 1 << 30);
+    assert!(
+        st.blocks() * 512 < 64 << 20,
+        "copied-up sparse file uses {} MiB",
+        st.blocks() * 512 >> 20
+    );
+    let f = fs::File::open(lay.u("sparse")).unwrap();
+    let mut b = [0u8; 4];
+    f.read_exact_at(&mut b, (1 << 30) - 4).unwrap();
+    assert_eq!(&b, b"tail");
+    f.read_exact_at(&mut b, 0).unwrap();
+    assert_eq!(&b, b"HEAD");
+}
