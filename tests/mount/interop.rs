@@ -245,3 +245,34 @@ fn kernel_reuses_workdir_left_by_strata_and_back() {
     assert_eq!(ls(&lay.mnt), strs(&["g", "h"]));
     m.umount();
 }
+
+#[test]
+fn kernel_relative_redirect_then_strata_moves_the_parent() {
+    let lay = Layout::new(1);
+    mkdirs(lay.l(0, "p/x/sub"));
+    write(lay.l(0, "p/x/sub/f"), "deep");
+    write(lay.l(0, "p/x/g"), "g");
+    let k = lay.kernel_mount();
+    fs::rename(k.path("p/x"), k.path("p/y")).unwrap(); // same parent: relative redirect
+    k.umount();
+    assert_eq!(
+        lgetxattr(lay.u("p/y"), "trusted.overlay.redirect").ok(),
+        Some(b"x".to_vec()),
+        "kernel sanity: relative redirect"
+    );
+    let m = lay.mount();
+    assert_eq!(ls(lay.m("p/y")), strs(&["g", "sub"]), "strata follows a relative redirect");
+    fs::rename(lay.m("p"), lay.m("q")).unwrap();
+    fs::rename(lay.m("q/y/sub"), lay.m("q/z")).unwrap();
+    assert_eq!(read_string(lay.m("q/z/f")), "deep");
+    assert_eq!(ls(lay.m("q/y")), strs(&["g"]));
+    let s = snapshot(&lay.mnt);
+    m.umount();
+    let m = lay.mount();
+    assert_same_tree("strata", &s, "strata after remount", &snapshot(&lay.mnt));
+    m.umount();
+    let k = lay.kernel_mount();
+    let kt = snapshot(&k.mnt);
+    k.umount();
+    assert_same_tree("strata", &s, "kernel overlayfs", &kt);
+}
