@@ -443,3 +443,42 @@ fn entries_not_removed_during_a_listing_are_listed_exactly_once() {
     now.extend(created.iter().cloned());
     assert_eq!(ls(&dir).into_iter().collect::<BTreeSet<_>>(), now);
 }
+
+/// POSIX: rewinddir() makes the stream refer to the current state of the directory.
+#[test]
+fn rewind_shows_the_current_state() {
+    let lay = Layout::new(1);
+    mkdirs(lay.l(0, "d"));
+    for n in ["a", "b", "c"] {
+        write(lay.l(0, "d").join(n), n);
+    }
+    let story = |root: &Path| {
+        let dir = root.join("d");
+        let f = open_dir(&dir);
+        let fd = f.as_raw_fd();
+        let names = |v: Vec<Dirent>| {
+            let mut n: Vec<String> = v
+                .into_iter()
+                .map(|d| d.name)
+                .filter(|n| n != "." && n != "..")
+                .collect();
+            n.sort();
+            n
+        };
+        let first = names(getdents_all(fd, 4096));
+        write(dir.join("new"), "n");
+        fs::remove_file(dir.join("a")).unwrap();
+        assert_eq!(unsafe { libc::lseek(fd, 0, libc::SEEK_SET) }, 0);
+        let second = names(getdents_all(fd, 4096));
+        (first, second)
+    };
+    let k = lay.kernel_mount();
+    let kernel = story(&k.mnt);
+    k.umount();
+    fs::remove_dir_all(&lay.upper).unwrap();
+    mkdirs(&lay.upper);
+    let _m = lay.mount();
+    let strata = story(&lay.mnt);
+    assert_eq!(kernel.1, strs(&["b", "c", "new"]), "kernel sanity");
+    assert_eq!(strata, kernel, "(listing, listing after rewind): strata vs kernel");
+}
