@@ -578,3 +578,26 @@ fn copy_up_keeps_holes() {
     f.read_exact_at(&mut b, 0).unwrap();
     assert_eq!(&b, b"HEAD");
 }
+
+#[test]
+fn utime_omit_and_now() {
+    let lay = Layout::new(1);
+    write(lay.l(0, "f"), "x");
+    lutimens(lay.l(0, "f"), (1_000_000_000, 5), (1_100_000_000, 7)).unwrap();
+    let _m = lay.mount();
+    // atime = now, mtime untouched
+    lutimens(lay.m("f"), (0, libc::UTIME_NOW), (0, libc::UTIME_OMIT)).unwrap();
+    let st = lstat(lay.m("f"));
+    assert_eq!((st.mtime(), st.mtime_nsec()), (1_100_000_000, 7), "UTIME_OMIT changed mtime");
+    assert!(st.atime() > 1_700_000_000, "UTIME_NOW did not set atime");
+    // mtime = now, atime untouched
+    lutimens(lay.m("f"), (0, libc::UTIME_OMIT), (0, libc::UTIME_NOW)).unwrap();
+    let st2 = lstat(lay.m("f"));
+    assert_eq!((st2.atime(), st2.atime_nsec()), (st.atime(), st.atime_nsec()), "UTIME_OMIT changed atime");
+    assert!(st2.mtime() > 1_700_000_000, "UTIME_NOW did not set mtime");
+    // pre-1970 times survive
+    lutimens(lay.m("f"), (-1_000, 250), (-86_400, 999_999_999)).unwrap();
+    let st3 = lstat(lay.m("f"));
+    assert_eq!((st3.mtime(), st3.mtime_nsec()), (-86_400, 999_999_999));
+    assert_eq!((st3.atime(), st3.atime_nsec()), (-1_000, 250));
+}
