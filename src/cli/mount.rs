@@ -182,6 +182,8 @@ pub fn mount_main(args: MountArgs) -> i32 {
     let checked = check_mountpoint(&args.mountpoint)
         .and_then(|mp| check_dev_fuse().map(|_| mp))
         .and_then(|mp| layers::open(&opts).map(|l| (mp, l)));
+    let checked =
+        checked.and_then(|(mp, mut layers)| layers.cover_mountpoint(&mp).map(|_| (mp, layers)));
     let (mountpoint, layers) = match checked {
         Ok(v) => v,
         Err(msg) => {

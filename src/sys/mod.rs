@@ -88,7 +88,12 @@ pub fn open_beneath(dir: BorrowedFd, path: &Path, flags: i32, mode: u32) -> io::
     } else {
         0
     };
-    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
+    // RESOLVE_NO_XDEV: like the kernel's overlayfs, never walk into a mount
+    // inside a layer (above all not into our own mount: a deadlock).
+    how.resolve = libc::RESOLVE_BENEATH
+        | libc::RESOLVE_NO_SYMLINKS
+        | libc::RESOLVE_NO_MAGICLINKS
+        | libc::RESOLVE_NO_XDEV;
     loop {
         let fd = unsafe {
             libc::syscall(

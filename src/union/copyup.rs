@@ -60,8 +60,8 @@ impl Union {
             st.lowers.first().cloned().ok_or(libc::ENOENT)?
         };
         let path = self.path(node)?;
-        let src = At::open(self.lower_fd(lower.layer), &lower.path).map_err(err)?;
-        let dst_parent = At::open(self.upper_fd()?, &path).map_err(err)?;
+        let src = self.lower(lower.layer).at(&lower.path).map_err(err)?;
+        let dst_parent = self.upper()?.at(&path).map_err(err)?;
         // Copy-up is not a change the user made to the parent: keep its times
         // (as the kernel does).
         let parent_times = sys::fstat(dst_parent.dir()).ok();
@@ -104,7 +104,7 @@ impl Union {
             sys::open_beneath(at.dir(), Path::new(&at.name), libc::O_WRONLY, 0).map_err(err)?;
         let size = sys::fstat(dst.as_fd()).map_err(err)?.st_size as u64;
         if let (Some(lower), CopyData::Full) = (lower, data) {
-            let src = At::open(self.lower_fd(lower.layer), &lower.path).map_err(err)?;
+            let src = self.lower(lower.layer).at(&lower.path).map_err(err)?;
             let srcfd = sys::open_beneath(src.dir(), Path::new(&src.name), libc::O_RDONLY, 0)
                 .map_err(err)?;
             sys::copy_data(srcfd.as_fd(), dst.as_fd(), size).map_err(err)?;
@@ -139,7 +139,7 @@ impl Union {
             let parent = self.node(parent_id)?;
             self.copy_up(&parent, CopyData::Full)?;
             let ppath = self.path(&parent)?;
-            let pdir = sys::open_dir_path(self.upper_fd()?, &ppath).map_err(err)?;
+            let pdir = self.upper()?.open_dir_path(&ppath).map_err(err)?;
             if sys::stat_at_opt(pdir.as_fd(), &name)
                 .map_err(err)?
                 .is_some()

@@ -684,7 +684,11 @@ impl fuser::Filesystem for StrataFs {
                 return Ok(());
             }
             let path = self.union.path(&n)?;
-            let fd = sys::open_dir_read(self.union.upper_fd()?, &path).map_err(super::err)?;
+            let fd = self
+                .union
+                .upper()?
+                .open_dir_read(&path)
+                .map_err(super::err)?;
             sys::fsync(fd.as_fd(), false).map_err(super::err)
         });
         match res {

@@ -18,11 +18,45 @@ pub struct Layer {
     pub fd: OwnedFd,
     pub dev: u64,
     pub ino: u64,
+    /// Our own mount point when it lies inside this layer: its path in the
+    /// layer and the directory under it, opened before mounting.
+    pub covered: Option<(PathBuf, OwnedFd)>,
 }
 
 impl Layer {
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+
+    /// Where a walk to `path` inside the layer starts: the layer root, or,
+    /// when the path runs through the directory our own mount covers, that
+    /// directory as it was opened before mounting (never our own mount: the
+    /// daemon would wait for itself).
+    fn base<'a>(&'a self, path: &'a Path) -> (BorrowedFd<'a>, &'a Path) {
+        if let Some((rel, fd)) = &self.covered {
+            if let Ok(rest) = path.strip_prefix(rel) {
+                return (fd.as_fd(), rest);
+            }
+        }
+        (self.fd(), path)
+    }
+
+    /// An O_PATH handle on a directory of the layer.
+    pub fn open_dir_path(&self, path: &Path) -> io::Result<OwnedFd> {
+        let (base, rest) = self.base(path);
+        sys::open_dir_path(base, rest)
+    }
+
+    /// A directory of the layer, opened for reading its entries.
+    pub fn open_dir_read(&self, path: &Path) -> io::Result<OwnedFd> {
+        let (base, rest) = self.base(path);
+        sys::open_dir_read(base, rest)
+    }
+
+    /// The object at `path`: its parent directory and its name.
+    pub fn at(&self, path: &Path) -> io::Result<super::At> {
+        let (base, rest) = self.base(path);
+        super::At::open(base, rest)
     }
 }
 
@@ -77,6 +111,7 @@ fn open_layer(role: &str, path: &Path) -> Result<Layer, LayerError> {
         fd,
         dev: meta.dev(),
         ino: meta.ino(),
+        covered: None,
     })
 }
 
@@ -145,6 +180,22 @@ pub fn open(opts: &MountOptions) -> Result<LayerStack, LayerError> {
         stack.xattr_ns = XattrNs::Trusted;
     }
     Ok(stack)
+}
+
+impl LayerStack {
+    /// Before mounting on `mountpoint` (resolved): remembers, for each layer
+    /// that contains it, the directory the mount is about to cover.
+    pub fn cover_mountpoint(&mut self, mountpoint: &Path) -> Result<(), LayerError> {
+        for layer in self.upper.iter_mut().chain(self.lowers.iter_mut()) {
+            if let Ok(rel) = mountpoint.strip_prefix(&layer.path) {
+                let fd = sys::open_dir_path(layer.fd.as_fd(), rel).map_err(|e| {
+                    format!("mountpoint {}: {}", mountpoint.display(), describe(&e))
+                })?;
+                layer.covered = Some((rel.to_path_buf(), fd));
+            }
+        }
+        Ok(())
+    }
 }
 
 fn check_workdir(upper: &Layer, lowers: &[Layer], w: &Path) -> Result<PathBuf, LayerError> {

@@ -134,7 +134,7 @@ impl Union {
         if p_upper && include_upper {
             let ppath = self.path(parent)?;
             let dir = At {
-                dir: sys::open_dir_path(self.upper_fd()?, &ppath).map_err(err)?,
+                dir: self.upper()?.open_dir_path(&ppath).map_err(err)?,
                 name: Default::default(),
             };
             match look_in(&dir, name)? {
@@ -198,7 +198,7 @@ impl Union {
                     None => continue,
                 },
             };
-            let dir = match At::open(self.lower_fd(layer), &child_path) {
+            let dir = match self.lower(layer).at(&child_path) {
                 Ok(dir) => dir,
                 // A non-directory (or whiteout) on the way blocks the layers
                 // below, as it does for the kernel following a redirect.
@@ -354,7 +354,7 @@ impl Union {
             None => {
                 if dirs.upper.is_none() {
                     let path = self.path(dir)?;
-                    dirs.upper = Some(sys::open_dir_path(self.upper_fd()?, &path).map_err(err)?);
+                    dirs.upper = Some(self.upper()?.open_dir_path(&path).map_err(err)?);
                 }
                 (dirs.upper.as_ref().map(|f| f.as_fd()), None)
             }
@@ -369,7 +369,7 @@ impl Union {
                     return self.lookup_node(dir, &item.name);
                 };
                 if let std::collections::hash_map::Entry::Vacant(v) = dirs.lowers.entry(layer) {
-                    v.insert(sys::open_dir_path(self.lower_fd(layer), &lpath).map_err(err)?);
+                    v.insert(self.lower(layer).open_dir_path(&lpath).map_err(err)?);
                 }
                 (
                     dirs.lowers.get(&layer).map(|f| f.as_fd()),
@@ -419,7 +419,7 @@ impl Union {
         }
         let mut index = super::inode::LowerIndex::default();
         for l in lowers {
-            let fd = sys::open_dir_read(self.lower_fd(l.layer), &l.path).ok()?;
+            let fd = self.lower(l.layer).open_dir_read(&l.path).ok()?;
             index.cover(l.layer);
             for e in sys::read_dir_fd(fd.as_fd()).ok()? {
                 match ovl::aufs_whiteout_target(&e.name) {

@@ -155,20 +155,16 @@ impl Union {
         })
     }
 
-    pub fn upper_fd(&self) -> OpResult<BorrowedFd<'_>> {
-        self.layers
-            .upper
-            .as_ref()
-            .map(|u| u.fd())
-            .ok_or(libc::EROFS)
+    pub fn upper(&self) -> OpResult<&layers::Layer> {
+        self.layers.upper.as_ref().ok_or(libc::EROFS)
     }
 
     pub fn work_fd(&self) -> OpResult<BorrowedFd<'_>> {
         self.layers.work.as_ref().map(|w| w.fd()).ok_or(libc::EROFS)
     }
 
-    pub fn lower_fd(&self, layer: usize) -> BorrowedFd<'_> {
-        self.layers.lowers[layer].fd()
+    pub fn lower(&self, layer: usize) -> &layers::Layer {
+        &self.layers.lowers[layer]
     }
 
     /// A fresh name for staging in the workdir.
@@ -209,10 +205,10 @@ impl Union {
                 });
             }
             let path = self.path(node)?;
-            return At::open(self.upper_fd()?, &path).map_err(err);
+            return self.upper()?.at(&path).map_err(err);
         }
         match lower {
-            Some(l) => At::open(self.lower_fd(l.layer), &l.path).map_err(err),
+            Some(l) => self.lower(l.layer).at(&l.path).map_err(err),
             None => Err(libc::ENOENT),
         }
     }
@@ -229,7 +225,7 @@ impl Union {
             }
         };
         match lower {
-            Some(l) => At::open(self.lower_fd(l.layer), &l.path).map_err(err),
+            Some(l) => self.lower(l.layer).at(&l.path).map_err(err),
             None => self.locate(node),
         }
     }
@@ -237,7 +233,7 @@ impl Union {
     /// The upper object of a node that is known to be in the upper layer.
     pub fn upper_at(&self, node: &Node) -> OpResult<At> {
         let path = self.path(node)?;
-        At::open(self.upper_fd()?, &path).map_err(err)
+        self.upper()?.at(&path).map_err(err)
     }
 
     /// Held while a path computed from the parent chain is used, so that no

@@ -31,7 +31,7 @@ impl Union {
     fn upper_dir(&self, dir: &Arc<Node>) -> OpResult<UpperDir> {
         self.copy_up(dir, CopyData::Full)?;
         let path = self.path(dir)?;
-        let fd = sys::open_dir_path(self.upper_fd()?, &path).map_err(err)?;
+        let fd = self.upper()?.open_dir_path(&path).map_err(err)?;
         let st = sys::fstat(fd.as_fd()).map_err(err)?;
         Ok(UpperDir { fd, st })
     }

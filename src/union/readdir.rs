@@ -98,7 +98,7 @@ impl Union {
         let mut hidden: HashSet<OsString> = HashSet::new();
         if upper {
             let path = self.path(node)?;
-            let fd = sys::open_dir_read(self.upper_fd()?, &path).map_err(err)?;
+            let fd = self.upper()?.open_dir_read(&path).map_err(err)?;
             let (objects, whiteouts) =
                 classify(fd.as_fd(), sys::read_dir_fd(fd.as_fd()).map_err(err)?);
             hidden.extend(whiteouts);
@@ -114,7 +114,7 @@ impl Union {
         }
         let multi_layer = lowers.len() > 1 || upper;
         for l in &lowers {
-            let fd = match sys::open_dir_read(self.lower_fd(l.layer), &l.path) {
+            let fd = match self.lower(l.layer).open_dir_read(&l.path) {
                 Ok(fd) => fd,
                 Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => {
                     continue
