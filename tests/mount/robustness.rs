@@ -246,3 +246,44 @@ fn storm(round: u64, extra: &str) {
     k.umount();
     assert_same_tree(&name, &s, "kernel overlayfs", &kt);
 }
+
+/// Walking a big tree keeps the kernel's knowledge of tens of thousands of inodes;
+/// the daemon must not run out of file descriptors (or anything else) doing it.
+#[test]
+fn stat_of_every_file_in_a_big_tree_and_many_open_files() {
+    let lay = Layout::new(1);
+    for d in 0..30 {
+        let dir = lay.l(0, format!("d{d:02}"));
+        mkdirs(&dir);
+        for f in 0..1000 {
+            fs::File::create(dir.join(format!("f{f:04}"))).unwrap();
+        }
+    }
+    let _m = lay.mount();
+    let mut n = 0;
+    for d in 0..30 {
+        for e in fs::read_dir(lay.m(format!("d{d:02}"))).unwrap() {
+            let e = e.unwrap();
+            fs::symlink_metadata(e.path())
+                .unwrap_or_else(|err| panic!("stat {} after {n} others: {err}", e.path().display()));
+            n += 1;
+        }
+    }
+    assert_eq!(n, 30_000);
+    // 3,000 files open at once, some of them for writing (copied up)
+    let mut open = Vec::new();
+    for i in 0..3000 {
+        let p = lay.m(format!("d{:02}/f{:04}", i % 30, i / 30));
+        let f = if i % 10 == 0 {
+            fs::OpenOptions::new().write(true).open(&p)
+        } else {
+            fs::File::open(&p)
+        };
+        open.push(f.unwrap_or_else(|e| panic!("open #{i} {}: {e}", p.display())));
+    }
+    for (i, f) in open.iter().enumerate().filter(|(i, _)| i % 10 == 0) {
+        f.write_all_at(b"w", 0).unwrap_or_else(|e| panic!("write #{i}: {e}"));
+    }
+    drop(open);
+    assert_eq!(read(lay.m("d00/f0000")), b"w");
+}
