@@ -170,7 +170,10 @@ impl Union {
         } else {
             None
         };
-        while !stop && next_layer < self.layers.lowers.len() {
+        // Set when a redirect's path crosses an opaque directory in a layer:
+        // the layers below that one are hidden.
+        let mut stop_below = false;
+        while !stop && !stop_below && next_layer < self.layers.lowers.len() {
             let layer = next_layer;
             next_layer += 1;
             if let Some(index) = &index {
@@ -207,6 +210,9 @@ impl Union {
                 }
                 Err(_) => continue,
             };
+            if matches!(redirect, Some(Redirect::Absolute(_))) {
+                stop_below = self.opaque_on_the_way(layer, &child_path)?;
+            }
             match look_in(&dir, &dir.name.clone())? {
                 Found::Missing => continue,
                 Found::Whiteout => break,
@@ -450,5 +456,24 @@ impl Union {
             && ["trusted.overlay.metacopy", "user.overlay.metacopy"]
                 .iter()
                 .any(|a| matches!(sys::xattr::get(dir.dir(), name, OsStr::new(a)), Ok(Some(_))))
+    }
+}
+
+impl Union {
+    /// Is a directory on the way to `path` (not `path` itself) opaque in
+    /// lower layer `layer`? Only asked when following an absolute redirect.
+    fn opaque_on_the_way(&self, layer: usize, path: &std::path::Path) -> OpResult<bool> {
+        let mut prefix = PathBuf::new();
+        let comps: Vec<_> = path.iter().collect();
+        for comp in comps.iter().take(comps.len().saturating_sub(1)) {
+            prefix.push(comp);
+            let Ok(at) = self.lower(layer).at(&prefix) else {
+                return Ok(false);
+            };
+            if marks_of(self, &at, &at.name)?.opaque {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 }
