@@ -3,6 +3,7 @@
 
 use crate::common::*;
 use std::fs;
+use std::io::Write;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::time::Duration;
 
@@ -286,4 +287,78 @@ fn stat_of_every_file_in_a_big_tree_and_many_open_files() {
     }
     drop(open);
     assert_eq!(read(lay.m("d00/f0000")), b"w");
+}
+
+/// One thread renames a lower directory back and forth while others write through
+/// paths inside it and list it: only ENOENT may ever be seen, and no write is lost.
+#[test]
+fn renames_racing_with_writes_and_listings() {
+    let lay = Layout::new(1);
+    mkdirs(lay.l(0, "d1/sub"));
+    write(lay.l(0, "d1/sub/log"), "");
+    for i in 0..50 {
+        write(lay.l(0, format!("d1/f{i}")), "x");
+    }
+    let _m = lay.mount();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (writes, errors) = std::thread::scope(|s| {
+        let renamer = s.spawn(|| {
+            let mut errs = Vec::new();
+            for i in 0..300 {
+                let (a, b) = if i % 2 == 0 { ("d1", "d2") } else { ("d2", "d1") };
+                if let Err(e) = fs::rename(lay.m(a), lay.m(b)) {
+                    errs.push(format!("rename {a} {b}: {e}"));
+                }
+            }
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            errs
+        });
+        let writer = s.spawn(|| {
+            let mut n = 0usize;
+            let mut errs = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                for d in ["d1", "d2"] {
+                    match fs::OpenOptions::new().append(true).open(lay.m(format!("{d}/sub/log"))) {
+                        Ok(mut f) => match f.write_all(b"line\n") {
+                            Ok(()) => n += 1,
+                            Err(e) => errs.push(format!("write {d}: {e}")),
+                        },
+                        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                        Err(e) => errs.push(format!("open {d}/sub/log: {e}")),
+                    }
+                }
+            }
+            (n, errs)
+        });
+        let lister = s.spawn(|| {
+            let mut errs = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                for d in ["d1", "d2"] {
+                    match fs::read_dir(lay.m(d)) {
+                        Ok(rd) => {
+                            for e in rd {
+                                if let Err(e) = e {
+                                    errs.push(format!("readdir {d}: {e}"));
+                                }
+                            }
+                        }
+                        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                        Err(e) => errs.push(format!("opendir {d}: {e}")),
+                    }
+                }
+            }
+            errs
+        });
+        let mut errors = renamer.join().unwrap();
+        let (n, werrs) = writer.join().unwrap();
+        errors.extend(werrs);
+        errors.extend(lister.join().unwrap());
+        (n, errors)
+    });
+    assert!(errors.is_empty(), "errors other than ENOENT: {:?}", &errors[..errors.len().min(10)]);
+    // 300 renames: back at d1
+    assert_eq!(ls(&lay.mnt), strs(&["d1"]));
+    let lines = read_string(lay.m("d1/sub/log")).lines().count();
+    assert_eq!(lines, writes, "writes lost across renames");
+    assert_eq!(ls(lay.m("d1")).len(), 51);
 }
