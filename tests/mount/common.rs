@@ -74,6 +74,12 @@ pub fn errname(e: i32) -> String {
         (libc::E2BIG, "E2BIG"),
         (libc::ERANGE, "ERANGE"),
         (libc::ETXTBSY, "ETXTBSY"),
+        (libc::ESTALE, "ESTALE"),
+        (libc::ENOSPC, "ENOSPC"),
+        (libc::ENAMETOOLONG, "ENAMETOOLONG"),
+        (libc::EWOULDBLOCK, "EWOULDBLOCK"),
+        (libc::EMLINK, "EMLINK"),
+        (libc::EBUSY, "EBUSY"),
     ];
     for (n, s) in names {
         if n == e {

@@ -194,14 +194,14 @@ fn o_excl_create_over_lower_names_and_whiteouts() {
 /// identical after a remount and through kernel overlayfs.
 #[test]
 fn concurrent_random_operations_leave_a_consistent_upper() {
-    for round in 0..4u64 {
+    for round in 0..10u64 {
         storm(round, "timeout=1");
     }
 }
 
 #[test]
 fn concurrent_random_operations_without_passthrough() {
-    for round in 10..13u64 {
+    for round in 10..18u64 {
         storm(round, "passthrough=off,writeback=on");
     }
 }
