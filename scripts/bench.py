@@ -1163,6 +1163,8 @@ def report(b, started, finished):
                  "after mounting; warm = second walk on the same mount. Sequential read: `dd bs=1M` of a lower file "
                  "whose pages are cached in the lower fs (first read through a fresh mount). Append and chmod time "
                  "the copy-up (kernel overlayfs fsyncs copied-up data; FUSE implementations may not). "
+                 "Sequential write ends in the (virtual) disk, whose speed varies from run to run. "
+                 "Random 4k: fio psync, 70% reads, on a file fio lays out in the upper (kept in page cache). "
                  "Each run gets a fresh mount and fresh upper/work dirs; lower layers are a read-only bind mount.")
     return "\n".join(lines) + "\n", med
 
