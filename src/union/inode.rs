@@ -13,6 +13,11 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 pub const ROOT_ID: u64 = 1;
 
+fn next_serial() -> u64 {
+    static SERIAL: AtomicU64 = AtomicU64::new(1);
+    SERIAL.fetch_add(1, Ordering::Relaxed)
+}
+
 /// Where one object comes from in a lower layer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LowerLoc {
@@ -62,6 +67,9 @@ pub struct NodeState {
 pub struct Node {
     /// FUSE node id.
     pub id: u64,
+    /// Unique for the life of the mount (ids can come back; this can't).
+    /// 0 for a detached node.
+    pub serial: u64,
     /// st_ino as reported (equal to `id`, as fuser wants): stable for the
     /// life of the mount, copy-up included.
     pub ino: u64,
@@ -123,6 +131,7 @@ impl Node {
     pub fn detached(parent: u64, name: &OsStr, r: &super::lookup::Resolved) -> Node {
         Node {
             id: 0,
+            serial: 0,
             ino: 0,
             kind: r.kind(),
             lookups: AtomicU64::new(0),
@@ -170,6 +179,7 @@ impl InodeTable {
     pub fn new(root: NodeState) -> InodeTable {
         let root = Arc::new(Node {
             id: ROOT_ID,
+            serial: next_serial(),
             ino: ROOT_ID,
             kind: libc::S_IFDIR,
             lookups: AtomicU64::new(1),
@@ -240,6 +250,7 @@ impl InodeTable {
         state.key = key.clone();
         let node = Arc::new(Node {
             id,
+            serial: next_serial(),
             ino: id,
             kind,
             lookups: AtomicU64::new(1),

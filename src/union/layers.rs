@@ -98,6 +98,13 @@ fn open_layer(role: &str, path: &Path) -> Result<Layer, LayerError> {
     if !meta.is_dir() {
         return Err(format!("{role} {}: is not a directory", path.display()));
     }
+    // O_PATH handles need no permission: check that we may list and enter it.
+    let c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(resolved.as_os_str()))
+        .map_err(|_| format!("{role} {}: invalid path", path.display()))?;
+    if unsafe { libc::access(c.as_ptr(), libc::R_OK | libc::X_OK) } != 0 {
+        let e = io::Error::last_os_error();
+        return Err(format!("{role} {}: {}", path.display(), describe(&e)));
+    }
     let root = fs::File::open("/").map_err(|e| format!("/: {e}"))?;
     let rel = resolved.strip_prefix("/").unwrap_or(&resolved);
     let fd = sys::open_beneath(root.as_fd(), rel, libc::O_PATH | libc::O_DIRECTORY, 0)

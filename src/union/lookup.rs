@@ -132,9 +132,8 @@ impl Union {
         let mut next_layer = 0usize;
 
         if p_upper && include_upper {
-            let ppath = self.path(parent)?;
             let dir = At {
-                dir: self.upper()?.open_dir_path(&ppath).map_err(err)?,
+                dir: self.dir_fd(parent, None)?,
                 name: Default::default(),
             };
             match look_in(&dir, name)? {
@@ -192,16 +191,27 @@ impl Union {
                 .map(|l| l.path.clone());
             let child_path: PathBuf = match &redirect {
                 Some(Redirect::Absolute(p)) => p.clone(),
-                Some(Redirect::Relative(n)) => match parent_path {
+                Some(Redirect::Relative(n)) => match &parent_path {
                     Some(pp) => pp.join(n),
                     None => continue,
                 },
-                None => match parent_path {
+                None => match &parent_path {
                     Some(pp) => pp.join(name),
                     None => continue,
                 },
             };
-            let dir = match self.lower(layer).at(&child_path) {
+            let opened = match &redirect {
+                // The usual case: the child in the parent's own lower directory.
+                None => self
+                    .dir_fd(parent, Some(layer))
+                    .map(|dir| At {
+                        dir,
+                        name: name.to_os_string(),
+                    })
+                    .map_err(std::io::Error::from_raw_os_error),
+                _ => self.lower(layer).at(&child_path),
+            };
+            let dir = match opened {
                 Ok(dir) => dir,
                 // A non-directory (or whiteout) on the way blocks the layers
                 // below, as it does for the kernel following a redirect.

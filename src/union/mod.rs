@@ -29,6 +29,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+/// How many directory fds `dir_fd` keeps open at most.
+pub const DIR_FD_CACHE: usize = 256;
+
 /// Default kernel cache timeout for entries and attributes, in seconds.
 pub const DEFAULT_TTL_SECS: f64 = 3600.0;
 
@@ -67,12 +70,13 @@ pub struct Union {
     pub writeback: std::sync::atomic::AtomicBool,
     /// Tells the kernel about attribute changes it did not ask for.
     pub notifier: std::sync::OnceLock<fuser::Notifier>,
+    dir_fds: std::sync::Mutex<std::collections::HashMap<(u64, u32), Arc<OwnedFd>>>,
 }
 
 /// An object named inside a directory of one layer: the directory's fd and
 /// the name (empty for the directory itself, i.e. a layer root).
 pub struct At {
-    pub dir: OwnedFd,
+    pub dir: Arc<OwnedFd>,
     pub name: std::ffi::OsString,
 }
 
@@ -85,11 +89,11 @@ impl At {
     pub fn open(layer: BorrowedFd, path: &Path) -> io::Result<At> {
         match (path.parent(), path.file_name()) {
             (Some(parent), Some(name)) => Ok(At {
-                dir: sys::open_dir_path(layer, parent)?,
+                dir: Arc::new(sys::open_dir_path(layer, parent)?),
                 name: name.to_os_string(),
             }),
             _ => Ok(At {
-                dir: sys::open_dir_path(layer, Path::new(""))?,
+                dir: Arc::new(sys::open_dir_path(layer, Path::new(""))?),
                 name: Default::default(),
             }),
         }
@@ -151,6 +155,7 @@ impl Union {
             want_writeback: opts.writeback.unwrap_or(true),
             writeback: std::sync::atomic::AtomicBool::new(false),
             notifier: std::sync::OnceLock::new(),
+            dir_fds: Default::default(),
             layers,
         })
     }
@@ -200,12 +205,11 @@ impl Union {
             if let Some(orphan) = orphan {
                 // The name is gone; the object is reached through its fd.
                 return Ok(At {
-                    dir: orphan.try_clone().map_err(err)?,
+                    dir: orphan,
                     name: Default::default(),
                 });
             }
-            let path = self.path(node)?;
-            return self.upper()?.at(&path).map_err(err);
+            return self.upper_at(node);
         }
         match lower {
             Some(l) => self.lower(l.layer).at(&l.path).map_err(err),
@@ -232,8 +236,66 @@ impl Union {
 
     /// The upper object of a node that is known to be in the upper layer.
     pub fn upper_at(&self, node: &Node) -> OpResult<At> {
-        let path = self.path(node)?;
-        self.upper()?.at(&path).map_err(err)
+        if node.id == inode::ROOT_ID || node.serial == 0 {
+            let path = self.path(node)?;
+            return self.upper()?.at(&path).map_err(err);
+        }
+        let (parent, name, unlinked) = {
+            let st = node.state();
+            (st.parent, st.name.clone(), st.unlinked)
+        };
+        if unlinked {
+            return Err(libc::ENOENT);
+        }
+        let parent = self.node(parent)?;
+        Ok(At {
+            dir: self.dir_fd(&parent, None)?,
+            name,
+        })
+    }
+
+    /// An O_PATH fd of a directory node in the upper layer (None) or in lower
+    /// layer `layer`, from a small cache. Keyed by the node's serial, never
+    /// reused, so an entry can't outlive the directory it names; a rename
+    /// moves the directory, not the fd's object. At most DIR_FD_CACHE fds.
+    pub fn dir_fd(&self, node: &Node, layer: Option<usize>) -> OpResult<Arc<OwnedFd>> {
+        let key = (node.serial, layer.map(|l| l as u32 + 1).unwrap_or(0));
+        if node.serial != 0 {
+            if let Some(fd) = self
+                .dir_fds
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&key)
+            {
+                return Ok(fd.clone());
+            }
+        }
+        let fd = match layer {
+            None => self
+                .upper()?
+                .open_dir_path(&self.path(node)?)
+                .map_err(err)?,
+            Some(l) => {
+                let path = node
+                    .state()
+                    .lowers
+                    .iter()
+                    .find(|x| x.layer == l)
+                    .map(|x| x.path.clone());
+                self.lower(l)
+                    .open_dir_path(&path.ok_or(libc::ENOENT)?)
+                    .map_err(err)?
+            }
+        };
+        let fd = Arc::new(fd);
+        if node.serial != 0 {
+            let mut cache = self.dir_fds.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.len() >= DIR_FD_CACHE {
+                cache.clear();
+            }
+            cache.insert(key, fd.clone());
+        }
+        Ok(fd)
     }
 
     /// Held while a path computed from the parent chain is used, so that no

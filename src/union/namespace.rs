@@ -23,15 +23,14 @@ pub struct Owner {
 
 /// The upper directory of a merged directory, with its stat.
 struct UpperDir {
-    fd: OwnedFd,
+    fd: Arc<OwnedFd>,
     st: sys::Stat,
 }
 
 impl Union {
     fn upper_dir(&self, dir: &Arc<Node>) -> OpResult<UpperDir> {
         self.copy_up(dir, CopyData::Full)?;
-        let path = self.path(dir)?;
-        let fd = self.upper()?.open_dir_path(&path).map_err(err)?;
+        let fd = self.dir_fd(dir, None)?;
         let st = sys::fstat(fd.as_fd()).map_err(err)?;
         Ok(UpperDir { fd, st })
     }
