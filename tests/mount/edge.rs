@@ -207,13 +207,23 @@ fn full_upper_gives_enospc_and_leaves_no_partial_copy() {
     assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "write error: {e}");
     drop(f);
     fs::remove_file(mnt.join("new")).unwrap();
-    // the mount keeps working once there is room again
-    fs::OpenOptions::new()
-        .append(true)
-        .open(mnt.join("small"))
-        .unwrap()
-        .write_all(b"+")
-        .unwrap();
+    // the mount keeps working once there is room again (the daemon releases the
+    // deleted file's backing fd when the kernel's asynchronous RELEASE arrives)
+    let mut last = None;
+    let worked = wait_until(|| {
+        match fs::OpenOptions::new()
+            .append(true)
+            .open(mnt.join("small"))
+            .and_then(|mut f| f.write_all(b"+"))
+        {
+            Ok(()) => true,
+            Err(e) => {
+                last = Some(e);
+                false
+            }
+        }
+    });
+    assert!(worked, "no room again after deleting the big file: {last:?}");
     assert_eq!(read_string(mnt.join("small")), "small+");
     let ww = w.join("work");
     if ww.exists() {
