@@ -677,3 +677,84 @@ fn random_sequences_rootless_seed_3() {
 fn random_sequences_rootless_seed_4() {
     differential_rootless(0x0b0d_0004);
 }
+
+/// The same layers written alternately by the kernel and by strata (segments of
+/// random operations), compared with layers written by the kernel alone.
+fn alternating(seed: u64, rich: bool) {
+    let mk = || {
+        let l = Layout::new(3);
+        if rich {
+            build_rich_lowers(&l.lowers);
+        } else {
+            build_lowers(&l.lowers[0], &l.lowers[1]);
+        }
+        l
+    };
+    let reference = mk();
+    let mixed = mk();
+    let mut rr = Rng(seed);
+    let mut rm = Rng(seed);
+    let mut done = Vec::new();
+    for segment in 0..6 {
+        let k = reference.kernel_mount_with("index=on");
+        let (m_mnt, guard_k, guard_s) = if segment % 2 == 0 {
+            let g = mixed.kernel_mount_with("index=on");
+            (g.mnt.clone(), Some(g), None)
+        } else {
+            let g = mixed.mount();
+            (g.mnt.clone(), None, Some(g))
+        };
+        let who = if segment % 2 == 0 { "kernel" } else { "strata" };
+        for i in 0..60 {
+            let a = op(&mut rr, &k.mnt);
+            let b = op(&mut rm, &m_mnt);
+            assert_eq!(
+                a, b,
+                "seed {seed} segment {segment} ({who} on the mixed layers) step {i}: reference {} vs mixed {}; successful steps before: {:?}",
+                a.1, b.1,
+                done.iter().filter(|d: &&(String, String)| d.1 == "ok").collect::<Vec<_>>()
+            );
+            done.push(a);
+        }
+        let rt = snapshot(&k.mnt);
+        let mt = snapshot(&m_mnt);
+        assert_same_tree(
+            &format!("kernel-only layers after segment {segment}"),
+            &rt,
+            &format!("mixed layers after segment {segment} ({who})"),
+            &mt,
+        );
+        k.umount();
+        if let Some(g) = guard_k {
+            g.umount();
+        }
+        if let Some(g) = guard_s {
+            g.umount();
+        }
+    }
+}
+
+#[test]
+fn kernel_and_strata_taking_turns_seed_1() {
+    alternating(0x7a7a_0001, false);
+}
+
+#[test]
+fn kernel_and_strata_taking_turns_seed_2() {
+    alternating(0x7a7a_0002, false);
+}
+
+#[test]
+fn kernel_and_strata_taking_turns_rich_seed_1() {
+    alternating(0x7a7a_1001, true);
+}
+
+#[test]
+fn kernel_and_strata_taking_turns_rich_seed_2() {
+    alternating(0x7a7a_1002, true);
+}
+
+#[test]
+fn kernel_and_strata_taking_turns_rich_seed_3() {
+    alternating(0x7a7a_1003, true);
+}
