@@ -328,3 +328,8 @@ fn fsname_and_threads_options() {
     assert_eq!(e.source, "my-union", "source in mountinfo");
     assert_eq!(read_string(lay.m("f")), "x");
 }
+
+#[test]
+fn data_paths_without_kernel_caching() {
+    data_paths("timeout=0");
+}

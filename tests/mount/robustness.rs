@@ -200,6 +200,13 @@ fn concurrent_random_operations_leave_a_consistent_upper() {
 }
 
 #[test]
+fn concurrent_random_operations_without_kernel_caching() {
+    for round in 20..26u64 {
+        storm(round, "timeout=0");
+    }
+}
+
+#[test]
 fn concurrent_random_operations_without_passthrough() {
     for round in 10..18u64 {
         storm(round, "passthrough=off,writeback=on");
