@@ -175,3 +175,30 @@ fn objects_on_different_filesystems_never_share_st_ino() {
     }
     assert_eq!(seen.len(), 900);
 }
+
+/// One name of a lower hard link copied up before the kernel ever looked up the other
+/// name: the other name's st_ino must still stay the same for the life of the mount.
+#[test]
+fn st_ino_of_the_other_name_of_a_lower_hard_link_is_stable() {
+    let lay = Layout::new(1);
+    write(lay.l(0, "c"), "x");
+    fs::hard_link(lay.l(0, "c"), lay.l(0, "d")).unwrap();
+    write(lay.l(0, "e"), "y");
+    fs::hard_link(lay.l(0, "e"), lay.l(0, "f")).unwrap();
+    let _m = lay.mount();
+    chmod(lay.m("c"), 0o600).unwrap();
+    chmod(lay.m("e"), 0o600).unwrap();
+    let first: Vec<u64> = ["c", "d", "e", "f"].iter().map(|n| lstat(lay.m(n)).ino()).collect();
+    let distinct: BTreeSet<u64> = first.iter().cloned().collect();
+    assert_eq!(distinct.len(), 4, "st_ino collision: {first:?}");
+    drop_caches();
+    let second: Vec<u64> = ["c", "d", "e", "f"].iter().map(|n| lstat(lay.m(n)).ino()).collect();
+    assert_eq!(
+        second, first,
+        "st_ino of [c, d, e, f] changed after the kernel forgot the inodes"
+    );
+    for e in fs::read_dir(&lay.mnt).unwrap() {
+        let e = e.unwrap();
+        assert_eq!(e.ino(), lstat(e.path()).ino(), "d_ino != st_ino for {:?}", e.file_name());
+    }
+}
