@@ -2105,6 +2105,58 @@ mod regressions {
         );
     }
 
+    /// BUG (seeds 100189, 100190): fstat of an open directory after rmdir fails with
+    /// ENOENT (kernel: success). Simplest form first, then the shrunk case.
+    #[test]
+    fn fstat_of_removed_open_dir() {
+        check_case(
+            KernelMode::Redirect,
+            r#"
+            layers 1
+            0 file a 666 0 65534 9
+            mkdir b 555
+            open 2 b rdonly 755
+            rmdir b
+            fstat 2
+        "#,
+        );
+    }
+
+    #[test]
+    fn regression_seed_100189_fstat_of_removed_open_dir_after_exchange() {
+        check_case(
+            KernelMode::Redirect,
+            r#"
+            layers 1
+            0 file a 666 0 65534 99
+            mkdir b 555
+            open 2 b rdonly 4755
+            rename b a exchange
+            rmdir a
+            fstat 2
+        "#,
+        );
+    }
+
+    /// BUG (seed 100267): a fifo with two names (link made through the mount); after
+    /// the parent of one name is exchanged with a file, chmod through the other name
+    /// doesn't show through the first (644 instead of 666).
+    #[test]
+    fn regression_seed_100267_fifo_hard_link_after_exchange() {
+        check_case(
+            KernelMode::Default,
+            r#"
+            layers 1
+            0 dir c/a 700
+            0 file a 666 65534 1002 63
+            mkfifo b 644
+            link b c/d
+            rename c a exchange
+            chmod b 666
+        "#,
+        );
+    }
+
     #[test]
     fn redirect_dir_rename_then_recreate() {
         check_case(
