@@ -45,11 +45,21 @@ pub struct StartupReport {
 }
 
 impl StartupReport {
-    /// Tells the waiting parent that the mount is live, then detaches stdio.
+    /// Tells the waiting parent that the mount is live, then detaches stdio
+    /// (the log goes to $STRATA_LOG_FILE when that is set).
     pub fn ready(&mut self) {
         if let Some(mut w) = self.writer.take() {
             let _ = w.write_all(b"OK\n");
             detach_stdio();
+            if let Some(path) = std::env::var_os("STRATA_LOG_FILE") {
+                if let Ok(f) = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                {
+                    unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&f), 2) };
+                }
+            }
         }
     }
 

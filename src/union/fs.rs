@@ -36,6 +36,12 @@ pub fn backing_flags(flags: i32) -> i32 {
 }
 
 fn errno(e: i32) -> Errno {
+    if e == libc::EIO || e == libc::ESTALE {
+        log::warn!("replying {}", std::io::Error::from_raw_os_error(e));
+        if std::env::var_os("STRATA_DEBUG_EIO").is_some() {
+            log::warn!("{}", std::backtrace::Backtrace::force_capture());
+        }
+    }
     Errno::from_i32(e)
 }
 
@@ -171,6 +177,7 @@ impl fuser::Filesystem for StrataFs {
             if name.len() > 255 {
                 return Err(libc::ENAMETOOLONG);
             }
+            let _dir = self.union.dir_shared(&p);
             self.union.lookup_node(&p, name)
         });
         if res.as_ref().err() == Some(&libc::ENOENT) && self.negative_ttl {
@@ -611,6 +618,7 @@ impl fuser::Filesystem for StrataFs {
             Ok(d) => d,
             Err(e) => return reply.error(errno(e)),
         };
+        let _dir = self.union.dir_shared(&dir);
         let mut items = items.lock().unwrap_or_else(|p| p.into_inner());
         if offset == 0 || items.is_none() {
             match self.union.list_dir(&dir) {

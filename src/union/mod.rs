@@ -29,6 +29,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+/// How many stripes the per-directory locks have.
+const DIR_LOCK_STRIPES: usize = 64;
+
 /// How many directory fds `dir_fd` keeps open at most.
 pub const DIR_FD_CACHE: usize = 256;
 
@@ -71,6 +74,10 @@ pub struct Union {
     /// Tells the kernel about attribute changes it did not ask for.
     pub notifier: std::sync::OnceLock<fuser::Notifier>,
     dir_fds: std::sync::Mutex<std::collections::HashMap<(u64, u32), Arc<OwnedFd>>>,
+    /// Striped per-directory locks: lookups (the kernel revalidates entries
+    /// without holding the directory) take a stripe shared, creates and
+    /// removals in that directory take it exclusive.
+    dir_locks: Vec<RwLock<()>>,
 }
 
 /// An object named inside a directory of one layer: the directory's fd and
@@ -156,6 +163,7 @@ impl Union {
             writeback: std::sync::atomic::AtomicBool::new(false),
             notifier: std::sync::OnceLock::new(),
             dir_fds: Default::default(),
+            dir_locks: (0..DIR_LOCK_STRIPES).map(|_| RwLock::new(())).collect(),
             layers,
         })
     }
@@ -296,6 +304,20 @@ impl Union {
             cache.insert(key, fd.clone());
         }
         Ok(fd)
+    }
+
+    /// Lookups and listings in `dir` hold this shared.
+    pub fn dir_shared(&self, dir: &Node) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.dir_locks[(dir.id as usize) % DIR_LOCK_STRIPES]
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Creates and removals in `dir` hold this exclusive.
+    pub fn dir_exclusive(&self, dir: &Node) -> std::sync::RwLockWriteGuard<'_, ()> {
+        self.dir_locks[(dir.id as usize) % DIR_LOCK_STRIPES]
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Held while a path computed from the parent chain is used, so that no

@@ -187,6 +187,7 @@ impl Union {
     ) -> OpResult<(Arc<Node>, Resolved)> {
         self.check_writable()?;
         let _r = self.rename_lock.read().unwrap_or_else(|p| p.into_inner());
+        let _dir = self.dir_exclusive(parent);
         self.check_free(parent, name)?;
         let kind = if symlink_target.is_some() {
             libc::S_IFLNK
@@ -226,6 +227,7 @@ impl Union {
     ) -> OpResult<(Arc<Node>, Resolved, OwnedFd)> {
         self.check_writable()?;
         let _r = self.rename_lock.read().unwrap_or_else(|p| p.into_inner());
+        let _dir = self.dir_exclusive(parent);
         self.check_free(parent, name)?;
         let perm = mode & 0o7777;
         let open_flags = self.backing_flags(flags) | libc::O_CREAT | libc::O_EXCL;
@@ -248,6 +250,7 @@ impl Union {
             return Err(libc::EPERM);
         }
         let _r = self.rename_lock.read().unwrap_or_else(|p| p.into_inner());
+        let _dir = self.dir_exclusive(newparent);
         self.check_free(newparent, newname)?;
         self.copy_up(node, CopyData::Full)?;
         let src = self.upper_at(node)?;
@@ -264,6 +267,7 @@ impl Union {
     pub fn remove(&self, parent: &Arc<Node>, name: &OsStr, rmdir: bool) -> OpResult<()> {
         self.check_writable()?;
         let _r = self.rename_lock.read().unwrap_or_else(|p| p.into_inner());
+        let _dir = self.dir_exclusive(parent);
         let r = self.resolve(parent, name)?.0.ok_or(libc::ENOENT)?;
         match (rmdir, r.is_dir()) {
             (true, false) => return Err(libc::ENOTDIR),
