@@ -272,6 +272,22 @@ pub fn rename_at(
     Ok(())
 }
 
+/// Gives a name to the file behind an fd (also one whose names are all gone).
+pub fn link_fd_at(fd: BorrowedFd, newdir: BorrowedFd, newname: &OsStr) -> io::Result<()> {
+    let n = cstr(newname)?;
+    let empty = c"";
+    cvt(unsafe {
+        libc::linkat(
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            newdir.as_raw_fd(),
+            n.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    })?;
+    Ok(())
+}
+
 pub fn link_at(
     olddir: BorrowedFd,
     oldname: &OsStr,

@@ -280,7 +280,9 @@ impl InodeTable {
     pub fn rekey(&self, node: &Node, new_key: Key) {
         let mut t = self.tables.write().unwrap_or_else(|p| p.into_inner());
         let mut st = node.state();
-        if t.by_key.get(&st.key) == Some(&node.id) {
+        // A lower hard-linked file stays findable by its lower identity: its
+        // other names, looked up later, are linked up to the same node.
+        if t.by_key.get(&st.key) == Some(&node.id) && !matches!(st.key, Key::LowerIno(..)) {
             t.by_key.remove(&st.key);
         }
         st.key = new_key.clone();

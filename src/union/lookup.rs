@@ -290,7 +290,14 @@ impl Union {
     pub fn lookup_node(&self, parent: &Arc<Node>, name: &OsStr) -> OpResult<(Arc<Node>, Resolved)> {
         let (r, _) = self.resolve(parent, name)?;
         let r = r.ok_or(libc::ENOENT)?;
-        Ok((self.node_for(parent, name, &r), r))
+        let node = self.node_for(parent, name, &r);
+        if !r.upper && node.state().upper {
+            // Linked up just now: what shows is the upper file.
+            if let (Some(r2), _) = self.resolve(parent, name)? {
+                return Ok((node, r2));
+            }
+        }
+        Ok((node, r))
     }
 
     /// Finds or creates the node for a resolved object named (parent, name).
@@ -325,6 +332,13 @@ impl Union {
                 st.parent = parent.id;
                 st.name = name.to_os_string();
                 st.aliases.clear();
+            }
+        }
+        if key_of_lower_link(r) && node.state().upper && !self.read_only {
+            // Another name of a lower hard-linked file that was copied up:
+            // link it up too, so the names stay one file (as index=on).
+            if let Err(e) = self.link_up(&node, parent, name) {
+                log::debug!("link-up of {:?}: errno {e}", name);
             }
         }
         if !r.is_dir() && r.stat.st_nlink > 1 {
@@ -485,5 +499,46 @@ impl Union {
             }
         }
         Ok(false)
+    }
+}
+
+/// A lower file with several names (the inode table keys it by its inode).
+fn key_of_lower_link(r: &Resolved) -> bool {
+    !r.upper && !r.is_dir() && r.stat.st_nlink > 1
+}
+
+impl Union {
+    /// Links (parent, name) to the upper file of `node` (copied up under
+    /// another of its names), or to its fd when that name is gone too.
+    fn link_up(&self, node: &Arc<Node>, parent: &Node, name: &OsStr) -> OpResult<()> {
+        let parent = self.node(parent.id)?;
+        self.copy_up(&parent, super::copyup::CopyData::Full)?;
+        let pdir = self.dir_fd(&parent, None)?;
+        if sys::stat_at_opt(pdir.as_fd(), name).map_err(err)?.is_some() {
+            return Ok(());
+        }
+        let times = sys::fstat(pdir.as_fd()).ok();
+        let src = self.locate(node)?;
+        if src.name.is_empty() {
+            sys::link_fd_at(src.dir(), pdir.as_fd(), name).map_err(err)?;
+        } else {
+            sys::link_at(src.dir(), &src.name, pdir.as_fd(), name).map_err(err)?;
+        }
+        if let Some(pst) = times {
+            let _ = sys::utimens_at(
+                pdir.as_fd(),
+                OsStr::new(""),
+                Some(sys::timespec(pst.st_atime, pst.st_atime_nsec)),
+                Some(sys::timespec(pst.st_mtime, pst.st_mtime_nsec)),
+            );
+        }
+        let mut st = node.state();
+        if st.unlinked {
+            st.unlinked = false;
+            st.orphan = None;
+            st.parent = parent.id;
+            st.name = name.to_os_string();
+        }
+        Ok(())
     }
 }
