@@ -318,6 +318,17 @@ impl Union {
                 orphan: None,
                 key: Key::Lower(0, Default::default()),
             });
+        if key_of_lower_link(r) && node.state().upper {
+            // Another name of a lower hard-linked file that was copied up:
+            // link it up too, so the names stay one file (as index=on).
+            if !self.read_only {
+                if let Err(e) = self.link_up(&node, parent, name) {
+                    log::debug!("link-up of {:?}: errno {e}", name);
+                }
+            }
+            super::inode::add_alias(&node, parent.id, name);
+            return node;
+        }
         {
             let mut st = node.state();
             // The layers below may be learnt better now (e.g. after a rename).
@@ -332,13 +343,6 @@ impl Union {
                 st.parent = parent.id;
                 st.name = name.to_os_string();
                 st.aliases.clear();
-            }
-        }
-        if key_of_lower_link(r) && node.state().upper && !self.read_only {
-            // Another name of a lower hard-linked file that was copied up:
-            // link it up too, so the names stay one file (as index=on).
-            if let Err(e) = self.link_up(&node, parent, name) {
-                log::debug!("link-up of {:?}: errno {e}", name);
             }
         }
         if !r.is_dir() && r.stat.st_nlink > 1 {
