@@ -46,7 +46,7 @@ Options (-o, comma separated; a backslash escapes ',' and ':' in paths):
   allow_root           let root in as well as the mounting user
   default_permissions  accepted; permissions are always checked by the kernel
   ro, rw, suid, nosuid, dev, nodev, exec, noexec, noatime, atime
-                       as for any mount (as root: suid is the default)
+                       as for any mount (as root: suid and dev are the default)
   fsname=NAME          source name shown in /proc/mounts (default strata)
   context=LABEL        accepted and ignored (podman passes it)
 An unknown option is an error (exit 2).";
@@ -140,9 +140,12 @@ fn fuser_config(opts: &MountOptions, read_only: bool) -> Config {
         None if root => mo.push(MountOption::Suid),
         None => {}
     }
+    // As root, like a kernel overlayfs mount: device nodes and set-id
+    // programs in the image work (a container rootfs needs both).
     match opts.dev {
         Some(true) => mo.push(MountOption::Dev),
         Some(false) => mo.push(MountOption::NoDev),
+        None if root => mo.push(MountOption::Dev),
         None => {}
     }
     match opts.exec {

@@ -311,7 +311,7 @@ impl Union {
         Ok(())
     }
 
-    /// For a node the kernel knows whose upper non-directory is about to lose
+    /// For a node the kernel knows whose upper object is about to lose
     /// its last name: an O_PATH fd, so that an open racing the removal still
     /// reaches the object, as on a local filesystem.
     fn orphan_of(
@@ -321,7 +321,7 @@ impl Union {
         dir: BorrowedFd,
         name: &OsStr,
     ) -> Option<Arc<OwnedFd>> {
-        if node.is_none() || !r.upper || r.is_dir() {
+        if node.is_none() || !r.upper {
             return None;
         }
         sys::open_path_nofollow(dir, name).ok().map(Arc::new)
