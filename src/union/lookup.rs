@@ -416,9 +416,7 @@ impl Union {
         };
         let st = match sys::stat_at_opt(fd, &item.name).map_err(err)? {
             Some(st)
-                if !sys::is_dir(&st)
-                    && !sys::is_whiteout_stat(&st)
-                    && !(item.layer.is_none() && maybe_metacopy(&st)) =>
+                if !needs_full_lookup(&st, item.layer.is_none()) =>
             {
                 st
             }
@@ -545,4 +543,9 @@ impl Union {
         }
         Ok(())
     }
+}
+
+/// Directories, whiteouts and possible metacopy files take the full walk.
+fn needs_full_lookup(st: &Stat, in_upper: bool) -> bool {
+    sys::is_dir(st) || sys::is_whiteout_stat(st) || (in_upper && maybe_metacopy(st))
 }
