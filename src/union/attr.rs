@@ -130,10 +130,27 @@ impl Union {
     }
 
     pub fn attr_of(&self, node: &Node, st: &Stat) -> FileAttr {
-        let (merged, removed) = {
+        let (merged, lower) = {
             let s = node.state();
             let merged = node.is_dir() && ((s.upper && !s.lowers.is_empty()) || s.lowers.len() > 1);
-            (merged, if s.upper { 0 } else { s.removed_links })
+            (
+                merged,
+                if s.upper {
+                    None
+                } else {
+                    s.lowers.first().map(|l| l.layer)
+                },
+            )
+        };
+        let removed = match lower {
+            Some(layer) if !node.is_dir() && st.st_nlink > 1 => self
+                .removed_lower_links
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&(layer, st.st_ino))
+                .copied()
+                .unwrap_or(0),
+            _ => 0,
         };
         let mut attr = to_attr(node.id, st, merged);
         if removed > 0 {

@@ -52,8 +52,6 @@ pub struct NodeState {
     pub lowers: Vec<LowerLoc>,
     /// The name was removed; only open handles still reach the object.
     pub unlinked: bool,
-    /// Names of a lower hard-linked file removed through the mount.
-    pub removed_links: u32,
     /// An upper object whose last name is gone while the kernel still knows
     /// it (open, or looked up just before): an O_PATH fd that still reaches it.
     pub orphan: Option<Arc<std::os::fd::OwnedFd>>,
@@ -143,7 +141,6 @@ impl Node {
                 lowers: r.lowers.clone(),
                 unlinked: false,
                 metacopy: r.metacopy,
-                removed_links: 0,
                 orphan: None,
                 key: Key::Lower(parent, name.to_os_string()),
             }),

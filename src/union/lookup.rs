@@ -314,7 +314,6 @@ impl Union {
                 lowers: r.lowers.clone(),
                 unlinked: false,
                 metacopy: r.metacopy,
-                removed_links: 0,
                 orphan: None,
                 key: Key::Lower(0, Default::default()),
             });
@@ -415,11 +414,7 @@ impl Union {
             return self.lookup_node(dir, &item.name);
         };
         let st = match sys::stat_at_opt(fd, &item.name).map_err(err)? {
-            Some(st)
-                if !needs_full_lookup(&st, item.layer.is_none()) =>
-            {
-                st
-            }
+            Some(st) if !needs_full_lookup(&st, item.layer.is_none()) => st,
             _ => return self.lookup_node(dir, &item.name),
         };
         let r = Resolved {

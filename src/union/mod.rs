@@ -78,6 +78,9 @@ pub struct Union {
     /// without holding the directory) take a stripe shared, creates and
     /// removals in that directory take it exclusive.
     dir_locks: Vec<RwLock<()>>,
+    /// Names of lower hard-linked files removed through this mount, by
+    /// (lower layer, inode): the other names show that many links less.
+    pub removed_lower_links: std::sync::Mutex<std::collections::HashMap<(usize, u64), u32>>,
 }
 
 /// An object named inside a directory of one layer: the directory's fd and
@@ -139,7 +142,6 @@ impl Union {
             lowers,
             unlinked: false,
             metacopy: false,
-            removed_links: 0,
             orphan: None,
             key: Key::Upper(root_st.st_ino),
         };
@@ -164,6 +166,7 @@ impl Union {
             notifier: std::sync::OnceLock::new(),
             dir_fds: Default::default(),
             dir_locks: (0..DIR_LOCK_STRIPES).map(|_| RwLock::new(())).collect(),
+            removed_lower_links: Default::default(),
             layers,
         })
     }

@@ -296,12 +296,20 @@ impl Union {
         } else {
             self.make_whiteout(dir, name)?;
         }
+        if !r.upper && !r.is_dir() && r.stat.st_nlink > 1 {
+            let mut removed = self
+                .removed_lower_links
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            *removed
+                .entry((r.lowers[0].layer, r.stat.st_ino))
+                .or_insert(0) += 1;
+        }
         if let Some(node) = victim {
             let lower_link = !r.upper && !r.is_dir() && r.stat.st_nlink > 1;
             if lower_link {
                 // Its other lower names still count it: keep the node findable
                 // and show one link less (as the kernel's index=on does).
-                node.state().removed_links += 1;
                 inode::drop_name(&node, parent.id, name);
             } else if inode::drop_name(&node, parent.id, name) {
                 node.state().orphan = orphan;
