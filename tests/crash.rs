@@ -293,7 +293,7 @@ fn sigkill_during_copy_up_rename_and_whiteout_then_remount() {
     for r in 0..rounds {
         build_round(&lower, r);
     }
-    let opts = ovl_opts(&[lower.clone()], Some(&upper), Some(&work));
+    let opts = ovl_opts(std::slice::from_ref(&lower), Some(&upper), Some(&work));
 
     // Round 0 runs to the end: it calibrates how long a round takes.
     let m = Strata::mount(&opts, &mnt);
@@ -370,7 +370,7 @@ fn sigkill_during_copy_up_rename_and_whiteout_then_remount() {
     let k = Kernel::mount(
         &format!(
             "{},redirect_dir=on,metacopy=on",
-            ovl_opts(&[lower.clone()], Some(&upper), Some(&kwork))
+            ovl_opts(std::slice::from_ref(&lower), Some(&upper), Some(&kwork))
         ),
         &kmnt,
     );
@@ -420,7 +420,7 @@ fn sigkill_during_big_copy_up() {
         )
         .unwrap();
     }
-    let opts = ovl_opts(&[lower.clone()], Some(&upper), Some(&work));
+    let opts = ovl_opts(std::slice::from_ref(&lower), Some(&upper), Some(&work));
     let mut outcomes = (0, 0);
     for i in 0..kills {
         let m = Strata::mount(&opts, &mnt);

@@ -62,7 +62,11 @@ fn layers(tag: &str) -> Layers {
 }
 impl Layers {
     fn opts(&self) -> String {
-        ovl_opts(&[self.lower.clone()], Some(&self.upper), Some(&self.work))
+        ovl_opts(
+            std::slice::from_ref(&self.lower),
+            Some(&self.upper),
+            Some(&self.work),
+        )
     }
 }
 
@@ -396,13 +400,13 @@ fn concurrent_random_ops_keep_the_tree_consistent() {
     m.umount();
 
     // fsck of the upper, then kernel overlayfs on the same layers shows the same tree.
-    let problems = fsck(&l.upper, &[l.lower.clone()], &l.work);
+    let problems = fsck(&l.upper, std::slice::from_ref(&l.lower), &l.work);
     let kwork = l.s.dir("kwork");
     let kmnt = l.s.dir("kmnt");
     let k = Kernel::mount(
         &format!(
             "{},redirect_dir=on,metacopy=on",
-            ovl_opts(&[l.lower.clone()], Some(&l.upper), Some(&kwork))
+            ovl_opts(std::slice::from_ref(&l.lower), Some(&l.upper), Some(&kwork))
         ),
         &kmnt,
     );

@@ -332,6 +332,11 @@ fn empty_lowerdir() {
     let out = strata_mount("lowerdir=", &c.mnt);
     let _g = Mount::guard(&c.mnt);
     assert!(!out.ok() && !is_mounted(&c.mnt), "lowerdir= accepted");
-    assert_eq!(out.stderr.trim_end().lines().count(), 1, "stderr: {:?}", out.stderr);
+    assert_eq!(
+        out.stderr.trim_end().lines().count(),
+        1,
+        "stderr: {:?}",
+        out.stderr
+    );
     assert_same_tree("before", &before, "after", &snapshot(c.d.path()));
 }

@@ -318,5 +318,5 @@ fn mount_point_owner_and_mode_come_from_upper_root() {
     assert_eq!(st.mode() & 0o7777, 0o751);
     assert_eq!((st.uid(), st.gid()), (1234, 2345));
     assert!(st.is_dir());
-    let _ = fs::Permissions::from_mode(0);
+    let _ = fs::Permissions::from_mode(0o0);
 }

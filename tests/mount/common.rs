@@ -225,7 +225,7 @@ pub fn mkfifo<P: AsRef<Path>>(p: P, mode: u32) -> io::Result<()> {
 
 /// A kernel-format whiteout: a character device 0/0.
 pub fn make_whiteout<P: AsRef<Path>>(p: P) {
-    mknod(p.as_ref(), libc::S_IFCHR | 0o000, 0)
+    mknod(p.as_ref(), libc::S_IFCHR, 0)
         .unwrap_or_else(|e| panic!("mknod whiteout {}: {e}", p.as_ref().display()));
 }
 

@@ -569,7 +569,7 @@ fn copy_up_keeps_holes() {
     assert!(
         st.blocks() * 512 < 64 << 20,
         "copied-up sparse file uses {} MiB",
-        st.blocks() * 512 >> 20
+        (st.blocks() * 512) >> 20
     );
     let f = fs::File::open(lay.u("sparse")).unwrap();
     let mut b = [0u8; 4];
@@ -588,12 +588,20 @@ fn utime_omit_and_now() {
     // atime = now, mtime untouched
     lutimens(lay.m("f"), (0, libc::UTIME_NOW), (0, libc::UTIME_OMIT)).unwrap();
     let st = lstat(lay.m("f"));
-    assert_eq!((st.mtime(), st.mtime_nsec()), (1_100_000_000, 7), "UTIME_OMIT changed mtime");
+    assert_eq!(
+        (st.mtime(), st.mtime_nsec()),
+        (1_100_000_000, 7),
+        "UTIME_OMIT changed mtime"
+    );
     assert!(st.atime() > 1_700_000_000, "UTIME_NOW did not set atime");
     // mtime = now, atime untouched
     lutimens(lay.m("f"), (0, libc::UTIME_OMIT), (0, libc::UTIME_NOW)).unwrap();
     let st2 = lstat(lay.m("f"));
-    assert_eq!((st2.atime(), st2.atime_nsec()), (st.atime(), st.atime_nsec()), "UTIME_OMIT changed atime");
+    assert_eq!(
+        (st2.atime(), st2.atime_nsec()),
+        (st.atime(), st.atime_nsec()),
+        "UTIME_OMIT changed atime"
+    );
     assert!(st2.mtime() > 1_700_000_000, "UTIME_NOW did not set mtime");
     // pre-1970 times survive
     lutimens(lay.m("f"), (-1_000, 250), (-86_400, 999_999_999)).unwrap();

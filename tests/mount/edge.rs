@@ -223,7 +223,10 @@ fn full_upper_gives_enospc_and_leaves_no_partial_copy() {
             }
         }
     });
-    assert!(worked, "no room again after deleting the big file: {last:?}");
+    assert!(
+        worked,
+        "no room again after deleting the big file: {last:?}"
+    );
     assert_eq!(read_string(mnt.join("small")), "small+");
     let ww = w.join("work");
     if ww.exists() {
@@ -451,7 +454,10 @@ fn longest_symlink_target() {
     let _m = lay.mount();
     let t = "t".repeat(4095);
     std::os::unix::fs::symlink(&t, lay.m("long")).expect("symlink with a 4095-byte target");
-    assert_eq!(fs::read_link(lay.m("long")).unwrap().as_os_str().len(), 4095);
+    assert_eq!(
+        fs::read_link(lay.m("long")).unwrap().as_os_str().len(),
+        4095
+    );
     assert_eq!(lstat(lay.m("long")).len(), 4095);
     let too = "t".repeat(4096);
     assert_errno(
@@ -469,7 +475,10 @@ fn oversized_xattrs_fail_like_the_kernel() {
         let mut r = Vec::new();
         for size in [100usize, 3000, 5000, 65536, 65537] {
             let v = vec![b'v'; size];
-            r.push((size, res(lsetxattr(root.join("f"), &format!("user.s{size}"), &v))));
+            r.push((
+                size,
+                res(lsetxattr(root.join("f"), &format!("user.s{size}"), &v)),
+            ));
         }
         let long_name = format!("user.{}", "n".repeat(251));
         r.push((0, res(lsetxattr(root.join("f"), &long_name, b"1"))));

@@ -188,20 +188,35 @@ fn st_ino_of_the_other_name_of_a_lower_hard_link_is_stable() {
     let _m = lay.mount();
     chmod(lay.m("c"), 0o600).unwrap();
     chmod(lay.m("e"), 0o600).unwrap();
-    let first: Vec<u64> = ["c", "d", "e", "f"].iter().map(|n| lstat(lay.m(n)).ino()).collect();
+    let first: Vec<u64> = ["c", "d", "e", "f"]
+        .iter()
+        .map(|n| lstat(lay.m(n)).ino())
+        .collect();
     // strata keeps the names of a lower hard-linked file one file across a
     // copy-up (as kernel overlayfs with index=on): c/d and e/f share st_ino.
     let distinct: BTreeSet<u64> = first.iter().cloned().collect();
     assert_eq!(distinct.len(), 2, "st_ino of [c, d, e, f]: {first:?}");
-    assert_eq!((first[0], first[2]), (first[1], first[3]), "hard links share st_ino: {first:?}");
+    assert_eq!(
+        (first[0], first[2]),
+        (first[1], first[3]),
+        "hard links share st_ino: {first:?}"
+    );
     drop_caches();
-    let second: Vec<u64> = ["c", "d", "e", "f"].iter().map(|n| lstat(lay.m(n)).ino()).collect();
+    let second: Vec<u64> = ["c", "d", "e", "f"]
+        .iter()
+        .map(|n| lstat(lay.m(n)).ino())
+        .collect();
     assert_eq!(
         second, first,
         "st_ino of [c, d, e, f] changed after the kernel forgot the inodes"
     );
     for e in fs::read_dir(&lay.mnt).unwrap() {
         let e = e.unwrap();
-        assert_eq!(e.ino(), lstat(e.path()).ino(), "d_ino != st_ino for {:?}", e.file_name());
+        assert_eq!(
+            e.ino(),
+            lstat(e.path()).ino(),
+            "d_ino != st_ino for {:?}",
+            e.file_name()
+        );
     }
 }

@@ -119,14 +119,14 @@ fn ops_b(root: &Path) {
 
 fn check_expectations(t: &Tree) {
     let has = |k: &str| t.contains_key(k);
-    assert!(has("etc/new.conf") == false && has("etc/newer.conf"));
+    assert!(!has("etc/new.conf") && has("etc/newer.conf"));
     assert!(!has("var/empty") || t["var/empty"].kind == 'd');
     assert!(!has("var/cache"));
     assert!(!has("etc/conf.d/b.conf"));
     assert!(has("merged-renamed/from0") && has("merged-renamed/from1"));
     assert_eq!(t["bin/replaced"].content.as_deref(), Some("\"welcome\\n\""));
     assert_eq!(t["bin/hosts-link"].target.as_deref(), Some("../etc/hosts"));
-    assert!(t["etc/hosts"].xattrs.get("user.origin").is_none());
+    assert!(!t["etc/hosts"].xattrs.contains_key("user.origin"));
 }
 
 #[test]
@@ -261,7 +261,11 @@ fn kernel_relative_redirect_then_strata_moves_the_parent() {
         "kernel sanity: relative redirect"
     );
     let m = lay.mount();
-    assert_eq!(ls(lay.m("p/y")), strs(&["g", "sub"]), "strata follows a relative redirect");
+    assert_eq!(
+        ls(lay.m("p/y")),
+        strs(&["g", "sub"]),
+        "strata follows a relative redirect"
+    );
     fs::rename(lay.m("p"), lay.m("q")).unwrap();
     fs::rename(lay.m("q/y/sub"), lay.m("q/z")).unwrap();
     assert_eq!(read_string(lay.m("q/z/f")), "deep");

@@ -44,6 +44,7 @@ fn caller_owns_what_it_creates_with_its_umask() {
     as_user(&c, || {
         let f = fs::OpenOptions::new()
             .create(true)
+            .truncate(false)
             .write(true)
             .mode(0o666)
             .open(lay.m("shared/file"))
@@ -447,7 +448,7 @@ fn root_mount_is_shared_by_default_with_permissions_checked() {
     );
     assert_eq!(r.1, Err(libc::EACCES), "but permissions are checked");
     assert_eq!(r.2, Err(libc::EACCES), "but permissions are checked");
-    let _ = fs::Permissions::from_mode(0);
+    let _ = fs::Permissions::from_mode(0o0);
 }
 
 #[test]

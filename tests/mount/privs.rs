@@ -75,6 +75,7 @@ fn setgid_bit_of_a_foreign_group_is_dropped() {
         chmod(lay.m("sg/f"), 0o2755).unwrap();
         fs::OpenOptions::new()
             .create(true)
+            .truncate(false)
             .write(true)
             .mode(0o2755)
             .open(lay.m("sg/created"))

@@ -480,5 +480,8 @@ fn rewind_shows_the_current_state() {
     let _m = lay.mount();
     let strata = story(&lay.mnt);
     assert_eq!(kernel.1, strs(&["b", "c", "new"]), "kernel sanity");
-    assert_eq!(strata, kernel, "(listing, listing after rewind): strata vs kernel");
+    assert_eq!(
+        strata, kernel,
+        "(listing, listing after rewind): strata vs kernel"
+    );
 }

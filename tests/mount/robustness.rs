@@ -222,8 +222,17 @@ fn storm(round: u64, extra: &str) {
     build_lowers(&lay.lowers[0], &lay.lowers[1]);
     let m = lay.mount_with(extra);
     let allowed = [
-        "ok", "ENOENT", "EEXIST", "ENOTEMPTY", "ENOTDIR", "EISDIR", "EINVAL", "EPERM",
-        "ENXIO", "ELOOP", "ENODATA",
+        "ok",
+        "ENOENT",
+        "EEXIST",
+        "ENOTEMPTY",
+        "ENOTDIR",
+        "EISDIR",
+        "EINVAL",
+        "EPERM",
+        "ENXIO",
+        "ELOOP",
+        "ENODATA",
     ];
     let bad: Vec<String> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..6u64)
@@ -244,7 +253,10 @@ fn storm(round: u64, extra: &str) {
             .collect();
         hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
     });
-    assert!(bad.is_empty(), "round {round} [{extra}]: unexpected errors under concurrency: {bad:?}");
+    assert!(
+        bad.is_empty(),
+        "round {round} [{extra}]: unexpected errors under concurrency: {bad:?}"
+    );
     let s = snapshot(&lay.mnt);
     m.umount();
     let m = lay.mount();
@@ -275,8 +287,9 @@ fn stat_of_every_file_in_a_big_tree_and_many_open_files() {
     for d in 0..30 {
         for e in fs::read_dir(lay.m(format!("d{d:02}"))).unwrap() {
             let e = e.unwrap();
-            fs::symlink_metadata(e.path())
-                .unwrap_or_else(|err| panic!("stat {} after {n} others: {err}", e.path().display()));
+            fs::symlink_metadata(e.path()).unwrap_or_else(|err| {
+                panic!("stat {} after {n} others: {err}", e.path().display())
+            });
             n += 1;
         }
     }
@@ -293,7 +306,8 @@ fn stat_of_every_file_in_a_big_tree_and_many_open_files() {
         open.push(f.unwrap_or_else(|e| panic!("open #{i} {}: {e}", p.display())));
     }
     for (i, f) in open.iter().enumerate().filter(|(i, _)| i % 10 == 0) {
-        f.write_all_at(b"w", 0).unwrap_or_else(|e| panic!("write #{i}: {e}"));
+        f.write_all_at(b"w", 0)
+            .unwrap_or_else(|e| panic!("write #{i}: {e}"));
     }
     drop(open);
     assert_eq!(read(lay.m("d00/f0000")), b"w");
@@ -315,7 +329,11 @@ fn renames_racing_with_writes_and_listings() {
         let renamer = s.spawn(|| {
             let mut errs = Vec::new();
             for i in 0..300 {
-                let (a, b) = if i % 2 == 0 { ("d1", "d2") } else { ("d2", "d1") };
+                let (a, b) = if i % 2 == 0 {
+                    ("d1", "d2")
+                } else {
+                    ("d2", "d1")
+                };
                 if let Err(e) = fs::rename(lay.m(a), lay.m(b)) {
                     errs.push(format!("rename {a} {b}: {e}"));
                 }
@@ -328,7 +346,10 @@ fn renames_racing_with_writes_and_listings() {
             let mut errs = Vec::new();
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                 for d in ["d1", "d2"] {
-                    match fs::OpenOptions::new().append(true).open(lay.m(format!("{d}/sub/log"))) {
+                    match fs::OpenOptions::new()
+                        .append(true)
+                        .open(lay.m(format!("{d}/sub/log")))
+                    {
                         Ok(mut f) => match f.write_all(b"line\n") {
                             Ok(()) => n += 1,
                             Err(e) => errs.push(format!("write {d}: {e}")),
@@ -365,7 +386,11 @@ fn renames_racing_with_writes_and_listings() {
         errors.extend(lister.join().unwrap());
         (n, errors)
     });
-    assert!(errors.is_empty(), "errors other than ENOENT: {:?}", &errors[..errors.len().min(10)]);
+    assert!(
+        errors.is_empty(),
+        "errors other than ENOENT: {:?}",
+        &errors[..errors.len().min(10)]
+    );
     // 300 renames: back at d1
     assert_eq!(ls(&lay.mnt), strs(&["d1"]));
     let lines = read_string(lay.m("d1/sub/log")).lines().count();

@@ -167,11 +167,27 @@ fn nobody_cannot_mount_a_lower_it_cannot_read() {
         lay.upper.display(),
         lay.work.display()
     );
-    let out = run(as_nobody(&mut strata()).arg("mount").arg("-o").arg(&opts).arg(&lay.mnt));
+    let out = run(as_nobody(&mut strata())
+        .arg("mount")
+        .arg("-o")
+        .arg(&opts)
+        .arg(&lay.mnt));
     let _g = Mount::guard(&lay.mnt);
-    assert!(!out.ok() && !is_mounted(&lay.mnt), "mounted a lower nobody cannot read");
-    assert_eq!(out.stderr.trim_end().lines().count(), 1, "stderr: {:?}", out.stderr);
-    assert!(out.stderr.contains(secret.to_str().unwrap()), "stderr: {:?}", out.stderr);
+    assert!(
+        !out.ok() && !is_mounted(&lay.mnt),
+        "mounted a lower nobody cannot read"
+    );
+    assert_eq!(
+        out.stderr.trim_end().lines().count(),
+        1,
+        "stderr: {:?}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(secret.to_str().unwrap()),
+        "stderr: {:?}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -180,9 +196,25 @@ fn nobody_cannot_mount_on_roots_directory() {
     chown_tree(lay.dir.path(), NOBODY, NOGROUP);
     lchown(lay.dir.path(), 0, 0).unwrap();
     let rootmnt = lay.dir.dir("root-mnt");
-    let out = run(as_nobody(&mut strata()).arg("mount").arg("-o").arg(lay.opts()).arg(&rootmnt));
+    let out = run(as_nobody(&mut strata())
+        .arg("mount")
+        .arg("-o")
+        .arg(lay.opts())
+        .arg(&rootmnt));
     let _g2 = Mount::guard(&rootmnt);
-    assert!(!out.ok() && !is_mounted(&rootmnt), "mounted on root's directory as nobody");
-    assert_eq!(out.stderr.trim_end().lines().count(), 1, "stderr: {:?}", out.stderr);
-    assert!(out.stderr.contains(rootmnt.to_str().unwrap()), "stderr: {:?}", out.stderr);
+    assert!(
+        !out.ok() && !is_mounted(&rootmnt),
+        "mounted on root's directory as nobody"
+    );
+    assert_eq!(
+        out.stderr.trim_end().lines().count(),
+        1,
+        "stderr: {:?}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(rootmnt.to_str().unwrap()),
+        "stderr: {:?}",
+        out.stderr
+    );
 }

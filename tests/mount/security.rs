@@ -87,21 +87,42 @@ fn create_never_follows_a_symlink_replacing_an_upper_dir() {
     symlink(&out, lay.u("a"));
     type Op<'a> = (&'a str, Box<dyn Fn() + 'a>);
     let ops: Vec<Op> = vec![
-        ("create a/second", Box::new(|| drop(fs::write(lay.m("a/second"), "2")))),
-        ("overwrite a/first", Box::new(|| drop(fs::write(lay.m("a/first"), "x")))),
-        ("unlink a/first", Box::new(|| drop(fs::remove_file(lay.m("a/first"))))),
-        ("mkdir a/dir", Box::new(|| drop(fs::create_dir(lay.m("a/dir"))))),
+        (
+            "create a/second",
+            Box::new(|| drop(fs::write(lay.m("a/second"), "2"))),
+        ),
+        (
+            "overwrite a/first",
+            Box::new(|| drop(fs::write(lay.m("a/first"), "x"))),
+        ),
+        (
+            "unlink a/first",
+            Box::new(|| drop(fs::remove_file(lay.m("a/first")))),
+        ),
+        (
+            "mkdir a/dir",
+            Box::new(|| drop(fs::create_dir(lay.m("a/dir")))),
+        ),
         (
             "symlink a/sym",
             Box::new(|| drop(std::os::unix::fs::symlink("x", lay.m("a/sym")))),
         ),
-        ("mkfifo a/fifo", Box::new(|| drop(mkfifo(lay.m("a/fifo"), 0o600)))),
+        (
+            "mkfifo a/fifo",
+            Box::new(|| drop(mkfifo(lay.m("a/fifo"), 0o600))),
+        ),
         (
             "link a/hl",
             Box::new(|| drop(fs::hard_link(lay.m("a/g"), lay.m("a/hl")))),
         ),
-        ("rename a/f a/f2", Box::new(|| drop(fs::rename(lay.m("a/f"), lay.m("a/f2"))))),
-        ("unlink lower a/g", Box::new(|| drop(fs::remove_file(lay.m("a/g"))))),
+        (
+            "rename a/f a/f2",
+            Box::new(|| drop(fs::rename(lay.m("a/f"), lay.m("a/f2")))),
+        ),
+        (
+            "unlink lower a/g",
+            Box::new(|| drop(fs::remove_file(lay.m("a/g")))),
+        ),
     ];
     let mut escaped = Vec::new();
     for (name, f) in &ops {
@@ -109,7 +130,11 @@ fn create_never_follows_a_symlink_replacing_an_upper_dir() {
         f();
         let after = snapshot(&out);
         if before != after {
-            let new: Vec<_> = after.keys().filter(|k| !before.contains_key(*k)).cloned().collect();
+            let new: Vec<_> = after
+                .keys()
+                .filter(|k| !before.contains_key(*k))
+                .cloned()
+                .collect();
             escaped.push(format!("{name} (outside now has {new:?})"));
         }
     }
@@ -190,8 +215,18 @@ fn crafted_redirects_never_leave_the_layers() {
     mkdirs(lay.u("good"));
     lsetxattr(lay.u("good"), "trusted.overlay.redirect", b"/real").unwrap();
     let m = lay.mount();
-    assert_eq!(ls(lay.m("good")), strs(&["inside"]), "a valid redirect is followed");
-    for name in ["dotdot", "deep-dotdot", "rel-dotdot", "via-symlink", "absolute-host"] {
+    assert_eq!(
+        ls(lay.m("good")),
+        strs(&["inside"]),
+        "a valid redirect is followed"
+    );
+    for name in [
+        "dotdot",
+        "deep-dotdot",
+        "rel-dotdot",
+        "via-symlink",
+        "absolute-host",
+    ] {
         let listing = fs::read_dir(lay.m(name))
             .map(|d| {
                 d.filter_map(|e| e.ok())
@@ -204,7 +239,10 @@ fn crafted_redirects_never_leave_the_layers() {
             "{name}: a crafted redirect exposed a directory outside the layers: {listing:?}"
         );
         if let Ok(data) = fs::read(lay.m(format!("{name}/secret"))) {
-            panic!("{name}: read outside the layers: {:?}", String::from_utf8_lossy(&data));
+            panic!(
+                "{name}: read outside the layers: {:?}",
+                String::from_utf8_lossy(&data)
+            );
         }
     }
     drop(m);

@@ -127,6 +127,7 @@ fn fsync_fdatasync_and_syncfs() {
     let _m = lay.mount();
     let f = fs::OpenOptions::new()
         .create(true)
+        .truncate(false)
         .write(true)
         .open(lay.m("f"))
         .unwrap();
@@ -149,6 +150,7 @@ fn fallocate_and_punch_hole() {
     let _m = lay.mount();
     let f = fs::OpenOptions::new()
         .create(true)
+        .truncate(false)
         .read(true)
         .write(true)
         .open(lay.m("f"))
@@ -257,6 +259,7 @@ fn copy_file_range_between_files() {
     let src = fs::File::open(lay.m("src")).unwrap();
     let dst = fs::OpenOptions::new()
         .create(true)
+        .truncate(false)
         .write(true)
         .open(lay.m("dst"))
         .unwrap();
@@ -696,6 +699,7 @@ fn large_sparse_offsets_and_truncate_through_fd() {
     let _m = lay.mount();
     let f = fs::OpenOptions::new()
         .create(true)
+        .truncate(false)
         .read(true)
         .write(true)
         .open(lay.m("big"))

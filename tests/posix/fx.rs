@@ -124,7 +124,7 @@ pub fn fx_with(origin: Origin, extra: &str, build: impl FnOnce(&Mk)) -> Fx {
     let strata = Strata::mount(
         &format!(
             "{}{extra}",
-            ovl_opts(&[lower.clone()], Some(&upper), Some(&work))
+            ovl_opts(std::slice::from_ref(&lower), Some(&upper), Some(&work))
         ),
         &mnt,
     );
@@ -154,7 +154,7 @@ pub fn fx_ro(build: impl FnOnce(&Mk)) -> Option<Fx> {
     build(&Mk {
         root: lower.clone(),
     });
-    let strata = Strata::mount(&ovl_opts(&[lower.clone()], None, None), &mnt);
+    let strata = Strata::mount(&ovl_opts(std::slice::from_ref(&lower), None, None), &mnt);
     Some(Fx {
         root: mnt,
         lower: lower.clone(),

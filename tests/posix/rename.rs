@@ -349,7 +349,7 @@ fn lower_dir_rename_survives_remount() {
     } = f;
     strata.unwrap().umount();
     let _again = Strata::mount(
-        &ovl_opts(&[lower.clone()], Some(&upper), Some(&work)),
+        &ovl_opts(std::slice::from_ref(&lower), Some(&upper), Some(&work)),
         &root,
     );
     eq(
