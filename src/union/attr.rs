@@ -126,6 +126,12 @@ impl Union {
                 Err(e) => return Err(e),
             },
         };
+        if sys::file_type(st.st_mode) != node.kind {
+            // The name now holds something else (a whiteout, a new object):
+            // this node's object is gone. Reporting the other type would make
+            // the kernel mark the inode bad (EIO).
+            return Err(libc::ENOENT);
+        }
         Ok(self.attr_of(node, &st))
     }
 

@@ -205,14 +205,9 @@ impl Union {
             (st.upper, st.lowers.first().cloned())
         };
         if upper {
-            let orphan = {
-                let st = node.state();
-                if st.unlinked {
-                    st.orphan.clone()
-                } else {
-                    None
-                }
-            };
+            // Set once the object is losing its names: its fd reaches it
+            // whatever the names do meanwhile.
+            let orphan = node.state().orphan.clone();
             if let Some(orphan) = orphan {
                 // The name is gone; the object is reached through its fd.
                 return Ok(At {

@@ -285,6 +285,11 @@ impl Union {
         let updir = self.upper_dir(parent)?;
         let dir = updir.fd.as_fd();
         let orphan = self.orphan_of(victim.as_ref(), &r, dir, name);
+        // The node is reached through its fd from now on: a getattr racing
+        // the removal must not find the whiteout that replaces it.
+        if let (Some(v), Some(o)) = (victim.as_ref(), orphan.as_ref()) {
+            v.state().orphan = Some(o.clone());
+        }
         if r.upper {
             if needs_whiteout {
                 self.replace_with_whiteout(dir, name, rmdir)?;
