@@ -194,6 +194,7 @@ impl fuser::Filesystem for StrataFs {
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
         self.union.inodes.forget(ino.0, nlookup);
+        self.union.inodes.trim_if_shrunk();
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {

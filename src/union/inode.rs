@@ -164,6 +164,8 @@ pub struct InodeTable {
     /// Real upper inode → reported st_ino, for objects copied up by this mount,
     /// so that copy-up never changes st_ino.
     copied_up: Mutex<HashMap<u64, u64>>,
+    /// Most live nodes since the last trim.
+    peak: std::sync::atomic::AtomicUsize,
 }
 
 /// Packs a layer index and a real inode number into one st_ino, the way
@@ -192,6 +194,7 @@ impl InodeTable {
             tables: RwLock::new(tables),
             next_id: AtomicU64::new(1),
             copied_up: Mutex::new(HashMap::new()),
+            peak: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -351,6 +354,17 @@ impl InodeTable {
             path.push(n);
         }
         Some(path)
+    }
+
+    /// After the kernel dropped many inodes (drop_caches, memory pressure),
+    /// hands the freed memory back to the system: malloc keeps it otherwise.
+    pub fn trim_if_shrunk(&self) {
+        let now = self.len();
+        let peak = self.peak.fetch_max(now, Ordering::Relaxed).max(now);
+        if peak >= 4096 && now < peak / 2 {
+            self.peak.store(now, Ordering::Relaxed);
+            unsafe { libc::malloc_trim(0) };
+        }
     }
 
     /// Number of live nodes (for diagnostics and memory tests).
