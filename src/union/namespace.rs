@@ -213,7 +213,22 @@ impl Union {
                 _ => sys::mknod_at(dir, n, kind | perm, rdev),
             }
         })?;
-        self.lookup_node(parent, name)
+        self.new_entry(parent, name)
+    }
+
+    /// The node of an object just created in the upper layer. No lookup walk
+    /// is needed: the name was free, so nothing below shows through it (a new
+    /// directory merges with nothing).
+    fn new_entry(&self, parent: &Arc<Node>, name: &OsStr) -> OpResult<(Arc<Node>, Resolved)> {
+        let dir = self.dir_fd(parent, None)?;
+        let stat = sys::stat_at(dir.as_fd(), name).map_err(err)?;
+        let r = Resolved {
+            stat,
+            upper: true,
+            lowers: Vec::new(),
+            metacopy: false,
+        };
+        Ok((self.node_for(parent, name, &r), r))
     }
 
     /// open(O_CREAT) of a new file: creates it and opens it with `flags`.
@@ -234,7 +249,7 @@ impl Union {
         let fd = self.create_entry(parent, name, Some(owner), libc::S_IFREG, mode, |dir, n| {
             sys::open_beneath(dir, Path::new(n), open_flags, perm)
         })?;
-        let (node, r) = self.lookup_node(parent, name)?;
+        let (node, r) = self.new_entry(parent, name)?;
         Ok((node, r, fd))
     }
 
@@ -281,7 +296,9 @@ impl Union {
                 return Err(libc::ENOTEMPTY);
             }
         }
-        let needs_whiteout = self.lower_has(parent, name)?;
+        // A lower-only object always needs one; an upper one when something
+        // of that name would show from below.
+        let needs_whiteout = !r.upper || self.lower_has(parent, name)?;
         let updir = self.upper_dir(parent)?;
         let dir = updir.fd.as_fd();
         let orphan = self.orphan_of(victim.as_ref(), &r, dir, name);
