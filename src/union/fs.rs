@@ -160,6 +160,16 @@ impl fuser::Filesystem for StrataFs {
     }
 
     fn destroy(&mut self) {
+        // The shared whiteout is ours alone: leave the workdir empty.
+        let shared = self
+            .union
+            .shared_whiteout
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let (Some(name), Ok(work)) = (shared, self.union.work_fd()) {
+            let _ = sys::unlink_at(work, &name, false);
+        }
         log::info!(
             "FUSE session ends ({} inodes, {} open handles)",
             self.union.inodes.len(),

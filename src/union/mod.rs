@@ -81,6 +81,8 @@ pub struct Union {
     /// Names of lower hard-linked files removed through this mount, by
     /// (lower layer, inode): the other names show that many links less.
     pub removed_lower_links: std::sync::Mutex<std::collections::HashMap<(usize, u64), u32>>,
+    /// Name (in the workdir) of the whiteout that new whiteouts link to.
+    pub shared_whiteout: std::sync::Mutex<Option<std::ffi::OsString>>,
 }
 
 /// An object named inside a directory of one layer: the directory's fd and
@@ -167,6 +169,7 @@ impl Union {
             dir_fds: Default::default(),
             dir_locks: (0..DIR_LOCK_STRIPES).map(|_| RwLock::new(())).collect(),
             removed_lower_links: Default::default(),
+            shared_whiteout: Default::default(),
             layers,
         })
     }
