@@ -320,7 +320,6 @@ fn fsck(upper: &Path, lowers: &[PathBuf], work: &Path) -> Vec<String> {
 }
 
 #[test]
-#[ignore = "open bug: rare transient EIO under concurrent renames and removals (the kernel marks an inode bad); see the closing note"]
 fn concurrent_random_ops_keep_the_tree_consistent() {
     let _case = count_case("stress");
     let secs = env_usize("STRATA_STRESS_SECS", 20) as u64;
