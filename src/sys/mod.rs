@@ -371,16 +371,10 @@ pub fn ftruncate(fd: BorrowedFd, size: u64) -> io::Result<()> {
     Ok(())
 }
 
-pub fn pread(fd: BorrowedFd, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+/// Runs a read/write-style call again while it is interrupted by a signal.
+fn retry_eintr(mut call: impl FnMut() -> isize) -> io::Result<usize> {
     loop {
-        let n = unsafe {
-            libc::pread(
-                fd.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                offset as libc::off_t,
-            )
-        };
+        let n = call();
         if n >= 0 {
             return Ok(n as usize);
         }
@@ -391,24 +385,26 @@ pub fn pread(fd: BorrowedFd, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     }
 }
 
+pub fn pread(fd: BorrowedFd, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    retry_eintr(|| unsafe {
+        libc::pread(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            offset as libc::off_t,
+        )
+    })
+}
+
 pub fn pwrite(fd: BorrowedFd, buf: &[u8], offset: u64) -> io::Result<usize> {
-    loop {
-        let n = unsafe {
-            libc::pwrite(
-                fd.as_raw_fd(),
-                buf.as_ptr().cast(),
-                buf.len(),
-                offset as libc::off_t,
-            )
-        };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EINTR) {
-            return Err(e);
-        }
-    }
+    retry_eintr(|| unsafe {
+        libc::pwrite(
+            fd.as_raw_fd(),
+            buf.as_ptr().cast(),
+            buf.len(),
+            offset as libc::off_t,
+        )
+    })
 }
 
 /// Reads until `buf` is full or end of file.

@@ -256,7 +256,7 @@ impl Union {
 }
 
 /// Puts back a directory's atime and mtime (copy-up is not the user's change).
-fn restore_times(dir: BorrowedFd, st: &Stat) {
+pub(super) fn restore_times(dir: BorrowedFd, st: &Stat) {
     let _ = sys::utimens_at(
         dir,
         OsStr::new(""),

@@ -36,11 +36,9 @@ pub fn backing_flags(flags: i32) -> i32 {
 }
 
 fn errno(e: i32) -> Errno {
+    // These should not happen; worth a line in the log when they do.
     if e == libc::EIO || e == libc::ESTALE {
         log::warn!("replying {}", std::io::Error::from_raw_os_error(e));
-        if std::env::var_os("STRATA_DEBUG_EIO").is_some() {
-            log::warn!("{}", std::backtrace::Backtrace::force_capture());
-        }
     }
     Errno::from_i32(e)
 }

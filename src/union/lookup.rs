@@ -98,12 +98,11 @@ fn marks_of(u: &Union, dir: &At, name: &OsStr) -> OpResult<ovl::DirMarks> {
 }
 
 impl Union {
-    /// Resolves `name` in the merged directory `parent`. Ok(None): not there
-    /// (with `upper_whiteout` reported through the second value).
-    pub fn resolve(&self, parent: &Node, name: &OsStr) -> OpResult<(Option<Resolved>, bool)> {
+    /// Resolves `name` in the merged directory `parent`. Ok(None): not there.
+    pub fn resolve(&self, parent: &Node, name: &OsStr) -> OpResult<Option<Resolved>> {
         // aufs whiteouts and opaque markers are bookkeeping: never visible.
         if name.as_bytes().starts_with(ovl::WH_PREFIX) {
-            return Ok((None, false));
+            return Ok(None);
         }
         self.resolve_from(parent, name, true)
     }
@@ -111,7 +110,7 @@ impl Union {
     /// Does any lower layer show an object for `name` (ignoring the upper)?
     /// Then removing or moving the upper object needs a whiteout.
     pub fn lower_has(&self, parent: &Node, name: &OsStr) -> OpResult<bool> {
-        Ok(self.resolve_from(parent, name, false)?.0.is_some())
+        Ok(self.resolve_from(parent, name, false)?.is_some())
     }
 
     fn resolve_from(
@@ -119,7 +118,7 @@ impl Union {
         parent: &Node,
         name: &OsStr,
         include_upper: bool,
-    ) -> OpResult<(Option<Resolved>, bool)> {
+    ) -> OpResult<Option<Resolved>> {
         let (p_upper, p_lowers) = {
             let st = parent.state();
             (st.upper, st.lowers.clone())
@@ -137,7 +136,7 @@ impl Union {
                 name: Default::default(),
             };
             match look_in(&dir, name)? {
-                Found::Whiteout => return Ok((None, true)),
+                Found::Whiteout => return Ok(None),
                 Found::Missing => {}
                 Found::Object(st) => {
                     let is_dir = sys::is_dir(&st);
@@ -274,7 +273,7 @@ impl Union {
                 }
             }
         }
-        Ok((found, false))
+        Ok(found)
     }
 
     /// The st_ino reported for a resolved object.
@@ -288,12 +287,12 @@ impl Union {
 
     /// Looks up `name` in `parent` and returns its node (one more kernel reference).
     pub fn lookup_node(&self, parent: &Arc<Node>, name: &OsStr) -> OpResult<(Arc<Node>, Resolved)> {
-        let (r, _) = self.resolve(parent, name)?;
+        let r = self.resolve(parent, name)?;
         let r = r.ok_or(libc::ENOENT)?;
         let node = self.node_for(parent, name, &r);
         if !r.upper && node.state().upper {
             // Linked up just now: what shows is the upper file.
-            if let (Some(r2), _) = self.resolve(parent, name)? {
+            if let Some(r2) = self.resolve(parent, name)? {
                 return Ok((node, r2));
             }
         }
@@ -522,12 +521,7 @@ impl Union {
             sys::link_at(src.dir(), &src.name, pdir.as_fd(), name).map_err(err)?;
         }
         if let Some(pst) = times {
-            let _ = sys::utimens_at(
-                pdir.as_fd(),
-                OsStr::new(""),
-                Some(sys::timespec(pst.st_atime, pst.st_atime_nsec)),
-                Some(sys::timespec(pst.st_mtime, pst.st_mtime_nsec)),
-            );
+            super::copyup::restore_times(pdir.as_fd(), &pst);
         }
         let mut st = node.state();
         if st.unlinked {

@@ -201,7 +201,7 @@ impl Union {
             // Such a name would read back as a whiteout (aufs refuses it too).
             return Err(libc::EPERM);
         }
-        match self.resolve(parent, name)?.0 {
+        match self.resolve(parent, name)? {
             Some(_) => Err(libc::EEXIST),
             None => Ok(()),
         }
@@ -315,7 +315,7 @@ impl Union {
         self.check_writable()?;
         let _r = self.rename_lock.read().unwrap_or_else(|p| p.into_inner());
         let _dir = self.dir_exclusive(parent);
-        let r = self.resolve(parent, name)?.0.ok_or(libc::ENOENT)?;
+        let r = self.resolve(parent, name)?.ok_or(libc::ENOENT)?;
         match (rmdir, r.is_dir()) {
             (true, false) => return Err(libc::ENOTDIR),
             (false, true) => return Err(libc::EISDIR),
@@ -455,7 +455,7 @@ impl Union {
         {
             let _r = self.rename_lock.read().unwrap_or_else(|p| p.into_inner());
             for (p, n) in [(parent, name), (newparent, newname)] {
-                if let Some(r) = self.resolve(p, n)?.0 {
+                if let Some(r) = self.resolve(p, n)? {
                     if !r.is_dir() && !r.upper {
                         let (node, _) = self.lookup_node(p, n)?;
                         let res = self.copy_up(&node, CopyData::Full);
@@ -469,8 +469,8 @@ impl Union {
             }
         }
         let _w = self.rename_lock.write().unwrap_or_else(|p| p.into_inner());
-        let src = self.resolve(parent, name)?.0.ok_or(libc::ENOENT)?;
-        let dst = self.resolve(newparent, newname)?.0;
+        let src = self.resolve(parent, name)?.ok_or(libc::ENOENT)?;
+        let dst = self.resolve(newparent, newname)?;
         if flags & libc::RENAME_EXCHANGE != 0 {
             let dst = dst.ok_or(libc::ENOENT)?;
             return self.rename_exchange(parent, name, &src, newparent, newname, &dst);
