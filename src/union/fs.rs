@@ -121,7 +121,6 @@ impl fuser::Filesystem for StrataFs {
         let wanted = InitFlags::FUSE_PARALLEL_DIROPS
             | InitFlags::FUSE_DO_READDIRPLUS
             | InitFlags::FUSE_READDIRPLUS_AUTO
-            | InitFlags::FUSE_ATOMIC_O_TRUNC
             | InitFlags::FUSE_EXPORT_SUPPORT
             | InitFlags::FUSE_CACHE_SYMLINKS
             // The kernel enforces ACLs from system.posix_acl_* (cached per inode).
@@ -148,6 +147,19 @@ impl fuser::Filesystem for StrataFs {
                 .writeback
                 .store(true, std::sync::atomic::Ordering::Relaxed);
             log::info!("FUSE writeback cache on");
+        }
+        if !self
+            .union
+            .writeback
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            // Not with the writeback cache: there the kernel trusts its own
+            // i_size, and after an atomic O_TRUNC open it zeroes i_size again
+            // (in handle_truncate, without asking us) once the inode lock is
+            // free. A write or truncate by another process landing in between
+            // reaches the upper, while the mount shows size 0 for good.
+            // Without it the kernel truncates with a SETATTR under the lock.
+            let _ = config.add_capabilities(InitFlags::FUSE_ATOMIC_O_TRUNC);
         }
         let _ = config.set_max_write(1 << 20);
         log::info!(

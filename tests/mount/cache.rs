@@ -230,3 +230,32 @@ fn nlink_of_a_lower_hard_link_after_unlinking_the_other_name() {
         "st_nlink of the remaining name (strata vs kernel index=on)"
     );
 }
+
+/// With the writeback cache the kernel trusts its own file size. An O_TRUNC open
+/// racing another process's writes must not leave the mount showing a size the
+/// upper does not have (the kernel's atomic O_TRUNC zeroes i_size after the open,
+/// outside the inode lock; strata does not ask for it with the writeback cache).
+#[test]
+fn o_trunc_opens_racing_writes_keep_the_size_true_with_writeback() {
+    let lay = Layout::new(1);
+    write(lay.l(0, "f"), "lower");
+    let _m = lay.mount_with("passthrough=off,writeback=on");
+    let p = lay.m("f");
+    for round in 0..200 {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let _ = fs::OpenOptions::new().write(true).truncate(true).open(&p);
+            });
+            s.spawn(|| {
+                let mut f = fs::OpenOptions::new().write(true).open(&p).unwrap();
+                f.write_all(b"written").unwrap();
+            });
+        });
+        let seen = fs::metadata(&p).unwrap().len();
+        let on_disk = fs::metadata(lay.u("f")).unwrap().len();
+        assert_eq!(
+            seen, on_disk,
+            "round {round}: the mount shows size {seen}, the upper holds {on_disk} bytes"
+        );
+    }
+}
