@@ -24,6 +24,11 @@
 //!   strata equals the old tree in the kernel, then replays the rename on the kernel
 //!   side by copying (so the two stay comparable). In `KernelMode::Redirect` the
 //!   kernel is mounted with `redirect_dir=on` and both must simply agree.
+//! - st_nlink of lower hard links (README, "Differences from kernel overlayfs", "Hard
+//!   links of lower files"): where st_nlink is the only difference and the object is
+//!   a lower file with several names (or a directory holding one in a lower layer),
+//!   strata's documented value is checked instead of the kernel's
+//!   (`LowerHardLinks::documented_nlink_difference`; the summary line counts the uses).
 
 mod support;
 
