@@ -1415,6 +1415,14 @@ fn run_case(c: &Case, mode: KernelMode) -> Result<Stats, Failure> {
             }
             continue;
         }
+        // A rename's names with their directories' symlinks resolved beforehand: the
+        // rename may replace such a symlink (the EXDEV check and replay need them).
+        let resolved = match op {
+            Op::Rename { from, to, .. } => {
+                Some((resolve_dirs(&k_mnt, from), resolve_dirs(&k_mnt, to)))
+            }
+            _ => None,
+        };
         let so = apply(&mut st, op);
         let ko = apply(&mut kt, op);
         let refused_later = so != ko
@@ -1446,7 +1454,7 @@ fn run_case(c: &Case, mode: KernelMode) -> Result<Stats, Failure> {
                     ),
                 ));
             }
-            let Op::Rename { from, to, flags } = op else {
+            let (Op::Rename { flags, .. }, Some((from, to))) = (op, &resolved) else {
                 unreachable!()
             };
             stats.exdev_renames += 1;
@@ -1889,6 +1897,23 @@ fn upper_names(upper: &Path, path: &str) -> usize {
             lstat(e.path()).is_ok_and(|st| (st.st_dev, st.st_ino) == (me.st_dev, me.st_ino))
         })
         .count()
+}
+
+/// `rel` (a path under the mount `root`) with the symlinks among its directories
+/// resolved (unchanged when they don't resolve inside the mount).
+fn resolve_dirs(root: &Path, rel: &str) -> String {
+    let name = rel.rsplit('/').next().unwrap_or(rel);
+    let (Ok(dir), Ok(top)) = (
+        fs::canonicalize(root.join(parent_of(rel))),
+        fs::canonicalize(root),
+    ) else {
+        return rel.to_string();
+    };
+    match dir.strip_prefix(&top) {
+        Ok(d) if d.as_os_str().is_empty() => name.to_string(),
+        Ok(d) => format!("{}/{name}", d.display()),
+        Err(_) => rel.to_string(),
+    }
 }
 
 /// Whether the tree at `p` holds a non-directory with more than one name.
@@ -2421,6 +2446,33 @@ mod regressions {
             rename b a exchange
             rmdir a
             fstat 2
+        "#,
+        );
+    }
+
+    /// Tester (seed 424588): `a/d` reaches `d/d` through the symlink `a`, which the
+    /// exchange itself replaces; the EXDEV check and replay must use the names as they
+    /// were resolved before the rename (strata was right: with redirect_dir=on the
+    /// kernel agrees with it).
+    #[test]
+    fn regression_seed_424588_exdev_exchange_through_replaced_symlink() {
+        check_case(
+            KernelMode::Default,
+            r#"
+            layers 1
+            0 dir d/d 777
+            symlink d a
+            rename a/d a exchange
+        "#,
+        );
+        check_case(
+            KernelMode::Redirect,
+            r#"
+            layers 1
+            0 dir d/d 777
+            symlink d a
+            rename a/d a exchange
+            ls a
         "#,
         );
     }
