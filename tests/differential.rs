@@ -32,7 +32,7 @@
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -1683,9 +1683,10 @@ struct LowerHardLinks {
     /// kernel overlayfs reports it as the st_ino of every object copied up from it,
     /// all layers being on one filesystem) → its st_nlink in that layer.
     lower_nlink: HashMap<u64, u64>,
-    /// Directories that hold such a name (at any depth) in some lower layer: strata
-    /// copies them up when it links that name up.
-    lower_dirs: BTreeSet<String>,
+    /// st_ino of the lower directories that hold such a name (at any depth): strata
+    /// copies them up when it links that name up. (Kernel overlayfs reports them as
+    /// the st_ino of the directory, wherever a rename took it.)
+    lower_dirs: HashSet<u64>,
     /// The kernel's st_nlink of each such inode when the current mount began.
     nlink_at_mount: HashMap<u64, u64>,
     s_upper: PathBuf,
@@ -1697,7 +1698,7 @@ struct LowerHardLinks {
 impl LowerHardLinks {
     fn scan(k_lowers: &[PathBuf], s_upper: &Path, k_upper: &Path) -> LowerHardLinks {
         let mut lower_nlink = HashMap::new();
-        let mut lower_dirs = BTreeSet::new();
+        let mut lower_dirs = HashSet::new();
         for root in k_lowers {
             for e in walkdir::WalkDir::new(root)
                 .min_depth(1)
@@ -1712,9 +1713,10 @@ impl LowerHardLinks {
                 let rel = e.path().strip_prefix(root).unwrap().to_string_lossy();
                 let mut dir = parent_of(&rel);
                 while dir != "." {
-                    let up = parent_of(&dir);
-                    lower_dirs.insert(dir);
-                    dir = up;
+                    if let Ok(d) = lstat(&root.join(&dir)) {
+                        lower_dirs.insert(d.st_ino);
+                    }
+                    dir = parent_of(&dir);
                 }
             }
         }
@@ -1754,10 +1756,11 @@ impl LowerHardLinks {
     /// documented value rather than a bug. `names` counts the names strata shows for
     /// that object (the caller knows how to count them without side effects).
     ///
-    /// - Directory, copied up by strata (in its upper) but not by the kernel, holding a
-    ///   name of a lower hard-linked file in some lower layer: strata links such names
-    ///   up, copying up their parents, which become merged directories (st_nlink 1);
-    ///   the kernel links lazily and leaves them lower-only (the lower's count).
+    /// - Directory, copied up by strata (in its upper) but not by the kernel, that is
+    ///   (the kernel says, by its st_ino, even after renames) a lower directory holding
+    ///   a name of a lower hard-linked file: strata links such names up, copying up
+    ///   their parents, which become merged directories (st_nlink 1); the kernel links
+    ///   lazily and leaves them lower-only (the lower's count).
     /// - Non-directory copied up from a lower file with several names, present in
     ///   strata's upper: it counts only its names that strata shows (`names()`); the
     ///   kernel counts the lower inode's links, names hidden by higher layers included.
@@ -1782,7 +1785,7 @@ impl LowerHardLinks {
             s_nlink == 1
                 && is_dir(&s_upper)
                 && !is_dir(&lstat(&self.k_upper.join(path)).ok())
-                && self.lower_dirs.contains(path)
+                && self.lower_dirs.contains(&k.st_ino)
         } else if let Some(&lower) = self.lower_nlink.get(&k.st_ino) {
             match s_upper {
                 Some(st) if kind_of(st.st_mode) == kind && !is_whiteout_st(&st) => {
@@ -2291,6 +2294,25 @@ mod regressions {
             2 file b/a 600 65534 0 21
             2 hard c/c b/a
             setx c/c user.b x358 0
+        "#,
+        );
+    }
+
+    /// seed 31437. Documented difference, after a rename: the copy-up of `d` links up
+    /// `c/b/b`, copying up `c/b` (merged: st_nlink 1); the exchange moves it to `a/b`,
+    /// which the kernel still shows lower-only (st_nlink 2). The tester knows the
+    /// directory by the kernel's st_ino (its lower inode), not by its path.
+    #[test]
+    fn regression_seed_31437_link_up_parent_renamed() {
+        check_case(
+            KernelMode::Redirect,
+            r#"
+            layers 1
+            0 file d 755 1000 1000 24
+            0 hard c/b/b d
+            0 xattr a/d/d user.b v21
+            wfile d 11 8 72
+            rename c a exchange
         "#,
         );
     }
