@@ -82,6 +82,11 @@ impl Union {
         }
         if !node.is_dir() {
             self.link_aliases(node, &dst_parent)?;
+            if src.stat().is_ok_and(|st| st.st_nlink > 1) {
+                // A lower hard link now counts its names in the upper: the
+                // kernel's cached st_nlink (the lower's) is stale.
+                self.invalidate_attr(node);
+            }
         }
         log::debug!("copied up {}", path.display());
         Ok(())

@@ -102,6 +102,7 @@ impl StrataFs {
         match res {
             Ok((node, r)) => {
                 let attr = self.union.attr_of(&node, &r.stat);
+                log::debug!("  entry {} {:?}", node.id, attr.kind);
                 reply.entry(&self.union.ttl, &attr, Generation(0));
             }
             Err(e) => reply.error(errno(e)),
@@ -213,6 +214,7 @@ impl fuser::Filesystem for StrataFs {
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        log::debug!("forget {} {nlookup}", ino.0);
         self.union.inodes.forget(ino.0, nlookup);
         self.union.inodes.trim_if_shrunk();
     }

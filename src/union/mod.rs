@@ -193,7 +193,10 @@ impl Union {
     }
 
     pub fn node(&self, id: u64) -> OpResult<Arc<Node>> {
-        self.inodes.get(id).ok_or(libc::ESTALE)
+        self.inodes.get(id).ok_or_else(|| {
+            log::warn!("node {id}: not known (forgotten?)");
+            libc::ESTALE
+        })
     }
 
     /// Merged path of a live node, ENOENT once it was unlinked.

@@ -259,3 +259,32 @@ fn o_trunc_opens_racing_writes_keep_the_size_true_with_writeback() {
         );
     }
 }
+
+/// Copy-up of a lower hard link links up its other known names; the link count
+/// then counts the upper names, and the kernel's cached one must not linger
+/// (seed 777340 of the differential tester).
+#[test]
+fn nlink_after_a_lower_hard_link_is_copied_up() {
+    let lay = Layout::new(1);
+    write(lay.l(0, "c"), "linked");
+    mkdirs(lay.l(0, "a"));
+    mkdirs(lay.l(0, "b"));
+    fs::hard_link(lay.l(0, "c"), lay.l(0, "a/c")).unwrap();
+    fs::hard_link(lay.l(0, "c"), lay.l(0, "b/c")).unwrap();
+    let m = lay.mount();
+    fs::remove_file(lay.m("c")).unwrap();
+    m.umount();
+    let _m = lay.mount();
+    // After the remount the lower's count shows again (documented), and is cached.
+    assert_eq!(lstat(lay.m("a/c")).nlink(), 3);
+    assert_eq!(lstat(lay.m("b/c")).nlink(), 3);
+    drop(
+        fs::OpenOptions::new()
+            .write(true)
+            .open(lay.m("b/c"))
+            .unwrap(),
+    );
+    assert_eq!(lstat(lay.u("b/c")).nlink(), 2, "a/c linked up");
+    assert_eq!(lstat(lay.m("b/c")).nlink(), 2, "b/c after copy-up");
+    assert_eq!(lstat(lay.m("a/c")).nlink(), 2, "a/c after copy-up");
+}
