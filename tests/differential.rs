@@ -29,6 +29,13 @@
 //!   a lower file with several names (or a directory holding one in a lower layer),
 //!   strata's documented value is checked instead of the kernel's
 //!   (`LowerHardLinks::documented_nlink_difference`; the summary line counts the uses).
+//! - a rename that fails (README, "Differences from kernel overlayfs"): it changes
+//!   nothing in strata, while the kernel may already have copied up the source
+//!   directory and its parents (merged: st_nlink 1) and changed the parent's mtime.
+//!   When a rename fails on both sides, the tester checks that strata's names and
+//!   whole upper layer are unchanged and that the kernel made only those changes;
+//!   later tree comparisons tolerate exactly those fields of exactly those directories
+//!   (`RenameWatch`, `FailedRenameCopyUps`; the summary line counts them).
 
 mod support;
 
@@ -1186,6 +1193,12 @@ struct Stats {
     exdev_renames: usize,
     /// st_nlink differences accepted as strata's documented hard-link behaviour.
     nlink_documented: usize,
+    /// Renames failed on both sides, checked: strata changed nothing.
+    failed_renames: usize,
+    /// Of those, the ones where the kernel had copied up directories (documented).
+    failed_rename_copyups: usize,
+    /// Tree nodes compared with those copy-ups' st_nlink/mtime tolerated.
+    failed_rename_tolerated: usize,
 }
 
 const SNAP_BEFORE: i64 = 1_600_000_000; // anything a case sets explicitly is older
@@ -1334,6 +1347,7 @@ fn run_case(c: &Case, mode: KernelMode) -> Result<Stats, Failure> {
     let mut kernel = Kernel::mount(&kopts, &k_mnt);
     let mut hl = LowerHardLinks::scan(&k_lowers, &s_up, &k_up);
     hl.mounted(&k_mnt);
+    let mut fr = FailedRenameCopyUps::default();
 
     // Same starting tree.
     let d0 = diff_trees(
@@ -1388,6 +1402,7 @@ fn run_case(c: &Case, mode: KernelMode) -> Result<Stats, Failure> {
                 b = strip_nlink(b);
             }
             hl.mounted(&k_mnt);
+            fr.reconcile(&a, &mut b, &k_mnt, "");
             hl.reconcile(&mut a, "", &b, &k_mnt, "");
             let d = diff_trees("strata", &a, "kernel", &b, links_reliable);
             if !d.is_empty() {
@@ -1423,6 +1438,12 @@ fn run_case(c: &Case, mode: KernelMode) -> Result<Stats, Failure> {
             }
             _ => None,
         };
+        let watch = match op {
+            Op::Rename { from, to, .. } => {
+                Some(RenameWatch::before(&s_mnt, &s_up, &k_mnt, &k_up, from, to))
+            }
+            _ => None,
+        };
         let so = apply(&mut st, op);
         let ko = apply(&mut kt, op);
         let refused_later = so != ko
@@ -1430,6 +1451,31 @@ fn run_case(c: &Case, mode: KernelMode) -> Result<Stats, Failure> {
             && mode == KernelMode::Default
             && ko == Err(libc::EXDEV)
             && matches!(so, Err(e) if [libc::ENOTEMPTY, libc::EEXIST, libc::ENOTDIR, libc::EISDIR, libc::EINVAL].contains(&e));
+        if let (Some(w), Err(_), Err(_)) = (&watch, &so, &ko) {
+            if so == ko || refused_later {
+                // Documented: a failed rename changes nothing in strata; the kernel may
+                // have copied up directories (`FailedRenameCopyUps`).
+                stats.failed_renames += 1;
+                w.check_strata(&s_mnt, &s_up).map_err(|d| {
+                    fail(
+                        Some(i),
+                        format!(
+                            "op #{i} `{op}` failed ({}) but strata changed:\n  {d}",
+                            show(&so)
+                        ),
+                    )
+                })?;
+                w.check_kernel(&k_mnt, &k_up, &mut fr).map_err(|d| {
+                    fail(
+                        Some(i),
+                        format!(
+                            "op #{i} `{op}` failed ({}) but the kernel changed more than the documented copy-up:\n  {d}",
+                            show(&ko)
+                        ),
+                    )
+                })?;
+            }
+        }
         if refused_later {
             // strata goes on with the rename the kernel refused with EXDEV; it may then
             // fail for the reason a rename would (a non-empty target directory...).
@@ -1468,11 +1514,12 @@ fn run_case(c: &Case, mode: KernelMode) -> Result<Stats, Failure> {
                 let (ktop, ktree) = sub_snapshot(&k_mnt, old, true);
                 let (stop, stree) = sub_snapshot(&s_mnt, new, false);
                 // (After an earlier replay the kernel's hard links are copies.)
-                let (mut stree, ktree) = if links_reliable {
+                let (mut stree, mut ktree) = if links_reliable {
                     (stree, ktree)
                 } else {
                     (strip_nlink(stree), strip_nlink(ktree))
                 };
+                fr.reconcile(&stree, &mut ktree, &k_mnt, old);
                 hl.reconcile(&mut stree, new, &ktree, &k_mnt, old);
                 let d = diff_trees("strata", &stree, "kernel", &ktree, false);
                 if ktop != stop || !d.is_empty() {
@@ -1614,11 +1661,12 @@ fn run_case(c: &Case, mode: KernelMode) -> Result<Stats, Failure> {
     );
     let k_tree = snapshot(&k_mnt, &ksnap_opts(links_reliable && !skip_dir_nlink()));
     // After a replayed EXDEV rename the kernel side's hard links are copies: no nlink.
-    let (mut s_tree, k_tree) = if links_reliable {
+    let (mut s_tree, mut k_tree) = if links_reliable {
         (s_tree, k_tree)
     } else {
         (strip_nlink(s_tree), strip_nlink(k_tree))
     };
+    fr.reconcile(&s_tree, &mut k_tree, &k_mnt, "");
     hl.reconcile(&mut s_tree, "", &k_tree, &k_mnt, "");
     let d = diff_trees("strata", &s_tree, "kernel", &k_tree, links_reliable);
     if !d.is_empty() {
@@ -1630,6 +1678,8 @@ fn run_case(c: &Case, mode: KernelMode) -> Result<Stats, Failure> {
     drop(kernel);
     strata.umount();
     stats.nlink_documented = hl.uses;
+    stats.failed_rename_copyups = fr.renames;
+    stats.failed_rename_tolerated = fr.tolerated;
 
     // The kernel reads strata's upper as the same tree. strata writes redirects and
     // (since its metadata-only copy-up) overlay.metacopy: the kernel needs both options.
@@ -1914,6 +1964,314 @@ impl LowerHardLinks {
     }
 }
 
+// ---------------------------------------------------------------------------------
+// documented difference: a rename that fails changes nothing
+// ---------------------------------------------------------------------------------
+
+/// README, "Differences from kernel overlayfs": a rename that fails changes nothing
+/// in strata. Kernel overlayfs may already have copied up the source directory and
+/// its parents (and, with `redirect_dir=on`, set the copy's redirect) before the
+/// rename fails in the upper filesystem (a non-empty upper target, say): they then
+/// show as merged directories (st_nlink 1) and the parent's mtime changes.
+///
+/// Around every rename `RenameWatch` records both sides; when the rename failed on
+/// both, strata must have changed nothing at all (`check_strata`), and the kernel may
+/// only have made those copy-up changes (`check_kernel`), whose directories (by the
+/// kernel's st_ino, stable across renames and remounts) are then remembered here:
+/// later tree comparisons tolerate exactly those fields for exactly them
+/// (`reconcile`).
+#[derive(Default)]
+struct FailedRenameCopyUps {
+    /// Kernel st_ino of the directories whose st_nlink or mtime a failed rename
+    /// changed on the kernel side.
+    k_dirs: HashSet<u64>,
+    /// Failed renames after which the kernel showed such changes.
+    renames: usize,
+    /// Tree nodes where a later comparison took the kernel's values for them.
+    tolerated: usize,
+}
+
+/// The state of both sides that a rename may touch, taken just before it.
+struct RenameWatch {
+    /// The rename's names, their resolved forms (symlinked directories followed) and
+    /// all their ancestors ("." included), as seen through the mounts.
+    paths: Vec<String>,
+    /// For each path: the same name with its directories resolved on the kernel side
+    /// (to find it in the kernel's upper).
+    k_real: Vec<String>,
+    /// strata: the lstat fields compared (`full_sig`: all but atime and ctime), through
+    /// the mount.
+    s_sigs: Vec<String>,
+    /// strata: its whole upper layer (names, inodes, times, all xattrs).
+    s_upper: BTreeMap<String, String>,
+    /// kernel: lstat through the mount, and whether the upper holds a directory there.
+    k_stats: Vec<Result<libc::stat, i32>>,
+    k_upper_dir: Vec<bool>,
+    /// The source's parent, resolved on the kernel side.
+    k_from_parent: String,
+}
+
+/// Every field of an lstat but atime (lookups in a lower directory may read it), and
+/// ctime unless `ctime`: through strata's mount a directory's ctime may be a cached
+/// one (a copy-up into it changes its upper's ctime, not its cached attributes) and
+/// be refreshed at any time (seen around a failed rename, its upper unchanged).
+/// ctime is compared nowhere else; in the upper layer it is.
+fn full_sig(p: &Path, ctime: bool) -> String {
+    match lstat(p) {
+        Ok(st) => {
+            let mut s = format!(
+                "{} ino={} nlink={} mtime={}.{}",
+                sig_of(&st, true),
+                st.st_ino,
+                st.st_nlink,
+                st.st_mtime,
+                st.st_mtime_nsec,
+            );
+            if ctime {
+                s.push_str(&format!(" ctime={}.{}", st.st_ctime, st.st_ctime_nsec));
+            }
+            s
+        }
+        Err(e) => errname(e.raw_os_error().unwrap_or(-1)),
+    }
+}
+
+/// A layer directory as it is on disk: each name's `full_sig`, size and all xattrs
+/// (`trusted.overlay.*` included: a redirect or an origin set on a copy shows here).
+fn layer_state(root: &Path) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    for e in walkdir::WalkDir::new(root)
+        .min_depth(1)
+        .into_iter()
+        .flatten()
+    {
+        let p = e.path();
+        let mut x = BTreeMap::new();
+        for n in llistxattr(p).unwrap_or_default() {
+            x.insert(n.clone(), lgetxattr(p, &n).unwrap_or_default());
+        }
+        let size = lstat(p).map(|s| s.st_size).unwrap_or(-1);
+        let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        m.insert(rel, format!("{} size={size} {x:?}", full_sig(p, true)));
+    }
+    m
+}
+
+fn is_dir_at(p: &Path) -> bool {
+    lstat(p).is_ok_and(|st| kind_of(st.st_mode) == 'd')
+}
+
+impl RenameWatch {
+    fn before(s_mnt: &Path, s_up: &Path, k_mnt: &Path, k_up: &Path, from: &str, to: &str) -> Self {
+        let mut paths = Vec::new();
+        for p in [from, to] {
+            for mut q in [p.to_string(), resolve_dirs(k_mnt, p)] {
+                loop {
+                    paths.push(q.clone());
+                    if q == "." {
+                        break;
+                    }
+                    q = parent_of(&q);
+                }
+            }
+        }
+        paths.sort();
+        paths.dedup();
+        let at = |root: &Path, p: &str| {
+            if p == "." {
+                root.to_path_buf()
+            } else {
+                root.join(p)
+            }
+        };
+        let k_real: Vec<String> = paths
+            .iter()
+            .map(|p| {
+                if p == "." {
+                    p.clone()
+                } else {
+                    resolve_dirs(k_mnt, p)
+                }
+            })
+            .collect();
+        RenameWatch {
+            s_sigs: paths
+                .iter()
+                .map(|p| full_sig(&at(s_mnt, p), false))
+                .collect(),
+            s_upper: layer_state(s_up),
+            k_stats: paths
+                .iter()
+                .map(|p| lstat(&at(k_mnt, p)).map_err(|e| e.raw_os_error().unwrap_or(-1)))
+                .collect(),
+            k_upper_dir: k_real.iter().map(|r| is_dir_at(&at(k_up, r))).collect(),
+            k_real,
+            paths,
+            k_from_parent: parent_of(&resolve_dirs(k_mnt, from)),
+        }
+    }
+
+    /// strata after the failed rename: every name watched (all but atime and ctime)
+    /// and its whole upper layer (all but atime) exactly as before. (Through the mount alone a change could hide behind the
+    /// kernel's FUSE attribute cache; the upper layer can't hide one: a copy-up of
+    /// the source or of a parent, a redirect or a whiteout would show there.)
+    fn check_strata(&self, s_mnt: &Path, s_up: &Path) -> Result<(), String> {
+        let mut d = Vec::new();
+        for (p, before) in self.paths.iter().zip(&self.s_sigs) {
+            let now = full_sig(
+                &if p == "." {
+                    s_mnt.to_path_buf()
+                } else {
+                    s_mnt.join(p)
+                },
+                false,
+            );
+            if now != *before {
+                d.push(format!("lstat {p}: [{before}] -> [{now}]"));
+            }
+        }
+        let now = layer_state(s_up);
+        let names: std::collections::BTreeSet<&String> =
+            self.s_upper.keys().chain(now.keys()).collect();
+        for k in names {
+            let (a, b) = (self.s_upper.get(k), now.get(k));
+            if a != b {
+                d.push(format!("upper {k}: {a:?} -> {b:?}"));
+            }
+        }
+        if d.is_empty() {
+            Ok(())
+        } else {
+            Err(d.join("\n  "))
+        }
+    }
+
+    /// The kernel after the failed rename: each name watched as before, but for the
+    /// documented copy-up side effects on directories: st_nlink 1 where the rename
+    /// copied the directory up (now in the upper, not before), and mtime (ctime is not
+    /// compared) where it copied up the directory or one in it, and on the source's
+    /// parent. Those directories are remembered.
+    fn check_kernel(
+        &self,
+        k_mnt: &Path,
+        k_up: &Path,
+        known: &mut FailedRenameCopyUps,
+    ) -> Result<(), String> {
+        let at = |root: &Path, p: &str| {
+            if p == "." {
+                root.to_path_buf()
+            } else {
+                root.join(p)
+            }
+        };
+        let copied: Vec<bool> = self
+            .k_real
+            .iter()
+            .zip(&self.k_upper_dir)
+            .map(|(r, &was)| !was && is_dir_at(&at(k_up, r)))
+            .collect();
+        // Where the kernel may change a directory's mtime: the source's parent, a
+        // directory this rename copied up, or the parent of one.
+        let mtime_may_change = |real: &str| {
+            real == self.k_from_parent
+                || self
+                    .k_real
+                    .iter()
+                    .zip(&copied)
+                    .any(|(r, &c)| c && (r == real || parent_of(r) == real))
+        };
+        let mut d = Vec::new();
+        let mut changed = Vec::new();
+        for (i, p) in self.paths.iter().enumerate() {
+            let now = lstat(&at(k_mnt, p)).map_err(|e| e.raw_os_error().unwrap_or(-1));
+            match (&self.k_stats[i], &now) {
+                (Err(a), Err(b)) if a == b => {}
+                (Ok(a), Ok(b)) => {
+                    let (na, nb) = (
+                        format!("{} ino={}", sig_of(a, true), a.st_ino),
+                        format!("{} ino={}", sig_of(b, true), b.st_ino),
+                    );
+                    let dir = kind_of(a.st_mode) == 'd';
+                    let nlink = a.st_nlink != b.st_nlink;
+                    let mtime = (a.st_mtime, a.st_mtime_nsec) != (b.st_mtime, b.st_mtime_nsec);
+                    if na != nb {
+                        d.push(format!("lstat {p}: [{na}] -> [{nb}]"));
+                    } else if !dir && mtime {
+                        d.push(format!("lstat {p}: mtime changed"));
+                    } else if dir && nlink && !(b.st_nlink == 1 && copied[i]) {
+                        d.push(format!(
+                            "lstat {p}: st_nlink {} -> {} (copied up: {})",
+                            a.st_nlink, b.st_nlink, copied[i]
+                        ));
+                    } else if dir && mtime && !mtime_may_change(&self.k_real[i]) {
+                        d.push(format!(
+                            "lstat {p}: mtime changed (not the source's parent, nor copied up or a copy's parent)"
+                        ));
+                    } else if dir && (nlink || mtime) {
+                        changed.push(b.st_ino);
+                    }
+                }
+                (a, b) => d.push(format!(
+                    "lstat {p}: {:?} -> {:?}",
+                    a.err(),
+                    b.as_ref().err()
+                )),
+            }
+        }
+        if !d.is_empty() {
+            return Err(d.join("\n  "));
+        }
+        if !changed.is_empty() {
+            known.renames += 1;
+            known.k_dirs.extend(changed);
+        }
+        Ok(())
+    }
+}
+
+impl FailedRenameCopyUps {
+    /// Tree comparison (`s_tree` and `k_tree`, the latter of the kernel mount's
+    /// `k_at`): for the directories a failed rename copied up on the kernel side, where
+    /// the kernel's st_nlink is 1 (merged) or its mtime is new (the copy-up's) while
+    /// strata's is the old one, gives the kernel's node strata's value (the kernel's
+    /// tree, as strata's final tree is compared again later). Everything else stays
+    /// compared.
+    fn reconcile(&mut self, s_tree: &Tree, k_tree: &mut Tree, k_mnt: &Path, k_at: &str) {
+        if self.k_dirs.is_empty() {
+            return;
+        }
+        for (p, kn) in k_tree.nodes.iter_mut() {
+            let Some(sn) = s_tree.nodes.get(p) else {
+                continue;
+            };
+            if kn.kind != 'd' || sn.kind != 'd' {
+                continue;
+            }
+            let kp = if k_at.is_empty() {
+                p.clone()
+            } else {
+                format!("{k_at}/{p}")
+            };
+            if !lstat(&k_mnt.join(kp)).is_ok_and(|k| self.k_dirs.contains(&k.st_ino)) {
+                continue;
+            }
+            let mut used = false;
+            if kn.nlink == Some(1) && sn.nlink.is_some() && sn.nlink != kn.nlink {
+                kn.nlink = sn.nlink;
+                used = true;
+            }
+            let new = Some((-1, 0));
+            if kn.mtime == new && sn.mtime.is_some() && sn.mtime != new {
+                kn.mtime = sn.mtime;
+                used = true;
+            }
+            if used {
+                self.tolerated += 1;
+            }
+        }
+    }
+}
+
 fn is_whiteout_st(st: &libc::stat) -> bool {
     kind_of(st.st_mode) == 'c' && st.st_rdev == 0
 }
@@ -2101,8 +2459,12 @@ fn check_case(mode: KernelMode, text: &str) {
     assert_eq!(parse_case(&c.to_string()), c, "case text round trip");
     match run_case(&c, mode) {
         Ok(s) => eprintln!(
-            "st_nlink checked against strata's documented hard-link behaviour: {} times",
-            s.nlink_documented
+            "st_nlink checked against strata's documented hard-link behaviour: {} times; \
+             failed renames: {} (strata unchanged), {} with kernel copy-ups, {} tree nodes tolerated",
+            s.nlink_documented,
+            s.failed_renames,
+            s.failed_rename_copyups,
+            s.failed_rename_tolerated
         ),
         Err(f) => panic!(
             "strata differs from kernel overlayfs: {}\ncase:\n{c}",
@@ -2142,6 +2504,9 @@ fn run_many(suite: &str, mode: KernelMode, default_cases: usize) {
                 total.exdev_renames += s.exdev_renames;
                 total.ops_cut += s.ops_cut;
                 total.nlink_documented += s.nlink_documented;
+                total.failed_renames += s.failed_renames;
+                total.failed_rename_copyups += s.failed_rename_copyups;
+                total.failed_rename_tolerated += s.failed_rename_tolerated;
             }
             Err(f) => {
                 total.ops += f.op_index.map(|i| i + 1).unwrap_or(c.ops.len());
@@ -2172,11 +2537,14 @@ fn run_many(suite: &str, mode: KernelMode, default_cases: usize) {
         }
     }
     let line = format!(
-        "{suite} ({mode:?}): {cases} cases, {} operations ({} EXDEV renames checked, {} operations cut after replays; st_nlink checked against strata's documented hard-link behaviour: {} times), {} failures, seeds {base}..{}, {:.1}s",
+        "{suite} ({mode:?}): {cases} cases, {} operations ({} EXDEV renames checked, {} operations cut after replays; st_nlink checked against strata's documented hard-link behaviour: {} times; failed renames checked unchanged in strata: {}, kernel copy-ups on failed renames accepted: {} times, tolerated in {} tree nodes), {} failures, seeds {base}..{}, {:.1}s",
         total.ops,
         total.exdev_renames,
         total.ops_cut,
         total.nlink_documented,
+        total.failed_renames,
+        total.failed_rename_copyups,
+        total.failed_rename_tolerated,
         failures.len(),
         base + cases as u64,
         start.elapsed().as_secs_f64()
@@ -2219,6 +2587,26 @@ fn tester_detects_a_difference() {
         true,
     );
     assert_eq!(d.len(), 1, "{d:?}");
+}
+
+/// Sanity: `RenameWatch::check_strata` notices a change in strata's upper layer that
+/// the mount itself does not show (a copy-up of a directory hidden by attribute caching:
+/// here the "mount" is a plain directory and the "upper" gets a new directory).
+#[test]
+fn failed_rename_check_sees_upper_changes() {
+    let scratch = Scratch::new("diffself");
+    let (mnt, up) = (scratch.dir("m"), scratch.dir("u"));
+    fs::create_dir_all(mnt.join("b/c")).unwrap();
+    fs::create_dir_all(mnt.join("c/d")).unwrap();
+    let w = RenameWatch::before(&mnt, &up, &mnt, &up, "b/c", "c");
+    assert!(w.check_strata(&mnt, &up).is_ok());
+    mkdir(&up.join("b"), 0o755).unwrap();
+    let e = w.check_strata(&mnt, &up).unwrap_err();
+    assert!(e.contains("upper b:"), "{e}");
+    rmdir(&up.join("b")).unwrap();
+    utimensat(&mnt.join("b"), (1, 0), (1, 0), 0).unwrap();
+    let e = w.check_strata(&mnt, &up).unwrap_err();
+    assert!(e.contains("lstat b:"), "{e}");
 }
 
 // ---------------------------------------------------------------------------------
@@ -2548,6 +2936,53 @@ mod regressions {
             symlink d a
             rename a/d a exchange
             ls a
+        "#,
+        );
+    }
+
+    /// Documented difference (README, "Differences from kernel overlayfs": a rename
+    /// that fails changes nothing). `rename c d` fails with ENOTEMPTY on both sides
+    /// (`d` holds `c`), but only once the kernel has copied up the lower directory `c`:
+    /// it shows as merged (st_nlink 1; strata: the lower's 3). The tester checks that
+    /// strata changed nothing (`RenameWatch::check_strata`), accepts that copy-up on
+    /// the kernel side (`check_kernel`) and tolerates `c`'s st_nlink afterwards
+    /// (`FailedRenameCopyUps::reconcile`), here at the final comparison.
+    ///
+    /// Had strata copied `c` up too (as the kernel does), `check_strata` would fail at
+    /// the rename itself, whatever its attribute cache shows through the mount: its
+    /// upper layer would hold a new `c` (with its `trusted.overlay.*` xattrs) that
+    /// `layer_state` did not record before the rename; so would a changed parent, a
+    /// redirect or a whiteout. `check_strata` compares the lstat of `c`, `d`, their
+    /// parents and their resolved names (every field but atime) the same way.
+    #[test]
+    fn failed_rename_kernel_copies_up_source() {
+        check_case(
+            KernelMode::Redirect,
+            r#"
+            layers 1
+            0 opaque c/c
+            mkdir d 755
+            mkdir d/c 555
+            rename c d 0
+        "#,
+        );
+    }
+
+    /// Same difference, one level down: the kernel copies up `b` and `b/c` before the
+    /// rename fails (ENOTEMPTY: `c` holds `d`): both show as merged (st_nlink 1) and
+    /// `b`'s mtime is the copy-up's. `b` keeps those differences to the end. If strata
+    /// changed `b` or `b/c` (copy-up, mtime), `check_strata` would see it at the
+    /// rename, in the lstat through the mount or in the upper layer.
+    #[test]
+    fn failed_rename_kernel_copies_up_parents() {
+        check_case(
+            KernelMode::Redirect,
+            r#"
+            layers 1
+            0 dir b/c 755
+            mkdir c 777
+            symlink nowhere c/d
+            rename b/c c 0
         "#,
         );
     }
