@@ -156,7 +156,12 @@ impl Node {
 struct Tables {
     nodes: HashMap<u64, Arc<Node>>,
     by_key: HashMap<Key, u64>,
+    /// The nodes the kernel forgot last, newest last (see `revive`).
+    forgotten: std::collections::VecDeque<Arc<Node>>,
 }
+
+/// How many forgotten nodes `revive` can still bring back.
+const FORGOTTEN_KEPT: usize = 256;
 
 pub struct InodeTable {
     tables: RwLock<Tables>,
@@ -318,7 +323,32 @@ impl InodeTable {
             if t.by_key.get(&key) == Some(&id) {
                 t.by_key.remove(&key);
             }
+            // Kept for `revive`, without its fd: a removed object's inode
+            // number must be free for reuse.
+            node.state().orphan = None;
+            if t.forgotten.len() == FORGOTTEN_KEPT {
+                t.forgotten.pop_front();
+            }
+            t.forgotten.push_back(node);
         }
+    }
+
+    /// A node the kernel names after forgetting all its lookups. With
+    /// `timeout=0` and renames racing, the kernel does this now and then (its
+    /// FORGET carries every lookup strata gave out, then a request for the node
+    /// follows). Rather than ESTALE, the recently forgotten node answers again,
+    /// with no lookups of its own (the kernel's next FORGET drops it again).
+    pub fn revive(&self, id: u64) -> Option<Arc<Node>> {
+        let mut t = self.tables.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(node) = t.nodes.get(&id) {
+            return Some(node.clone());
+        }
+        let at = t.forgotten.iter().rposition(|n| n.id == id)?;
+        let node = t.forgotten.remove(at)?;
+        node.lookups.store(0, Ordering::Relaxed);
+        t.nodes.insert(id, node.clone());
+        log::warn!("node {id}: named by the kernel after its FORGET; revived");
+        Some(node)
     }
 
     /// Merged path of a node, relative to the union root; None once unlinked.
@@ -432,4 +462,59 @@ pub fn swap_names(a: &Node, pa: u64, na: &OsStr, b: &Node, pb: u64, nb: &OsStr) 
     }
     move_name(a, pa, na, pb, nb);
     move_name(b, pb, nb, pa, na);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(name: &str) -> NodeState {
+        NodeState {
+            parent: ROOT_ID,
+            name: name.into(),
+            aliases: Vec::new(),
+            upper: true,
+            lowers: Vec::new(),
+            unlinked: false,
+            orphan: None,
+            metacopy: false,
+            key: Key::Upper(0),
+        }
+    }
+
+    #[test]
+    fn a_forgotten_node_is_revived_by_id_and_forgotten_again() {
+        let t = InodeTable::new(state(""));
+        let key = Key::Upper(42);
+        let a = t.lookup_or_insert(key.clone(), libc::S_IFDIR, 7, || state("a"));
+        t.lookup_or_insert(key.clone(), libc::S_IFDIR, 7, || state("a"));
+        t.forget(a.id, 2);
+        assert!(t.get(a.id).is_none(), "all lookups forgotten");
+        let b = t.revive(a.id).expect("a recently forgotten node");
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(t.get(a.id).is_some());
+        assert!(
+            t.find(&key).is_none(),
+            "revived by id only, not by identity"
+        );
+        // The kernel's next FORGET (of lookups strata never counted) drops it.
+        t.forget(a.id, 1);
+        assert!(t.get(a.id).is_none());
+        assert!(t.revive(12345).is_none(), "never known");
+    }
+
+    #[test]
+    fn only_the_last_forgotten_nodes_are_kept() {
+        let t = InodeTable::new(state(""));
+        let ids: Vec<u64> = (0..FORGOTTEN_KEPT as u64 + 10)
+            .map(|i| {
+                let n =
+                    t.lookup_or_insert(Key::Upper(100 + i), libc::S_IFREG, 1000 + i, || state("f"));
+                t.forget(n.id, 1);
+                n.id
+            })
+            .collect();
+        assert!(t.revive(ids[0]).is_none(), "the oldest is gone");
+        assert!(t.revive(ids[ids.len() - 1]).is_some());
+    }
 }

@@ -193,10 +193,13 @@ impl Union {
     }
 
     pub fn node(&self, id: u64) -> OpResult<Arc<Node>> {
-        self.inodes.get(id).ok_or_else(|| {
-            log::warn!("node {id}: not known (forgotten?)");
-            libc::ESTALE
-        })
+        self.inodes
+            .get(id)
+            .or_else(|| self.inodes.revive(id))
+            .ok_or_else(|| {
+                log::warn!("node {id}: not known");
+                libc::ESTALE
+            })
     }
 
     /// Merged path of a live node, ENOENT once it was unlinked.

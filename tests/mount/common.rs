@@ -772,10 +772,14 @@ static KCOUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::
 pub fn strata() -> Command {
     let mut c = Command::new(STRATA);
     c.env_remove("RUST_LOG");
-    // STRATA_TEST_LOG=PREFIX: every daemon logs each FUSE op to PREFIX.<test pid>.
+    // STRATA_TEST_LOG=PREFIX: every daemon logs each FUSE op to PREFIX.<test pid>
+    // (STRATA_TEST_LOG_LEVEL=strata=warn for less).
     if let Ok(f) = std::env::var("STRATA_TEST_LOG") {
-        c.env("RUST_LOG", "strata=debug")
-            .env("STRATA_LOG_FILE", format!("{f}.{}", std::process::id()));
+        c.env(
+            "RUST_LOG",
+            std::env::var("STRATA_TEST_LOG_LEVEL").unwrap_or("strata=debug".into()),
+        )
+        .env("STRATA_LOG_FILE", format!("{f}.{}", std::process::id()));
     }
     c
 }
