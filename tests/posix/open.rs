@@ -359,9 +359,7 @@ both!(etxtbsy_while_running, |o| {
         std::fs::copy("/bin/sleep", m.root.join("prog")).unwrap();
         chmod(&m.root.join("prog"), 0o755).unwrap();
     });
-    let mut child = std::process::Command::new(f.p("prog"))
-        .arg("30")
-        .spawn()
+    let mut child = spawn_fresh_program(std::process::Command::new(f.p("prog")).arg("30"))
         .expect("run a program from the mount");
     // Wait until the program runs (its exe link points at the file).
     let pid = child.id();

@@ -387,23 +387,49 @@ pub fn as_user<T: Send + 'static>(
     .unwrap_or_else(|e| std::panic::resume_unwind(e))
 }
 
+/// Spawns a program that this process has just written. A child that another
+/// test thread forks at that moment holds a copy of the writer's fd until it
+/// execs, and exec of the program fails with ETXTBSY meanwhile: retry for a while.
+pub fn spawn_fresh_program(cmd: &mut Command) -> io::Result<Child> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match cmd.spawn() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            r => return r,
+        }
+    }
+}
+
+// getpwnam/getgrnam return a static buffer that a test on another thread may
+// overwrite (u2() once came back as u1, and a permission test "passed" for the
+// owner): the _r forms fill a buffer of the caller's.
 pub fn user_id(name: &str) -> (u32, u32) {
     let c = CString::new(name).unwrap();
-    let pw = unsafe { libc::getpwnam(c.as_ptr()) };
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; 16384];
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    let r =
+        unsafe { libc::getpwnam_r(c.as_ptr(), &mut pw, buf.as_mut_ptr(), buf.len(), &mut found) };
     assert!(
-        !pw.is_null(),
+        r == 0 && !found.is_null(),
         "user {name} missing: run scripts/setup as root"
     );
-    unsafe { ((*pw).pw_uid, (*pw).pw_gid) }
+    (pw.pw_uid, pw.pw_gid)
 }
 pub fn group_id(name: &str) -> u32 {
     let c = CString::new(name).unwrap();
-    let gr = unsafe { libc::getgrnam(c.as_ptr()) };
+    let mut gr: libc::group = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; 16384];
+    let mut found: *mut libc::group = std::ptr::null_mut();
+    let r =
+        unsafe { libc::getgrnam_r(c.as_ptr(), &mut gr, buf.as_mut_ptr(), buf.len(), &mut found) };
     assert!(
-        !gr.is_null(),
+        r == 0 && !found.is_null(),
         "group {name} missing: run scripts/setup as root"
     );
-    unsafe { (*gr).gr_gid }
+    gr.gr_gid
 }
 
 // ---------------------------------------------------------------------------------
