@@ -366,6 +366,32 @@ pub fn utimens_at(
     Ok(())
 }
 
+/// fchown of an open file. `u32::MAX` leaves an id unchanged.
+pub fn fchown(fd: BorrowedFd, uid: u32, gid: u32) -> io::Result<()> {
+    cvt(unsafe { libc::fchown(fd.as_raw_fd(), uid, gid) })?;
+    Ok(())
+}
+
+pub fn fchmod(fd: BorrowedFd, mode: u32) -> io::Result<()> {
+    cvt(unsafe { libc::fchmod(fd.as_raw_fd(), mode as libc::mode_t) })?;
+    Ok(())
+}
+
+/// futimens; None leaves a time unchanged.
+pub fn futimens(
+    fd: BorrowedFd,
+    atime: Option<libc::timespec>,
+    mtime: Option<libc::timespec>,
+) -> io::Result<()> {
+    let omit = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: libc::UTIME_OMIT,
+    };
+    let times = [atime.unwrap_or(omit), mtime.unwrap_or(omit)];
+    cvt(unsafe { libc::futimens(fd.as_raw_fd(), times.as_ptr()) })?;
+    Ok(())
+}
+
 pub fn ftruncate(fd: BorrowedFd, size: u64) -> io::Result<()> {
     cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), size as libc::off_t) })?;
     Ok(())

@@ -197,31 +197,57 @@ impl Union {
             || req.mtime.is_some();
         if meta {
             self.copy_up(node, CopyData::Meta)?;
-            let at = self.upper_at(node)?;
-            if req.uid.is_some() || req.gid.is_some() {
-                sys::chown_at(
-                    at.dir(),
-                    &at.name,
-                    req.uid.unwrap_or(u32::MAX),
-                    req.gid.unwrap_or(u32::MAX),
-                )
-                .map_err(err)?;
-            }
-            if let Some(mode) = req.mode {
-                if node.kind != libc::S_IFLNK {
-                    sys::chmod_at(at.dir(), &at.name, mode & 0o7777).map_err(err)?;
-                }
-            }
-            if req.atime.is_some() || req.mtime.is_some() {
-                sys::utimens_at(
-                    at.dir(),
-                    &at.name,
-                    req.atime.map(to_timespec),
-                    req.mtime.map(to_timespec),
-                )
-                .map_err(err)?;
-            }
+            match self.upper_at(node) {
+                Ok(at) => set_meta_at(&at, node.kind, &req),
+                // Unlinked but open: with the writeback cache the kernel
+                // writes the file's times back through its handle at fsync
+                // and close.
+                Err(libc::ENOENT) if fd.is_some() => fd.map_or(Ok(()), |fd| set_meta_fd(fd, &req)),
+                Err(e) => Err(e),
+            }?;
         }
         self.getattr(node, fd)
     }
+}
+
+/// The owner, mode and times of `req`, set on the upper object at `at`.
+fn set_meta_at(at: &super::At, kind: u32, req: &SetAttr) -> OpResult<()> {
+    if req.uid.is_some() || req.gid.is_some() {
+        sys::chown_at(
+            at.dir(),
+            &at.name,
+            req.uid.unwrap_or(u32::MAX),
+            req.gid.unwrap_or(u32::MAX),
+        )
+        .map_err(err)?;
+    }
+    if let Some(mode) = req.mode {
+        if kind != libc::S_IFLNK {
+            sys::chmod_at(at.dir(), &at.name, mode & 0o7777).map_err(err)?;
+        }
+    }
+    if req.atime.is_some() || req.mtime.is_some() {
+        sys::utimens_at(
+            at.dir(),
+            &at.name,
+            req.atime.map(to_timespec),
+            req.mtime.map(to_timespec),
+        )
+        .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// The same, through an open upper file.
+fn set_meta_fd(fd: BorrowedFd, req: &SetAttr) -> OpResult<()> {
+    if req.uid.is_some() || req.gid.is_some() {
+        sys::fchown(fd, req.uid.unwrap_or(u32::MAX), req.gid.unwrap_or(u32::MAX)).map_err(err)?;
+    }
+    if let Some(mode) = req.mode {
+        sys::fchmod(fd, mode & 0o7777).map_err(err)?;
+    }
+    if req.atime.is_some() || req.mtime.is_some() {
+        sys::futimens(fd, req.atime.map(to_timespec), req.mtime.map(to_timespec)).map_err(err)?;
+    }
+    Ok(())
 }

@@ -66,6 +66,27 @@ impl StrataFs {
         }
     }
 
+    /// The open file of `fh` when its fd is on the node's current object:
+    /// not when it was opened on a lower file that has been copied up since,
+    /// and, for changes (`upper_only`), only when it is on the upper file.
+    fn current_file(
+        &self,
+        fh: FileHandle,
+        node: &super::inode::Node,
+        upper_only: bool,
+    ) -> Option<Arc<Handle>> {
+        let h = self.file_fd(fh).ok()?;
+        if let Handle::File {
+            from_lower: true, ..
+        } = &*h
+        {
+            if upper_only || node.state().upper {
+                return None;
+            }
+        }
+        Some(h)
+    }
+
     /// The fd to read from: the handle's own, or the upper file when the
     /// handle was opened on a lower file that has been copied up since.
     fn read_fd(&self, fh: FileHandle) -> OpResult<ReadFd> {
@@ -222,11 +243,9 @@ impl fuser::Filesystem for StrataFs {
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
         log::debug!("getattr {}", ino.0);
         let _paths = self.union.paths_stable();
-        let res = self.union.node(ino.0).and_then(|node| match fh {
-            Some(fh) if self.file_fd(fh).is_ok() => {
-                self.with_fd(fh, |fd| self.union.getattr(&node, Some(fd)))
-            }
-            _ => self.union.getattr(&node, None),
+        let res = self.union.node(ino.0).and_then(|node| {
+            let h = fh.and_then(|fh| self.current_file(fh, &node, false));
+            self.union.getattr(&node, h.as_deref().and_then(Handle::fd))
         });
         match res {
             Ok(attr) => reply.attr(&self.union.ttl, &attr),
@@ -264,11 +283,10 @@ impl fuser::Filesystem for StrataFs {
             atime,
             mtime,
         };
-        let res = self.union.node(ino.0).and_then(|node| match fh {
-            Some(fh) if size.is_some() && self.file_fd(fh).is_ok() => {
-                self.with_fd(fh, |fd| self.union.setattr(&node, req, Some(fd)))
-            }
-            _ => self.union.setattr(&node, req, None),
+        let res = self.union.node(ino.0).and_then(|node| {
+            let h = fh.and_then(|fh| self.current_file(fh, &node, true));
+            self.union
+                .setattr(&node, req, h.as_deref().and_then(Handle::fd))
         });
         match res {
             Ok(attr) => reply.attr(&self.union.ttl, &attr),

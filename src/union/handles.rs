@@ -1,7 +1,7 @@
 //! Open file and directory handles.
 
 use std::collections::HashMap;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -29,6 +29,16 @@ pub enum Handle {
     },
     /// An open directory: its merged listing, made at opendir (or rewind).
     Dir { items: Mutex<Option<Vec<DirItem>>> },
+}
+
+impl Handle {
+    /// The backing fd of a file handle.
+    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
+        match self {
+            Handle::File { fd, .. } => Some(fd.as_fd()),
+            Handle::Dir { .. } => None,
+        }
+    }
 }
 
 #[derive(Default)]

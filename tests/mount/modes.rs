@@ -333,3 +333,35 @@ fn fsname_and_threads_options() {
 fn data_paths_without_kernel_caching() {
     data_paths("timeout=0");
 }
+
+/// With the writeback cache the kernel writes the times of a file back with a
+/// SETATTR at fsync and close; for an unlinked open file that SETATTR must act
+/// on the open file, not fail because the name is gone.
+#[test]
+fn unlinked_open_files_fsync_and_close_cleanly_with_writeback() {
+    let lay = Layout::new(1);
+    write(lay.l(0, "lower"), "lower data");
+    let _m = lay.mount_with("passthrough=off,writeback=on");
+    write(lay.m("made"), "made here");
+    for name in ["lower", "made"] {
+        let mut f = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(lay.m(name))
+            .unwrap();
+        fs::remove_file(lay.m(name)).unwrap();
+        f.seek(SeekFrom::End(0)).unwrap();
+        f.write_all(b"+more").unwrap();
+        f.sync_all()
+            .unwrap_or_else(|e| panic!("fsync of unlinked {name}: {e}"));
+        f.write_all(b"!").unwrap();
+        let fd = std::os::fd::IntoRawFd::into_raw_fd(f);
+        let r = unsafe { libc::close(fd) };
+        assert_eq!(
+            r,
+            0,
+            "close of unlinked {name}: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
