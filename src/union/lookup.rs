@@ -330,11 +330,17 @@ impl Union {
         {
             let mut st = node.state();
             // The layers below may be learnt better now (e.g. after a rename).
-            st.upper = r.upper;
+            // A resolution that saw no upper may predate a copy-up that ran
+            // meanwhile (copy-up does not hold the directory): a node that is
+            // in the upper stays there while it is linked.
+            let stale = !r.upper && st.upper && !st.unlinked;
             if r.is_dir() || st.lowers.is_empty() {
                 st.lowers = r.lowers.clone();
             }
-            st.metacopy = r.metacopy;
+            if !stale {
+                st.upper = r.upper;
+                st.metacopy = r.metacopy;
+            }
             if st.unlinked {
                 st.unlinked = false;
                 st.orphan = None;
