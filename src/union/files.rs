@@ -9,8 +9,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 impl Union {
-    /// Opens the backing file of `node` for an open(2) with `flags`.
-    pub fn open_file(&self, node: &Arc<Node>, flags: i32) -> OpResult<OwnedFd> {
+    /// Opens the backing file of `node` for an open(2) with `flags`. The flag
+    /// says whether the fd may be on a lower file (see `Handle::File`).
+    pub fn open_file(&self, node: &Arc<Node>, flags: i32) -> OpResult<(OwnedFd, bool)> {
         let writes = flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
         let _paths = self.paths_stable();
         if writes {
@@ -24,6 +25,12 @@ impl Union {
             // A write may drop security.capability of the file.
             self.forget_xattrs(node);
         }
+        // Read before locating: a copy-up finishing in between then leaves
+        // an upper fd marked as maybe-lower (harmless), never the reverse.
+        let from_lower = {
+            let st = node.state();
+            !st.upper || st.metacopy
+        };
         let at = if writes {
             self.locate(node)?
         } else {
@@ -31,9 +38,11 @@ impl Union {
         };
         let bflags = self.backing_flags(flags);
         if at.name.is_empty() && !node.is_dir() {
-            return sys::reopen(at.dir(), bflags).map_err(err);
+            return sys::reopen(at.dir(), bflags)
+                .map(|fd| (fd, from_lower))
+                .map_err(err);
         }
-        match sys::open_beneath(at.dir(), Path::new(&at.name), bflags, 0) {
+        let fd = match sys::open_beneath(at.dir(), Path::new(&at.name), bflags, 0) {
             // The read half was only for the writeback cache; a file the
             // daemon may not read is still opened as asked.
             Err(e)
@@ -49,7 +58,8 @@ impl Union {
                 .map_err(err)
             }
             r => r.map_err(err),
-        }
+        }?;
+        Ok((fd, from_lower))
     }
 
     /// Flags for the backing file of an open(2) through the mount. With the

@@ -453,13 +453,9 @@ impl fuser::Filesystem for StrataFs {
             .node(ino.0)
             .and_then(|n| self.union.open_file(&n, flags.0).map(|fd| (n, fd)))
         {
-            Ok((node, fd)) => {
+            Ok((node, (fd, from_lower))) => {
                 let mode = self.union.open_mode(&node, |b| reply.open_backing(b));
                 let (backing, flags) = open_reply_parts(&mode);
-                let from_lower = {
-                    let st = node.state();
-                    !st.upper || st.metacopy
-                };
                 let fh = self.union.handles.insert(Handle::File {
                     fd,
                     node: ino.0,
