@@ -403,11 +403,11 @@ pub fn run(cmd: &mut Command) -> CmdOut {
     }
 }
 
-/// Runs the command made by `mk`, again (up to 2 s) while it fails with "busy": an
+/// Runs the command made by `mk`, again (up to 10 s) while it fails with "busy": an
 /// unmount may race with another test thread's fork() holding a copy of our fds.
 pub fn run_retry_busy<F: Fn() -> Command>(mk: F) -> CmdOut {
     let mut out = run(&mut mk());
-    for _ in 0..20 {
+    for _ in 0..100 {
         if out.ok() || !out.stderr.to_lowercase().contains("busy") {
             break;
         }
@@ -864,7 +864,7 @@ impl Mount {
         // Another test thread's fork() may hold a copy of one of our (close-on-exec)
         // fds for a moment before its exec: retry a transient EBUSY a few times.
         let mut out = run(strata().arg("umount").arg(&self.mnt));
-        for _ in 0..20 {
+        for _ in 0..100 {
             if out.ok() || !out.stderr.to_lowercase().contains("busy") {
                 break;
             }
@@ -991,7 +991,7 @@ impl KernelOverlay {
     #[track_caller]
     pub fn umount(mut self) {
         let mut out = run(Command::new("umount").arg(&self.mnt));
-        for _ in 0..20 {
+        for _ in 0..100 {
             if out.ok() || !out.stderr.to_lowercase().contains("busy") {
                 break;
             }
