@@ -197,13 +197,13 @@ impl Union {
             || req.mtime.is_some();
         if meta {
             self.copy_up(node, CopyData::Meta)?;
-            match self.upper_at(node) {
-                Ok(at) => set_meta_at(&at, node.kind, &req),
+            match (self.upper_at(node), fd) {
+                (Ok(at), _) => set_meta_at(&at, node.kind, &req),
                 // Unlinked but open: with the writeback cache the kernel
                 // writes the file's times back through its handle at fsync
                 // and close.
-                Err(libc::ENOENT) if fd.is_some() => fd.map_or(Ok(()), |fd| set_meta_fd(fd, &req)),
-                Err(e) => Err(e),
+                (Err(libc::ENOENT), Some(fd)) => set_meta_fd(fd, &req),
+                (Err(e), _) => Err(e),
             }?;
         }
         self.getattr(node, fd)
