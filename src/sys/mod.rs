@@ -338,6 +338,15 @@ pub fn chmod_at(dir: BorrowedFd, name: &OsStr, mode: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// The (atime, mtime) array of utimensat/futimens; None is UTIME_OMIT.
+fn utime_pair(atime: Option<libc::timespec>, mtime: Option<libc::timespec>) -> [libc::timespec; 2] {
+    let omit = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: libc::UTIME_OMIT,
+    };
+    [atime.unwrap_or(omit), mtime.unwrap_or(omit)]
+}
+
 /// utimensat without following a symlink; None leaves a time unchanged.
 pub fn utimens_at(
     dir: BorrowedFd,
@@ -345,11 +354,7 @@ pub fn utimens_at(
     atime: Option<libc::timespec>,
     mtime: Option<libc::timespec>,
 ) -> io::Result<()> {
-    let omit = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: libc::UTIME_OMIT,
-    };
-    let times = [atime.unwrap_or(omit), mtime.unwrap_or(omit)];
+    let times = utime_pair(atime, mtime);
     let c = cstr(if name.is_empty() {
         OsStr::new(".")
     } else {
@@ -383,11 +388,7 @@ pub fn futimens(
     atime: Option<libc::timespec>,
     mtime: Option<libc::timespec>,
 ) -> io::Result<()> {
-    let omit = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: libc::UTIME_OMIT,
-    };
-    let times = [atime.unwrap_or(omit), mtime.unwrap_or(omit)];
+    let times = utime_pair(atime, mtime);
     cvt(unsafe { libc::futimens(fd.as_raw_fd(), times.as_ptr()) })?;
     Ok(())
 }
