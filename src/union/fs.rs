@@ -60,10 +60,7 @@ impl StrataFs {
 
     fn with_fd<T>(&self, fh: FileHandle, f: impl FnOnce(BorrowedFd) -> OpResult<T>) -> OpResult<T> {
         let h = self.file_fd(fh)?;
-        match &*h {
-            Handle::File { fd, .. } => f(fd.as_fd()),
-            Handle::Dir { .. } => Err(libc::EBADF),
-        }
+        f(h.fd().ok_or(libc::EBADF)?)
     }
 
     /// The open file of `fh` when its fd is on the node's current object:

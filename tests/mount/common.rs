@@ -861,16 +861,11 @@ impl Mount {
     #[track_caller]
     pub fn umount(mut self) {
         self.pids.extend(procs_with_arg(&self.mnt));
-        // Another test thread's fork() may hold a copy of one of our (close-on-exec)
-        // fds for a moment before its exec: retry a transient EBUSY a few times.
-        let mut out = run(strata().arg("umount").arg(&self.mnt));
-        for _ in 0..100 {
-            if out.ok() || !out.stderr.to_lowercase().contains("busy") {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-            out = run(strata().arg("umount").arg(&self.mnt));
-        }
+        let out = run_retry_busy(|| {
+            let mut c = strata();
+            c.arg("umount").arg(&self.mnt);
+            c
+        });
         assert!(
             out.ok(),
             "strata umount {} failed: {:?}\nstderr: {}",
@@ -990,14 +985,11 @@ impl KernelOverlay {
     }
     #[track_caller]
     pub fn umount(mut self) {
-        let mut out = run(Command::new("umount").arg(&self.mnt));
-        for _ in 0..100 {
-            if out.ok() || !out.stderr.to_lowercase().contains("busy") {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-            out = run(Command::new("umount").arg(&self.mnt));
-        }
+        let out = run_retry_busy(|| {
+            let mut c = Command::new("umount");
+            c.arg(&self.mnt);
+            c
+        });
         assert!(out.ok(), "umount {}: {}", self.mnt.display(), out.stderr);
         self.done = true;
     }
