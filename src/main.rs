@@ -1,12 +1,5 @@
-//! strata: a union filesystem over FUSE with kernel-overlayfs semantics,
-//! and a small launcher that runs commands inside the layers.
-
-mod cli;
-mod daemon;
-mod launcher;
-mod sys;
-mod union;
+//! The `strata` binary: everything is in the library; `cli` parses argv.
 
 fn main() {
-    std::process::exit(cli::main());
+    std::process::exit(strata::cli::main());
 }

@@ -1,7 +1,11 @@
-//! Command-line interface: one binary, one subcommand per concern.
+//! The command line: the only code that knows clap, argv spelling, exit codes
+//! and the terminal. Each subcommand parses its arguments into the library's own
+//! types (`daemon::MountConfig`, `launcher::Spec`) and maps the result to an
+//! exit code.
 
-pub mod mount;
-pub mod options;
+mod mount;
+mod options;
+mod run;
 
 use clap::{Parser, Subcommand};
 
@@ -23,7 +27,7 @@ enum Command {
     /// Unmount a strata (or any FUSE) mount
     Umount(mount::UmountArgs),
     /// Run a command inside the layers, in new namespaces, under cgroup limits
-    Run(crate::launcher::RunArgs),
+    Run(run::RunArgs),
 }
 
 /// Parses the command line and runs the subcommand; returns the exit code.
@@ -32,7 +36,7 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Mount(args) => mount::mount_main(args),
         Command::Umount(args) => mount::umount_main(args),
-        Command::Run(args) => crate::launcher::run_main(args),
+        Command::Run(args) => run::run_main(args),
     }
 }
 

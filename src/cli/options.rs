@@ -1,44 +1,19 @@
-//! Parsing of `-o` mount options, in the kernel overlayfs / fuse-overlayfs dialect.
+//! Parsing of `-o` mount options, in the kernel overlayfs / fuse-overlayfs dialect,
+//! into a `daemon::MountConfig` (the union's `Config` and the FUSE session's options).
 //!
 //! Options are comma separated; a backslash escapes the next character, so
 //! `\,` and `\:` put commas and colons inside paths, as the kernel allows.
 
+use crate::daemon::MountConfig;
 use std::path::PathBuf;
+use std::time::Duration;
 
-/// Everything `-o` can say. Layer paths are as given; they are resolved and
-/// checked by `union::layers::LayerStack::open`.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct MountOptions {
-    /// Lower layers, top first.
-    pub lowerdirs: Vec<PathBuf>,
-    pub upperdir: Option<PathBuf>,
-    pub workdir: Option<PathBuf>,
-    /// The aufs form `dirs=A:B:...` was used (A is the upper, the workdir automatic).
-    pub aufs_dirs: bool,
-    /// Use `user.overlay.*` xattrs even when `trusted.*` would work.
-    pub userxattr: bool,
-    pub allow_other: bool,
-    pub allow_root: bool,
-    pub read_only: bool,
-    pub suid: Option<bool>,
-    pub dev: Option<bool>,
-    pub exec: Option<bool>,
-    pub noatime: bool,
-    /// Entry/attribute cache timeout in seconds.
-    pub timeout: Option<f64>,
-    /// Skip fsync of the upper (like overlayfs `volatile`).
-    pub volatile: bool,
-    /// Record directory renames with `overlay.redirect` (default on).
-    pub redirect_dir: bool,
-    pub fsname: Option<String>,
-    /// Worker threads serving FUSE requests.
-    pub threads: Option<usize>,
-    /// FUSE passthrough for regular files (None: when the kernel allows it).
-    pub passthrough: Option<bool>,
-    /// The kernel's writeback cache when passthrough is not in use.
-    pub writeback: Option<bool>,
-    /// Metadata-only copy-up (default on).
-    pub metacopy: Option<bool>,
+/// The parse in progress: the mount's config, and whether the aufs form was used.
+#[derive(Default)]
+struct Parse {
+    config: MountConfig,
+    /// `dirs=A:B:...` was used (A is the upper, the workdir automatic).
+    aufs_dirs: bool,
 }
 
 /// A rejected option, with the reason.
@@ -97,36 +72,37 @@ fn parse_bool_value(key: &str, value: &str) -> Result<bool, OptionError> {
     }
 }
 
-impl MountOptions {
-    /// Parses one or more `-o` strings.
-    pub fn parse<S: AsRef<str>>(groups: &[S]) -> Result<MountOptions, OptionError> {
-        let mut o = MountOptions {
-            redirect_dir: true,
-            ..Default::default()
-        };
-        for group in groups {
-            for opt in split_escaped(group.as_ref(), ',', true) {
-                if opt.is_empty() {
-                    continue;
-                }
-                o.apply(&opt)?;
+/// Parses one or more `-o` strings.
+pub fn parse<S: AsRef<str>>(groups: &[S]) -> Result<MountConfig, OptionError> {
+    let mut p = Parse::default();
+    for group in groups {
+        for opt in split_escaped(group.as_ref(), ',', true) {
+            if opt.is_empty() {
+                continue;
             }
+            p.apply(&opt)?;
         }
-        if o.lowerdirs.is_empty() {
-            return Err(OptionError(
-                "no layers: give lowerdir=L1[:L2...] (or dirs=RW:RO...)".into(),
-            ));
-        }
-        if o.workdir.is_some() && o.upperdir.is_none() {
-            return Err(OptionError("workdir= needs upperdir=".into()));
-        }
-        if o.upperdir.is_some() && o.workdir.is_none() && !o.aufs_dirs {
-            return Err(OptionError("upperdir= needs workdir=".into()));
-        }
-        Ok(o)
     }
+    let u = &p.config.union;
+    if u.lowers.is_empty() {
+        return Err(OptionError(
+            "no layers: give lowerdir=L1[:L2...] (or dirs=RW:RO...)".into(),
+        ));
+    }
+    if u.work.is_some() && u.upper.is_none() {
+        return Err(OptionError("workdir= needs upperdir=".into()));
+    }
+    if u.upper.is_some() && u.work.is_none() && !p.aufs_dirs {
+        return Err(OptionError("upperdir= needs workdir=".into()));
+    }
+    Ok(p.config)
+}
 
+impl Parse {
     fn apply(&mut self, opt: &str) -> Result<(), OptionError> {
+        let aufs_dirs = self.aufs_dirs;
+        let u = &mut self.config.union;
+        let session = &mut self.config.session;
         let (key, value) = match opt.split_once('=') {
             Some((k, v)) => (k, Some(v)),
             None => (opt, None),
@@ -139,24 +115,24 @@ impl MountOptions {
         };
         match key {
             "lowerdir" => {
-                if self.aufs_dirs {
+                if aufs_dirs {
                     return Err(OptionError(
                         "lowerdir= cannot be combined with dirs=".into(),
                     ));
                 }
-                self.lowerdirs = parse_dir_list(key, &need(value)?)?;
+                u.lowers = parse_dir_list(key, &need(value)?)?;
             }
             "upperdir" => {
-                if self.aufs_dirs {
+                if aufs_dirs {
                     return Err(OptionError(
                         "upperdir= cannot be combined with dirs=".into(),
                     ));
                 }
-                self.upperdir = Some(PathBuf::from(unescape(&need(value)?)));
+                u.upper = Some(PathBuf::from(unescape(&need(value)?)));
             }
-            "workdir" => self.workdir = Some(PathBuf::from(unescape(&need(value)?))),
+            "workdir" => u.work = Some(PathBuf::from(unescape(&need(value)?))),
             "dirs" => {
-                if self.upperdir.is_some() || !self.lowerdirs.is_empty() {
+                if u.upper.is_some() || !u.lowers.is_empty() {
                     return Err(OptionError(
                         "dirs= cannot be combined with upperdir=/lowerdir=".into(),
                     ));
@@ -176,28 +152,28 @@ impl MountOptions {
                         "dirs={v}: needs a writable branch and at least one read-only branch"
                     )));
                 }
-                self.upperdir = Some(dirs.remove(0));
-                self.lowerdirs = dirs;
+                u.upper = Some(dirs.remove(0));
+                u.lowers = dirs;
                 self.aufs_dirs = true;
             }
-            "userxattr" => self.userxattr = true,
-            "allow_other" => self.allow_other = true,
-            "allow_root" => self.allow_root = true,
+            "userxattr" => u.userxattr = true,
+            "allow_other" => session.allow_other = true,
+            "allow_root" => session.allow_root = true,
             "default_permissions" => {} // always on: the kernel checks the caller's credentials
-            "ro" => self.read_only = true,
-            "rw" => self.read_only = false,
-            "suid" => self.suid = Some(true),
-            "nosuid" => self.suid = Some(false),
-            "dev" => self.dev = Some(true),
-            "nodev" => self.dev = Some(false),
-            "exec" => self.exec = Some(true),
-            "noexec" => self.exec = Some(false),
-            "noatime" => self.noatime = true,
-            "atime" | "relatime" => self.noatime = false,
-            "volatile" => self.volatile = true,
+            "ro" => u.read_only = true,
+            "rw" => u.read_only = false,
+            "suid" => session.suid = Some(true),
+            "nosuid" => session.suid = Some(false),
+            "dev" => session.dev = Some(true),
+            "nodev" => session.dev = Some(false),
+            "exec" => session.exec = Some(true),
+            "noexec" => session.exec = Some(false),
+            "noatime" => session.noatime = true,
+            "atime" | "relatime" => session.noatime = false,
+            "volatile" => u.volatile = true,
             "redirect_dir" => {
                 let v = need(value)?;
-                self.redirect_dir = match v.as_str() {
+                u.redirect_dir = match v.as_str() {
                     "on" | "follow" => true,
                     "off" | "nofollow" => false,
                     _ => {
@@ -209,12 +185,11 @@ impl MountOptions {
             }
             "timeout" => {
                 let v = need(value)?;
-                let t: f64 = v
+                u.ttl = v
                     .parse()
                     .ok()
-                    .filter(|t: &f64| t.is_finite() && *t >= 0.0)
+                    .and_then(|t: f64| Duration::try_from_secs_f64(t).ok())
                     .ok_or_else(|| OptionError(format!("timeout={v}: expected seconds")))?;
-                self.timeout = Some(t);
             }
             "threads" => {
                 let v = need(value)?;
@@ -223,20 +198,20 @@ impl MountOptions {
                     .ok()
                     .filter(|n| *n >= 1 && *n <= 256)
                     .ok_or_else(|| OptionError(format!("threads={v}: expected 1 to 256")))?;
-                self.threads = Some(n);
+                session.threads = Some(n);
             }
-            "fsname" => self.fsname = Some(need(value)?),
+            "fsname" => session.fsname = Some(need(value)?),
             "metacopy" => {
                 let v = need(value)?;
-                self.metacopy = Some(parse_bool_value(key, &v)?);
+                u.metacopy = parse_bool_value(key, &v)?;
             }
             "writeback" => {
                 let v = need(value)?;
-                self.writeback = Some(parse_bool_value(key, &v)?);
+                u.writeback = parse_bool_value(key, &v)?;
             }
             "passthrough" => {
                 let v = need(value)?;
-                self.passthrough = Some(parse_bool_value(key, &v)?);
+                u.passthrough = parse_bool_value(key, &v)?;
             }
             // podman passes an SELinux label; FUSE mounts here have no SELinux.
             "context" => {
@@ -244,7 +219,7 @@ impl MountOptions {
             }
             "fsync" => {
                 let v = need(value)?;
-                self.volatile = !parse_bool_value(key, &v)?;
+                u.volatile = !parse_bool_value(key, &v)?;
             }
             _ => return Err(OptionError(format!("unknown option '{opt}'"))),
         }
@@ -258,47 +233,68 @@ mod tests {
 
     #[test]
     fn lowerdir_order_and_escapes() {
-        let o = MountOptions::parse(&[r"lowerdir=/a\:b:/c,upperdir=/u,workdir=/w"]).unwrap();
-        assert_eq!(
-            o.lowerdirs,
-            vec![PathBuf::from("/a:b"), PathBuf::from("/c")]
-        );
-        assert_eq!(o.upperdir, Some(PathBuf::from("/u")));
-        assert_eq!(o.workdir, Some(PathBuf::from("/w")));
+        let o = parse(&[r"lowerdir=/a\:b:/c,upperdir=/u,workdir=/w"])
+            .unwrap()
+            .union;
+        assert_eq!(o.lowers, vec![PathBuf::from("/a:b"), PathBuf::from("/c")]);
+        assert_eq!(o.upper, Some(PathBuf::from("/u")));
+        assert_eq!(o.work, Some(PathBuf::from("/w")));
         assert!(o.redirect_dir);
     }
 
     #[test]
     fn escaped_comma_in_path() {
-        let o = MountOptions::parse(&[r"lowerdir=/a\,b"]).unwrap();
-        assert_eq!(o.lowerdirs, vec![PathBuf::from("/a,b")]);
+        let o = parse(&[r"lowerdir=/a\,b"]).unwrap().union;
+        assert_eq!(o.lowers, vec![PathBuf::from("/a,b")]);
     }
 
     #[test]
     fn aufs_dirs_form() {
-        let o = MountOptions::parse(&["dirs=./A:./B=ro"]).unwrap();
-        assert_eq!(o.upperdir, Some(PathBuf::from("./A")));
-        assert_eq!(o.lowerdirs, vec![PathBuf::from("./B")]);
-        assert!(o.aufs_dirs);
-        assert!(o.workdir.is_none());
+        let o = parse(&["dirs=./A:./B=ro"]).unwrap().union;
+        assert_eq!(o.upper, Some(PathBuf::from("./A")));
+        assert_eq!(o.lowers, vec![PathBuf::from("./B")]);
+        assert!(o.work.is_none());
     }
 
     #[test]
     fn several_groups_merge() {
-        let o = MountOptions::parse(&["lowerdir=/l", "ro,allow_other,noatime"]).unwrap();
-        assert!(o.read_only && o.allow_other && o.noatime);
+        let o = parse(&["lowerdir=/l", "ro,allow_other,noatime"]).unwrap();
+        assert!(o.union.read_only && o.session.allow_other && o.session.noatime);
+    }
+
+    #[test]
+    fn defaults_are_the_unions() {
+        let o = parse(&["lowerdir=/l"]).unwrap();
+        let want = crate::union::Config {
+            lowers: vec![PathBuf::from("/l")],
+            ..Default::default()
+        };
+        assert_eq!(o.union, want);
+        assert!(!o.union.metacopy && o.union.passthrough && o.union.writeback);
+        assert_eq!(o.union.ttl, crate::union::DEFAULT_TTL);
+    }
+
+    #[test]
+    fn timeout_in_seconds() {
+        let o = parse(&["lowerdir=/l,timeout=0.5"]).unwrap().union;
+        assert_eq!(o.ttl, Duration::from_millis(500));
+        for bad in ["abc", "-1", "inf", "nan", "1e300"] {
+            assert!(
+                parse(&[format!("lowerdir=/l,timeout={bad}")]).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
     fn rejects_unknown_and_incomplete() {
-        assert!(MountOptions::parse(&["lowerdir=/l,frobnicate"])
+        assert!(parse(&["lowerdir=/l,frobnicate"])
             .unwrap_err()
             .0
             .contains("frobnicate"));
-        assert!(MountOptions::parse(&["upperdir=/u,workdir=/w"]).is_err());
-        assert!(MountOptions::parse(&["lowerdir=/l,upperdir=/u"]).is_err());
-        assert!(MountOptions::parse(&["lowerdir=/a::/b"]).is_err());
-        assert!(MountOptions::parse(&["lowerdir=/l,timeout=abc"]).is_err());
-        assert!(MountOptions::parse(&["dirs=/only"]).is_err());
+        assert!(parse(&["upperdir=/u,workdir=/w"]).is_err());
+        assert!(parse(&["lowerdir=/l,upperdir=/u"]).is_err());
+        assert!(parse(&["lowerdir=/a::/b"]).is_err());
+        assert!(parse(&["dirs=/only"]).is_err());
     }
 }

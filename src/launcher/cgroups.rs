@@ -4,9 +4,9 @@
 //! cgroup in that hierarchy, is joined by the container before it unshares its cgroup
 //! namespace, and is removed at the end.
 
+use super::error::write_file;
 use super::error::{Error, Result};
 use super::spec::{Limits, CPU_PERIOD_US};
-use super::syscall;
 use std::path::{Path, PathBuf};
 
 /// The controllers strata sets limits with.
@@ -30,7 +30,7 @@ struct V2 {
 }
 
 fn set(dir: &Path, file: &str, value: impl ToString) -> Result<()> {
-    syscall::write_file(&dir.join(file), &value.to_string())
+    write_file(&dir.join(file), &value.to_string())
 }
 
 impl Backend for V1 {
@@ -203,7 +203,7 @@ impl Cgroups {
     /// Removes the directories (the container must be gone).
     pub fn remove(&self) {
         if let Some(home) = self.home_procs() {
-            if let Err(e) = syscall::write_file(&home, "0") {
+            if let Err(e) = write_file(&home, "0") {
                 log::warn!("{e}");
             }
         }
@@ -246,7 +246,8 @@ fn limit_names(l: &Limits, ctls: &[&str]) -> String {
 
 /// Creates and configures the cgroups for `limits`. Rootless, a hierarchy that is not
 /// delegated to the caller gives a warning (naming the limits and why) instead of an error.
-pub fn setup(limits: &Limits, rootless: bool) -> Result<Option<Cgroups>> {
+/// Rootless, a limit that can't be applied is a warning (`warn`), not an error.
+pub fn setup(limits: &Limits, rootless: bool, warn: &dyn Fn(&str)) -> Result<Option<Cgroups>> {
     if !limits.any() {
         return Ok(None);
     }
@@ -276,7 +277,7 @@ pub fn setup(limits: &Limits, rootless: bool) -> Result<Option<Cgroups>> {
                     limit_names(limits, &[c])
                 );
                 if rootless {
-                    eprintln!("strata run: warning: {msg}");
+                    warn(&msg);
                 } else {
                     return Err(Error::new(msg));
                 }
@@ -291,13 +292,13 @@ pub fn setup(limits: &Limits, rootless: bool) -> Result<Option<Cgroups>> {
     for (src, ctls) in plan {
         match create_one(&src, &ctls, &name, limits, &mut made.moved) {
             Ok(g) => made.groups.push(g),
-            Err(e) if rootless => eprintln!(
-                "strata run: warning: {} not applied: {} (rootless limits need a cgroup \
-                 delegated to you: systemd does this on cgroup v2; on v1 root must chown a \
-                 subtree and start strata inside it, see docs/run.md)",
+            Err(e) if rootless => warn(&format!(
+                "{} not applied: {} (rootless limits need a cgroup delegated to you: systemd \
+                 does this on cgroup v2; on v1 root must chown a subtree and start strata \
+                 inside it, see README.md, section \"Limits: cgroup v1 and v2\")",
                 limit_names(limits, &ctls),
                 e.msg
-            ),
+            )),
             Err(e) => {
                 made.remove();
                 return Err(e);
@@ -387,7 +388,7 @@ fn create_one(
 /// Called by the container process before it unshares its cgroup namespace.
 pub fn join(procs_files: &[PathBuf]) -> Result<()> {
     for f in procs_files {
-        syscall::write_file(f, "0")?;
+        write_file(f, "0")?;
     }
     Ok(())
 }

@@ -7,8 +7,9 @@
 //! kernel clears it whenever the daemon changes credentials (setfsuid per request), so
 //! the guardian is what really ends it.
 
+use super::error::Context;
 use super::error::Result;
-use super::syscall;
+use crate::sys;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
@@ -25,8 +26,8 @@ impl Guardian {
         home_procs: Option<PathBuf>,
         state_dir: Option<PathBuf>,
     ) -> Result<Guardian> {
-        let (r, w) = syscall::pipe()?;
-        let pid = syscall::clone_fork(0)?;
+        let (r, w) = sys::process::pipe().context(|| "pipe2".into())?;
+        let pid = sys::process::clone_fork(0).context(|| "clone".into())?;
         if pid == 0 {
             drop(w);
             quiet_stdio();
@@ -38,7 +39,7 @@ impl Guardian {
             loop {
                 let mut msg = [0u8; 5];
                 match read_exact(r.as_raw_fd(), &mut msg[..1]) {
-                    Some(()) if msg[0] == b'd' => syscall::exit_now(0), // strata cleaned up
+                    Some(()) if msg[0] == b'd' => sys::process::exit_now(0), // strata cleaned up
                     Some(()) if msg[0] == b'k' => {
                         if read_exact(r.as_raw_fd(), &mut msg[1..]).is_none() {
                             break;
@@ -50,7 +51,7 @@ impl Guardian {
                 }
             }
             for p in &pids {
-                syscall::kill(*p, libc::SIGKILL);
+                sys::process::kill(*p, libc::SIGKILL);
             }
             // Wait for the container's tasks to leave, then remove.
             for d in &cgroup_dirs {
@@ -64,7 +65,7 @@ impl Guardian {
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
             }
-            syscall::exit_now(0);
+            sys::process::exit_now(0);
         }
         Ok(Guardian { pid, pipe: Some(w) })
     }
@@ -74,7 +75,7 @@ impl Guardian {
         if let Some(p) = &self.pipe {
             let mut msg = vec![b'k'];
             msg.extend_from_slice(&pid.to_ne_bytes());
-            syscall::write_all_raw(p.as_raw_fd(), &msg);
+            sys::process::write_all_raw(p.as_raw_fd(), &msg);
         }
     }
 
@@ -85,9 +86,9 @@ impl Guardian {
     /// Tells the guardian that everything is clean, and waits for it.
     pub fn release(mut self) {
         if let Some(p) = self.pipe.take() {
-            syscall::write_all_raw(p.as_raw_fd(), b"d");
+            sys::process::write_all_raw(p.as_raw_fd(), b"d");
         }
-        let _ = syscall::waitpid(self.pid, 0);
+        let _ = sys::process::waitpid(self.pid, 0);
     }
 }
 
@@ -97,7 +98,7 @@ fn read_exact(fd: libc::c_int, buf: &mut [u8]) -> Option<()> {
     while off < buf.len() {
         // SAFETY: the slice is valid for writes of its length.
         let n = unsafe { libc::read(fd, buf[off..].as_mut_ptr().cast(), buf.len() - off) };
-        if n == -1 && syscall::errno() == libc::EINTR {
+        if n == -1 && sys::process::last_errno() == libc::EINTR {
             continue;
         }
         if n <= 0 {

@@ -58,3 +58,30 @@ impl fmt::Display for Error {
         f.write_str(&self.msg)
     }
 }
+
+/// Adds what failed to a system error: `what: strerror`.
+pub trait Context<T> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> Context<T> for std::io::Result<T> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|e| Error::io(what(), e))
+    }
+}
+
+/// Returns `ret`, or the error `what: strerror(errno)` when `ret` is -1.
+pub fn check(ret: libc::c_int, what: impl FnOnce() -> String) -> Result<libc::c_int> {
+    crate::sys::cvt(ret).context(what)
+}
+
+/// A C string of `s`, or an error naming it when it holds a NUL byte.
+pub fn cstr(s: impl AsRef<std::ffi::OsStr>) -> Result<std::ffi::CString> {
+    crate::sys::cstr(&s).context(|| format!("{:?}: contains a NUL byte", s.as_ref()))
+}
+
+/// Writes a small control file (cgroups, uid maps), naming it and the value on failure.
+pub fn write_file(path: &std::path::Path, data: &str) -> Result<()> {
+    std::fs::write(path, data)
+        .map_err(|e| Error::io(format!("write {:?} to {}", data.trim(), path.display()), e))
+}

@@ -1,9 +1,10 @@
 //! The last steps before the command runs: environment, working directory, user,
 //! no_new_privs, the capability bounding set, a new session, and execve.
 
+use super::error::{check, cstr, Context};
 use super::error::{Error, Result, EXIT_CANNOT_EXEC, EXIT_NOT_FOUND};
 use super::spec::Spec;
-use super::syscall::{self, cstr};
+use crate::sys;
 use std::ffi::CString;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -59,7 +60,7 @@ pub fn drop_bounding_caps() -> Result<()> {
         }
         // SAFETY: plain prctl with integer arguments.
         if unsafe { libc::prctl(PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } == -1 {
-            if syscall::errno() == libc::EINVAL {
+            if sys::process::last_errno() == libc::EINVAL {
                 break; // past the last capability this kernel knows
             }
             return Err(Error::last_os(format!(
@@ -74,14 +75,14 @@ fn set_user(uid: u32, gid: u32) -> Result<()> {
     // SAFETY: plain syscalls. setgroups is refused (EPERM) when the namespace has
     // setgroups=deny (single-id map); the supplementary groups are then already empty.
     unsafe {
-        if libc::setgroups(0, std::ptr::null()) == -1 && syscall::errno() != libc::EPERM {
+        if libc::setgroups(0, std::ptr::null()) == -1 && sys::process::last_errno() != libc::EPERM {
             return Err(Error::last_os("setgroups"));
         }
         let hint = " (is it mapped in the user namespace?)";
-        syscall::check(libc::setresgid(gid, gid, gid), || {
+        check(libc::setresgid(gid, gid, gid), || {
             format!("--user: setgid {gid}{hint}")
         })?;
-        syscall::check(libc::setresuid(uid, uid, uid), || {
+        check(libc::setresuid(uid, uid, uid), || {
             format!("--user: setuid {uid}{hint}")
         })?;
     }
@@ -100,13 +101,14 @@ pub fn exec_command(spec: &Spec) -> Error {
 fn prepare_and_exec(spec: &Spec) -> Result<std::convert::Infallible> {
     let wd = cstr(&spec.workdir)?;
     // SAFETY: valid C string.
-    syscall::check(unsafe { libc::chdir(wd.as_ptr()) }, || {
+    check(unsafe { libc::chdir(wd.as_ptr()) }, || {
         format!("--workdir {}", spec.workdir.display())
     })?;
     // Own session: the command cannot push input into strata's terminal (TIOCSTI).
     // SAFETY: plain syscall; EPERM only if already a session leader.
     unsafe { libc::setsid() };
-    syscall::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, "PR_SET_NO_NEW_PRIVS")?;
+    sys::process::prctl(libc::PR_SET_NO_NEW_PRIVS, 1)
+        .context(|| "prctl(PR_SET_NO_NEW_PRIVS)".into())?;
     drop_bounding_caps()?;
     if let Some((uid, gid)) = spec.user {
         set_user(uid, gid)?;
@@ -133,10 +135,10 @@ fn prepare_and_exec(spec: &Spec) -> Result<std::convert::Infallible> {
     argv_p.push(std::ptr::null());
     let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|a| a.as_ptr()).collect();
     envp_p.push(std::ptr::null());
-    syscall::reset_signals();
+    sys::process::reset_signals();
     // SAFETY: NULL-terminated arrays of valid C strings that outlive the call.
     unsafe { libc::execve(c_prog.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr()) };
-    let code = match syscall::errno() {
+    let code = match sys::process::last_errno() {
         libc::ENOENT => EXIT_NOT_FOUND,
         _ => EXIT_CANNOT_EXEC,
     };

@@ -2,8 +2,9 @@
 //! its exit status; with `--init`, a tiny init inside is PID 1, reaps zombies and
 //! forwards the same signals to the command.
 
+use super::error::{check, Context, EXIT_LAUNCHER};
 use super::error::{Error, Result};
-use super::syscall;
+use crate::sys;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 /// Signals passed on to the container.
@@ -20,13 +21,15 @@ pub const FORWARDED: [libc::c_int; 7] = [
 fn handled_set() -> libc::sigset_t {
     let mut all = FORWARDED.to_vec();
     all.push(libc::SIGCHLD);
-    syscall::sigset(&all)
+    sys::process::sigset(&all)
 }
 
 /// Blocks the forwarded signals and SIGCHLD; they are then read synchronously
 /// (signalfd outside, sigwaitinfo in the init). Children unblock before exec.
 pub fn block_signals() -> Result<()> {
-    syscall::sigmask(libc::SIG_BLOCK, &handled_set()).map(drop)
+    sys::process::sigmask(libc::SIG_BLOCK, &handled_set())
+        .context(|| "sigprocmask".into())
+        .map(drop)
 }
 
 /// Waits for the container process `child`, forwarding signals, and returns its exit
@@ -36,14 +39,16 @@ pub fn supervise(child: libc::pid_t, err: OwnedFd) -> Result<i32> {
     let set = handled_set();
     // SAFETY: set is a valid sigset; the fd is owned below.
     let sfd = unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC) };
-    syscall::check(sfd, || "signalfd".into())?;
+    check(sfd, || "signalfd".into())?;
     // SAFETY: sfd was just returned by the kernel.
     let sfd = unsafe { OwnedFd::from_raw_fd(sfd) };
     let mut err_fd = Some(err);
     let mut message = Vec::new();
     let status = loop {
         // Reap first: SIGCHLD may have been merged with an earlier one.
-        if let Some((_, status)) = syscall::waitpid(child, libc::WNOHANG)? {
+        if let Some((_, status)) =
+            sys::process::waitpid(child, libc::WNOHANG).context(|| format!("waitpid {child}"))?
+        {
             break status;
         }
         let mut fds = [
@@ -61,7 +66,7 @@ pub fn supervise(child: libc::pid_t, err: OwnedFd) -> Result<i32> {
         // SAFETY: fds is a valid array of two pollfd.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
         if n == -1 {
-            if syscall::errno() == libc::EINTR {
+            if sys::process::last_errno() == libc::EINTR {
                 continue;
             }
             return Err(Error::last_os("poll"));
@@ -91,12 +96,12 @@ pub fn supervise(child: libc::pid_t, err: OwnedFd) -> Result<i32> {
             };
             if r as usize == size && info.ssi_signo as libc::c_int != libc::SIGCHLD {
                 log::debug!("forwarding signal {} to {child}", info.ssi_signo);
-                syscall::kill(child, info.ssi_signo as libc::c_int);
+                sys::process::kill(child, info.ssi_signo as libc::c_int);
             }
         }
     };
     if let Some(f) = err_fd {
-        message.extend(syscall::read_to_end_raw(f.as_raw_fd()));
+        message.extend(sys::process::read_to_end_raw(f.as_raw_fd()));
     }
     if let Some((&code, msg)) = message.split_first() {
         return Err(Error::with_code(
@@ -104,25 +109,25 @@ pub fn supervise(child: libc::pid_t, err: OwnedFd) -> Result<i32> {
             code as i32,
         ));
     }
-    Ok(syscall::status_to_code(status))
+    Ok(sys::process::status_to_code(status).unwrap_or(EXIT_LAUNCHER))
 }
 
 /// Reports a failure of the container process through the error pipe and exits.
 pub fn fail(err_fd: libc::c_int, e: &Error) -> ! {
     let mut buf = vec![e.code.clamp(1, 255) as u8];
     buf.extend_from_slice(e.msg.as_bytes());
-    syscall::write_all_raw(err_fd, &buf);
-    syscall::exit_now(e.code)
+    sys::process::write_all_raw(err_fd, &buf);
+    sys::process::exit_now(e.code)
 }
 
 /// `--init`: we are PID 1. Start the command as our child (`start` runs in the child and
 /// only returns on failure), forward signals to it, reap every zombie, and exit with the
 /// command's status once it is gone.
 pub fn pid1(err_fd: libc::c_int, start: impl FnOnce() -> Error) -> ! {
-    let cmd = match syscall::clone_fork(0) {
+    let cmd = match sys::process::clone_fork(0) {
         Ok(0) => fail(err_fd, &start()),
         Ok(pid) => pid,
-        Err(e) => fail(err_fd, &e),
+        Err(e) => fail(err_fd, &Error::io("clone", e)),
     };
     // SAFETY: we no longer write errors; the command holds its own copy until exec.
     unsafe { libc::close(err_fd) };
@@ -134,13 +139,15 @@ pub fn pid1(err_fd: libc::c_int, start: impl FnOnce() -> Error) -> ! {
             continue; // EINTR
         }
         if sig != libc::SIGCHLD {
-            syscall::kill(cmd, sig);
+            sys::process::kill(cmd, sig);
             continue;
         }
         // Reap everything that has exited: the command, and orphans reparented to us.
-        while let Ok(Some((pid, status))) = syscall::waitpid(-1, libc::WNOHANG) {
+        while let Ok(Some((pid, status))) = sys::process::waitpid(-1, libc::WNOHANG) {
             if pid == cmd {
-                syscall::exit_now(syscall::status_to_code(status));
+                sys::process::exit_now(
+                    sys::process::status_to_code(status).unwrap_or(EXIT_LAUNCHER),
+                );
             }
         }
     }

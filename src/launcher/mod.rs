@@ -17,109 +17,24 @@
 
 mod cgroups;
 mod cleanup;
-mod error;
+pub mod error;
 mod exec;
 mod init;
+mod mounts;
 mod namespaces;
 mod rootfs;
-mod spec;
-mod syscall;
+pub mod spec;
 mod union;
 mod userns;
 
-use clap::Args;
-use error::{Error, Result};
-use spec::{RootSource, Spec};
+use crate::sys;
+pub use error::Error;
+use error::{Context, Result};
+use mounts::{mount, remount_ro, umount_detach};
+pub use spec::{BindMount, Limits, Net, RootSource, Spec};
 use std::ffi::OsStr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-
-/// `strata run` arguments. Boxed so the CLI's subcommand enum stays small.
-#[derive(Args, Debug)]
-pub struct RunArgs {
-    #[command(flatten)]
-    pub opts: Box<RunOptions>,
-}
-
-#[derive(Args, Debug)]
-pub struct RunOptions {
-    /// Lower layers, top first, colon separated (merged with strata's union filesystem)
-    #[arg(long, value_name = "L1:L2:...")]
-    pub layers: Option<String>,
-    /// A directory to use as the root (bind-mounted; merged when --upper is given)
-    #[arg(long, value_name = "DIR")]
-    pub rootfs: Option<PathBuf>,
-    /// Keep changes in DIR (default: a throwaway upper deleted at the end)
-    #[arg(long, value_name = "DIR")]
-    pub upper: Option<PathBuf>,
-    /// Work directory for --upper (default: DIR.work next to it)
-    #[arg(long, value_name = "DIR")]
-    pub work: Option<PathBuf>,
-    /// Do not sync the upper layer (faster, not crash safe)
-    #[arg(long)]
-    pub volatile: bool,
-    /// Memory limit, e.g. 256M or 1G
-    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
-    pub memory: Option<String>,
-    /// CPU limit in CPUs, e.g. 1.5
-    #[arg(long, value_name = "N", allow_hyphen_values = true)]
-    pub cpus: Option<String>,
-    /// Maximum number of processes
-    #[arg(long, value_name = "N", allow_hyphen_values = true)]
-    pub pids: Option<String>,
-    /// Host name inside the container (default: strata)
-    #[arg(long, value_name = "NAME")]
-    pub hostname: Option<String>,
-    /// Network: none (own namespace with lo only) or host
-    #[arg(long, value_name = "none|host", default_value = "none")]
-    pub net: String,
-    /// Bind mount SRC (host) onto DST (container), optionally read-only
-    #[arg(long = "bind", value_name = "SRC:DST[:ro]")]
-    pub binds: Vec<String>,
-    /// Mount an empty tmpfs on DST
-    #[arg(long = "tmpfs", value_name = "DST")]
-    pub tmpfs: Vec<String>,
-    /// Set an environment variable
-    #[arg(long = "env", value_name = "K=V")]
-    pub env: Vec<String>,
-    /// Working directory inside the container (default: /)
-    #[arg(long, value_name = "DIR")]
-    pub workdir: Option<String>,
-    /// Run the command as UID[:GID] (numeric)
-    #[arg(long, value_name = "UID[:GID]")]
-    pub user: Option<String>,
-    /// Mount the root read-only
-    #[arg(long)]
-    pub read_only: bool,
-    /// Run a tiny init as PID 1 that reaps zombies and forwards signals
-    #[arg(long)]
-    pub init: bool,
-    /// Use MS_MOVE + chroot instead of pivot_root (also: STRATA_NO_PIVOT=1)
-    #[arg(long, hide = true)]
-    pub no_pivot: bool,
-    /// Image name (not supported yet)
-    #[arg(value_name = "IMAGE")]
-    pub image: Option<String>,
-    /// Command and arguments to run inside the container, after `--`
-    #[arg(last = true, value_name = "COMMAND")]
-    pub command: Vec<String>,
-}
-
-pub fn run_main(args: RunArgs) -> i32 {
-    crate::cli::init_logging(None);
-    let no_pivot = std::env::var("STRATA_NO_PIVOT").ok();
-    let result = Spec::from_args(*args.opts, no_pivot.as_deref()).and_then(|mut spec| {
-        spec.check_paths()?;
-        run(spec)
-    });
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("strata run: {}", e.msg);
-            e.code
-        }
-    }
-}
 
 /// What has to be undone at the end, in order.
 #[derive(Default)]
@@ -138,7 +53,7 @@ impl Resources {
         }
         if let Some(s) = &self.state_dir {
             if self.state_mounted {
-                let _ = syscall::umount_detach(s);
+                let _ = umount_detach(s);
             }
             if let Err(e) = std::fs::remove_dir(s) {
                 log::warn!("cannot remove {}: {e}", s.display());
@@ -153,12 +68,15 @@ impl Resources {
     }
 }
 
-fn run(spec: Spec) -> Result<i32> {
+/// Runs the container the spec describes and waits for it; returns its exit
+/// status as a shell reports it (128+N when killed by signal N). What can't be
+/// honoured but need not stop the container (rootless limits) goes to `warn`.
+pub fn run(spec: Spec, warn: &dyn Fn(&str)) -> Result<i32> {
     // SAFETY: geteuid cannot fail.
     let rootless = unsafe { libc::geteuid() } != 0;
     init::block_signals()?;
     let mut res = Resources {
-        cgroups: cgroups::setup(&spec.limits, rootless)?,
+        cgroups: cgroups::setup(&spec.limits, rootless, warn)?,
         ..Default::default()
     };
     let result = (|| {
@@ -194,15 +112,16 @@ fn start(spec: &Spec, rootless: bool, res: &mut Resources) -> Result<i32> {
         (_, Some(state)) => mount_union(spec, &state, res)?,
         (_, None) => return Err(Error::new("internal: union without a state directory")),
     };
-    let (err_r, err_w) = syscall::pipe()?;
-    let (go_r, go_w) = syscall::pipe()?;
+    let (err_r, err_w) = sys::process::pipe().context(|| "pipe2".into())?;
+    let (go_r, go_w) = sys::process::pipe().context(|| "pipe2".into())?;
     let procs = res
         .cgroups
         .as_ref()
         .map(|c| c.procs_files())
         .unwrap_or_default();
     let guardian_fd = res.guardian.as_ref().and_then(|g| g.fd());
-    let pid = syscall::clone_fork(namespaces::clone_flags(spec.net))?;
+    let pid =
+        sys::process::clone_fork(namespaces::clone_flags(spec.net)).context(|| "clone".into())?;
     if pid == 0 {
         drop((err_r, go_w));
         if let Some(fd) = guardian_fd {
@@ -212,15 +131,15 @@ fn start(spec: &Spec, rootless: bool, res: &mut Resources) -> Result<i32> {
         container(spec, &root, rootless, &procs, go_r, err_w);
     }
     drop((err_w, go_r));
-    syscall::write_all_raw(go_w.as_raw_fd(), b"g");
+    sys::process::write_all_raw(go_w.as_raw_fd(), b"g");
     drop(go_w);
     init::supervise(pid, err_r)
 }
 
 /// Mounts the union at STATE/merged, in a new private mount namespace of strata's own.
 fn mount_union(spec: &Spec, state: &Path, res: &mut Resources) -> Result<PathBuf> {
-    syscall::unshare(libc::CLONE_NEWNS, "CLONE_NEWNS")?;
-    syscall::mount(
+    sys::mount::unshare(libc::CLONE_NEWNS).context(|| "unshare(CLONE_NEWNS)".into())?;
+    mount(
         None,
         Path::new("/"),
         None,
@@ -228,7 +147,7 @@ fn mount_union(spec: &Spec, state: &Path, res: &mut Resources) -> Result<PathBuf
         None,
     )?;
     let tmpfs = Some(OsStr::new("tmpfs"));
-    syscall::mount(
+    mount(
         tmpfs,
         state,
         Some("tmpfs"),
@@ -282,20 +201,17 @@ fn container(
     let err_fd = err.as_raw_fd();
     std::mem::forget(err); // stays open until exec (close-on-exec)
     let setup = || -> Result<()> {
-        syscall::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            "PR_SET_PDEATHSIG",
-        )?;
+        sys::process::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
+            .context(|| "prctl(PR_SET_PDEATHSIG)".into())?;
         // strata may have died before PDEATHSIG was set: then the pipe is closed unwritten.
         let mut b = [0u8; 1];
         // SAFETY: reading one byte into a valid buffer.
         if unsafe { libc::read(go.as_raw_fd(), b.as_mut_ptr().cast(), 1) } != 1 {
-            syscall::exit_now(error::EXIT_LAUNCHER);
+            sys::process::exit_now(error::EXIT_LAUNCHER);
         }
         drop(go);
         cgroups::join(procs)?;
-        syscall::unshare(libc::CLONE_NEWCGROUP, "CLONE_NEWCGROUP")?;
+        sys::mount::unshare(libc::CLONE_NEWCGROUP).context(|| "unshare(CLONE_NEWCGROUP)".into())?;
         namespaces::set_hostname(&spec.hostname)?;
         if spec.net == spec::Net::None {
             namespaces::loopback_up()?;
@@ -308,7 +224,7 @@ fn container(
                 .map_err(|e| Error::io(format!("--workdir {}", spec.workdir.display()), e))?;
         }
         if spec.read_only {
-            syscall::remount_ro(root)?;
+            remount_ro(root)?;
         }
         rootfs::switch_root(root, spec.no_pivot)
     };
@@ -316,7 +232,8 @@ fn container(
         init::fail(err_fd, &e);
     }
     if spec.init {
-        syscall::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, "PR_SET_NO_NEW_PRIVS")
+        sys::process::prctl(libc::PR_SET_NO_NEW_PRIVS, 1)
+            .context(|| "prctl(PR_SET_NO_NEW_PRIVS)".into())
             .and_then(|_| exec::drop_bounding_caps())
             .unwrap_or_else(|e| init::fail(err_fd, &e));
         init::pid1(err_fd, || exec::exec_command(spec));

@@ -1,9 +1,9 @@
 //! Namespaces of the container process: which ones it is cloned into, and what is set
 //! up in them right away (hostname, loopback).
 
+use super::error::check;
 use super::error::{Error, Result};
 use super::spec::Net;
-use super::syscall;
 
 /// New mount, PID, UTS and IPC namespaces (+ network with `--net none`). The cgroup
 /// namespace comes later: the child first joins its cgroups, then unshares it, so that
@@ -19,7 +19,7 @@ pub fn clone_flags(net: Net) -> libc::c_int {
 pub fn set_hostname(name: &str) -> Result<()> {
     // SAFETY: the buffer is valid for its length.
     let r = unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) };
-    syscall::check(r, || format!("sethostname {name}")).map(drop)
+    check(r, || format!("sethostname {name}")).map(drop)
 }
 
 /// `struct ifreq` with the flags member (40 bytes on Linux).
@@ -34,7 +34,7 @@ struct IfreqFlags {
 pub fn loopback_up() -> Result<()> {
     // SAFETY: plain socket; closed below.
     let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    syscall::check(sock, || "socket(AF_INET) for lo".into())?;
+    check(sock, || "socket(AF_INET) for lo".into())?;
     let mut req = IfreqFlags {
         name: [0; libc::IFNAMSIZ],
         flags: 0,

@@ -6,9 +6,11 @@
 //! under the new root, resolving every destination inside it so that a symlink in the
 //! rootfs cannot point a mount at the host.
 
+use super::error::{check, cstr};
 use super::error::{Error, Result};
+use super::mounts::{bind, mount, remount_ro, umount_detach};
 use super::spec::{Net, Spec};
-use super::syscall::{self, cstr};
+use crate::sys;
 use std::ffi::OsStr;
 use std::path::{Component, Path, PathBuf};
 
@@ -217,12 +219,12 @@ pub fn apply(root: &Path, ops: &[Op], rootless: bool) -> Result<()> {
                 let t = secure_join(root, dst)?;
                 mkdirs(&t)?;
                 let fl = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-                syscall::mount(Some(OsStr::new("proc")), &t, Some("proc"), fl, None)?;
+                mount(Some(OsStr::new("proc")), &t, Some("proc"), fl, None)?;
             }
             Op::Tmpfs { dst, flags, data } => {
                 let t = secure_join(root, dst)?;
                 mkdirs(&t)?;
-                syscall::mount(
+                mount(
                     Some(OsStr::new("tmpfs")),
                     &t,
                     Some("tmpfs"),
@@ -234,7 +236,7 @@ pub fn apply(root: &Path, ops: &[Op], rootless: bool) -> Result<()> {
                 let t = secure_join(root, &Path::new("/dev").join(name))?;
                 if rootless || mknod(&t, *major, *minor).is_err() {
                     touch(&t)?;
-                    syscall::bind(&host_dev(name), &t, false)?;
+                    bind(&host_dev(name), &t, false)?;
                 }
             }
             Op::Symlink { target, link } => {
@@ -248,7 +250,7 @@ pub fn apply(root: &Path, ops: &[Op], rootless: bool) -> Result<()> {
                 let fl = libc::MS_NOSUID | libc::MS_NOEXEC;
                 let src = Some(OsStr::new("devpts"));
                 // gid=5 (tty) only exists in the namespace when it is mapped.
-                syscall::mount(
+                mount(
                     src,
                     &t,
                     Some("devpts"),
@@ -256,7 +258,7 @@ pub fn apply(root: &Path, ops: &[Op], rootless: bool) -> Result<()> {
                     Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
                 )
                 .or_else(|_| {
-                    syscall::mount(
+                    mount(
                         src,
                         &t,
                         Some("devpts"),
@@ -274,12 +276,12 @@ pub fn apply(root: &Path, ops: &[Op], rootless: bool) -> Result<()> {
                 let fl = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
                 // Real root may always mount sysfs; in a user namespace only with our own
                 // network namespace. Otherwise bind the host's, every submount read-only.
-                let fresh = syscall::mount(Some(OsStr::new("sysfs")), &t, Some("sysfs"), fl, None);
+                let fresh = mount(Some(OsStr::new("sysfs")), &t, Some("sysfs"), fl, None);
                 if let Err(e) = fresh {
                     if *fresh_expected {
                         return Err(e);
                     }
-                    syscall::bind(Path::new("/sys"), &t, true)?;
+                    bind(Path::new("/sys"), &t, true)?;
                     remount_tree_ro(&t)?;
                 }
             }
@@ -294,22 +296,22 @@ pub fn apply(root: &Path, ops: &[Op], rootless: bool) -> Result<()> {
                 } else {
                     touch(&t)?;
                 }
-                syscall::bind(src, &t, true)?;
+                bind(src, &t, true)?;
                 if *read_only {
-                    syscall::remount_ro(&t)?;
+                    remount_ro(&t)?;
                 }
             }
             Op::MaskFile(dst) => {
                 let t = secure_join(root, dst)?;
                 if t.exists() {
-                    syscall::bind(&secure_join(root, Path::new("/dev/null"))?, &t, false)?;
+                    bind(&secure_join(root, Path::new("/dev/null"))?, &t, false)?;
                 }
             }
             Op::MaskDir(dst) => {
                 let t = secure_join(root, dst)?;
                 if t.is_dir() {
                     let fl = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-                    syscall::mount(
+                    mount(
                         Some(OsStr::new("tmpfs")),
                         &t,
                         Some("tmpfs"),
@@ -321,8 +323,8 @@ pub fn apply(root: &Path, ops: &[Op], rootless: bool) -> Result<()> {
             Op::ReadOnly(dst) => {
                 let t = secure_join(root, dst)?;
                 if t.exists() {
-                    syscall::bind(&t, &t, true)?;
-                    syscall::remount_ro(&t)?;
+                    bind(&t, &t, true)?;
+                    remount_ro(&t)?;
                 }
             }
         }
@@ -338,7 +340,7 @@ fn remount_tree_ro(top: &Path) -> Result<()> {
     for mp in mi.lines().filter_map(|l| l.split(' ').nth(4)) {
         let mp = mp.replace("\\040", " ");
         if mp == top_s || mp.starts_with(&format!("{top_s}/")) {
-            syscall::remount_ro(Path::new(&mp))?;
+            remount_ro(Path::new(&mp))?;
         }
     }
     Ok(())
@@ -351,19 +353,19 @@ fn mknod(p: &Path, major: u32, minor: u32) -> Result<()> {
         ((ma & 0xffff_f000) << 32) | ((ma & 0xfff) << 8) | ((mi & 0xffff_ff00) << 12) | (mi & 0xff);
     // SAFETY: c is a valid C string.
     let r = unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o666, dev as libc::dev_t) };
-    syscall::check(r, || format!("mknod {}", p.display()))?;
+    check(r, || format!("mknod {}", p.display()))?;
     // The umask trimmed the mode; devices are 0666 by convention.
     // SAFETY: c is a valid C string.
     let r = unsafe { libc::chmod(c.as_ptr(), 0o666) };
-    syscall::check(r, || format!("chmod {}", p.display())).map(drop)
+    check(r, || format!("chmod {}", p.display())).map(drop)
 }
 
 /// Makes every mount in this (new) mount namespace private, then binds `src` onto
 /// itself so it is a mount point we own (pivot_root needs one).
 pub fn prepare_root(src: &Path) -> Result<()> {
     let fl = libc::MS_REC | libc::MS_PRIVATE;
-    syscall::mount(None, Path::new("/"), None, fl, None)?;
-    syscall::bind(src, src, true)
+    mount(None, Path::new("/"), None, fl, None)?;
+    bind(src, src, true)
 }
 
 /// Switches `/` to `root`: pivot_root with the old root detached, or — when forced or
@@ -371,7 +373,7 @@ pub fn prepare_root(src: &Path) -> Result<()> {
 pub fn switch_root(root: &Path, force_chroot: bool) -> Result<()> {
     let c = cstr(root)?;
     // SAFETY: c is a valid C string.
-    syscall::check(unsafe { libc::chdir(c.as_ptr()) }, || {
+    check(unsafe { libc::chdir(c.as_ptr()) }, || {
         format!("chdir {}", root.display())
     })?;
     if !force_chroot {
@@ -379,18 +381,18 @@ pub fn switch_root(root: &Path, force_chroot: bool) -> Result<()> {
         // SAFETY: pivot_root(".", ".") stacks the old root under the new one; see pivot_root(2).
         let r = unsafe { libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) };
         if r == 0 {
-            syscall::umount_detach(Path::new("."))?;
+            umount_detach(Path::new("."))?;
             // SAFETY: chdir to a constant path.
-            syscall::check(unsafe { libc::chdir(c"/".as_ptr()) }, || "chdir /".into())?;
+            check(unsafe { libc::chdir(c"/".as_ptr()) }, || "chdir /".into())?;
             log::debug!("root switched with pivot_root");
             return Ok(());
         }
-        if syscall::errno() != libc::EINVAL {
+        if sys::process::last_errno() != libc::EINVAL {
             return Err(Error::last_os(format!("pivot_root to {}", root.display())));
         }
         log::info!("pivot_root impossible here (EINVAL); falling back to MS_MOVE + chroot");
     }
-    syscall::mount(
+    mount(
         Some(root.as_os_str()),
         Path::new("/"),
         None,
@@ -398,8 +400,8 @@ pub fn switch_root(root: &Path, force_chroot: bool) -> Result<()> {
         None,
     )?;
     // SAFETY: chroot/chdir to constant paths.
-    syscall::check(unsafe { libc::chroot(c".".as_ptr()) }, || "chroot .".into())?;
-    syscall::check(unsafe { libc::chdir(c"/".as_ptr()) }, || "chdir /".into())?;
+    check(unsafe { libc::chroot(c".".as_ptr()) }, || "chroot .".into())?;
+    check(unsafe { libc::chdir(c"/".as_ptr()) }, || "chdir /".into())?;
     log::debug!("root switched with MS_MOVE + chroot (no pivot_root)");
     Ok(())
 }

@@ -3,8 +3,10 @@
 //! container's cgroups. The container pivots in a nested mount namespace, so the
 //! daemon's own root is never moved onto its mount (that deadlocks lookups).
 
+use super::error::Context;
 use super::error::{Error, Result};
-use super::syscall;
+use super::mounts::umount_detach;
+use crate::sys;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -73,7 +75,7 @@ impl UnionMount {
                     0,
                     0,
                 );
-                syscall::reset_signals();
+                sys::process::reset_signals();
                 Ok(())
             });
         }
@@ -86,7 +88,9 @@ impl UnionMount {
         };
         let start = Instant::now();
         loop {
-            if syscall::statfs_type(mnt)? == FUSE_SUPER_MAGIC {
+            if sys::mount::statfs_type(mnt).context(|| format!("statfs {}", mnt.display()))?
+                == FUSE_SUPER_MAGIC
+            {
                 log::debug!("union mounted after {:?}", start.elapsed());
                 return Ok(u);
             }
@@ -118,7 +122,7 @@ impl UnionMount {
 
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            syscall::kill(c.id() as libc::pid_t, libc::SIGTERM);
+            sys::process::kill(c.id() as libc::pid_t, libc::SIGTERM);
             let deadline = Instant::now() + Duration::from_secs(5);
             loop {
                 match c.try_wait() {
@@ -133,8 +137,8 @@ impl UnionMount {
                 }
             }
         }
-        if syscall::statfs_type(&self.mnt).ok() == Some(FUSE_SUPER_MAGIC) {
-            if let Err(e) = syscall::umount_detach(&self.mnt) {
+        if sys::mount::statfs_type(&self.mnt).ok() == Some(FUSE_SUPER_MAGIC) {
+            if let Err(e) = umount_detach(&self.mnt) {
                 log::warn!("{e}");
             }
         }

@@ -2,8 +2,9 @@
 //! /etc/subuid and /etc/subgid ranges are mapped through newuidmap/newgidmap when
 //! they exist (a single-id map otherwise).
 
+use super::error::{write_file, Context};
 use super::error::{Error, Result};
-use super::syscall;
+use crate::sys;
 use std::path::Path;
 use std::process::Command;
 
@@ -92,22 +93,24 @@ pub fn enter() -> Result<MapKind> {
         _ => {
             log::info!("no subuid/subgid range or no newuidmap: single-id user namespace");
             unshare_user()?;
-            syscall::write_file(Path::new("/proc/self/setgroups"), "deny")?;
-            syscall::write_file(Path::new("/proc/self/uid_map"), &format!("0 {uid} 1"))?;
-            syscall::write_file(Path::new("/proc/self/gid_map"), &format!("0 {gid} 1"))?;
+            write_file(Path::new("/proc/self/setgroups"), "deny")?;
+            write_file(Path::new("/proc/self/uid_map"), &format!("0 {uid} 1"))?;
+            write_file(Path::new("/proc/self/gid_map"), &format!("0 {gid} 1"))?;
             Ok(MapKind::SingleId)
         }
     }
 }
 
 fn unshare_user() -> Result<()> {
-    syscall::unshare(libc::CLONE_NEWUSER, "CLONE_NEWUSER").map_err(|e| {
-        Error::new(format!(
-            "cannot create a user namespace, needed to run without root \
+    sys::mount::unshare(libc::CLONE_NEWUSER)
+        .context(|| "unshare(CLONE_NEWUSER)".into())
+        .map_err(|e| {
+            Error::new(format!(
+                "cannot create a user namespace, needed to run without root \
              (kernel without user namespaces, or they are disabled): {}",
-            e.msg
-        ))
-    })
+                e.msg
+            ))
+        })
 }
 
 /// newuidmap/newgidmap must run outside the new namespace (they are setuid root), so a
@@ -120,8 +123,8 @@ fn enter_with_helpers(
 ) -> Result<()> {
     // SAFETY: getpid cannot fail.
     let me = unsafe { libc::getpid() }.to_string();
-    let (go_r, go_w) = syscall::pipe()?;
-    let helper = syscall::clone_fork(0)?;
+    let (go_r, go_w) = sys::process::pipe().context(|| "pipe2".into())?;
+    let helper = sys::process::clone_fork(0).context(|| "clone".into())?;
     if helper == 0 {
         use std::os::fd::AsRawFd;
         drop(go_w);
@@ -129,9 +132,10 @@ fn enter_with_helpers(
         // SAFETY: reading one byte into a valid buffer.
         let n = unsafe { libc::read(go_r.as_raw_fd(), b.as_mut_ptr().cast(), 1) };
         if n != 1 {
-            syscall::exit_now(1);
+            sys::process::exit_now(1);
         }
-        for (prog, ranges) in [(newuidmap, uids), (newgidmap, gids)] {
+        // The exit code says which map failed (1: none was tried).
+        for (code, prog, ranges) in [(2, newuidmap, uids), (3, newgidmap, gids)] {
             let ok = Command::new(prog)
                 .arg(&me)
                 .args(helper_args(ranges))
@@ -139,32 +143,33 @@ fn enter_with_helpers(
                 .map(|s| s.success())
                 .unwrap_or(false);
             if !ok {
-                eprintln!(
-                    "strata run: {} {} {} failed",
-                    prog.display(),
-                    me,
-                    helper_args(ranges).join(" ")
-                );
-                syscall::exit_now(1);
+                sys::process::exit_now(code);
             }
         }
-        syscall::exit_now(0);
+        sys::process::exit_now(0);
     }
     drop(go_r);
     let unshared = unshare_user();
     if unshared.is_ok() {
-        syscall::write_all_raw(std::os::fd::AsRawFd::as_raw_fd(&go_w), b"g");
+        sys::process::write_all_raw(std::os::fd::AsRawFd::as_raw_fd(&go_w), b"g");
     }
     drop(go_w);
-    let status = syscall::waitpid(helper, 0)?.map_or(1, |(_, s)| s);
+    let status = sys::process::waitpid(helper, 0)
+        .context(|| format!("waitpid {helper}"))?
+        .map_or(1, |(_, s)| s);
     unshared?;
-    if syscall::status_to_code(status) != 0 {
-        return Err(Error::new(
-            "newuidmap/newgidmap could not map the subordinate ids (see the message above; \
-             check /etc/subuid and /etc/subgid)",
-        ));
-    }
-    Ok(())
+    let (prog, ranges) = match sys::process::status_to_code(status) {
+        Some(0) => return Ok(()),
+        Some(2) => (newuidmap, uids),
+        Some(3) => (newgidmap, gids),
+        _ => (newuidmap, uids),
+    };
+    Err(Error::new(format!(
+        "{} {me} {} failed: it could not map the subordinate ids (see its message above; \
+         check /etc/subuid and /etc/subgid)",
+        prog.display(),
+        helper_args(ranges).join(" ")
+    )))
 }
 
 #[cfg(test)]

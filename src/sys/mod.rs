@@ -1,10 +1,20 @@
-//! Safe wrappers over the few libc calls strata needs.
+//! The system layer: every libc call strata makes goes through here, and this is
+//! the one place that turns a -1 return into an `io::Error` (errno kept).
 //!
-//! Every path handed to these functions is relative to a directory fd and is
-//! resolved with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` or is a single
-//! name used with `AT_SYMLINK_NOFOLLOW`, so a symlink inside a layer can never
-//! take the daemon outside that layer.
+//! - this file: file and directory operations on layer contents. Every path handed
+//!   to them is relative to a directory fd and is resolved with
+//!   `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` or is a single name used with
+//!   `AT_SYMLINK_NOFOLLOW`, so a symlink inside a layer can never take the daemon
+//!   outside that layer;
+//! - `xattr`: extended attributes of objects named by (directory fd, name);
+//! - `mount`: mount, umount, unshare, statfs, /proc/self/mountinfo;
+//! - `process`: fork/clone, wait, pipes, prctl, signal masks.
+//!
+//! It imports nothing else of strata, and adds no context to errors: callers say
+//! which path or layer failed.
 
+pub mod mount;
+pub mod process;
 pub mod xattr;
 
 use std::ffi::{CStr, CString, OsStr, OsString};
@@ -16,7 +26,7 @@ use std::path::{Path, PathBuf};
 pub type Stat = libc::stat;
 
 /// Converts a -1 return into the current errno.
-fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+pub fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret == -1 {
         Err(io::Error::last_os_error())
     } else {
@@ -32,8 +42,8 @@ fn cvt_long(ret: libc::c_long) -> io::Result<libc::c_long> {
     }
 }
 
-pub fn cstr(s: &OsStr) -> io::Result<CString> {
-    CString::new(s.as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+pub fn cstr(s: impl AsRef<OsStr>) -> io::Result<CString> {
+    CString::new(s.as_ref().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
 
 /// The errno of an io::Error, EIO when it has none.

@@ -405,6 +405,10 @@ impl InodeTable {
             .nodes
             .len()
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Records that `node` is also reachable as (parent, name).

@@ -1,7 +1,7 @@
 //! The layer stack: the upper, the lowers and the workdir, each held open as a
 //! directory fd. All later access to layer contents goes through these fds.
 
-use crate::cli::options::MountOptions;
+use super::Config;
 use crate::sys;
 use std::ffi::OsStr;
 use std::fs;
@@ -126,14 +126,14 @@ fn nested(a: &Path, b: &Path) -> bool {
     a.starts_with(b) || b.starts_with(a)
 }
 
-/// Checks and opens every layer named by the options. Nothing on disk is
+/// Checks and opens every layer the config names. Nothing on disk is
 /// changed until every check has passed.
-pub fn open(opts: &MountOptions) -> Result<LayerStack, LayerError> {
+pub fn open(config: &Config) -> Result<LayerStack, LayerError> {
     let mut lowers = Vec::new();
-    for p in &opts.lowerdirs {
+    for p in &config.lowers {
         lowers.push(open_layer("lowerdir", p)?);
     }
-    let upper = match &opts.upperdir {
+    let upper = match &config.upper {
         Some(p) => Some(open_layer("upperdir", p)?),
         None => None,
     };
@@ -165,7 +165,7 @@ pub fn open(opts: &MountOptions) -> Result<LayerStack, LayerError> {
             }
         }
     }
-    let workdir = match (&upper, &opts.workdir) {
+    let workdir = match (&upper, &config.work) {
         (Some(u), Some(w)) => Some(check_workdir(u, &lowers, w)?),
         (Some(u), None) => Some(auto_workdir(u)?),
         _ => None,
@@ -178,12 +178,12 @@ pub fn open(opts: &MountOptions) -> Result<LayerStack, LayerError> {
     };
     if let Some(workdir) = workdir {
         stack.work = Some(prepare_work(&workdir)?);
-        stack.xattr_ns = if opts.userxattr {
+        stack.xattr_ns = if config.userxattr {
             XattrNs::User
         } else {
             probe_xattr_ns(stack.work.as_ref())
         };
-    } else if !opts.userxattr && sys::geteuid() == 0 {
+    } else if !config.userxattr && sys::geteuid() == 0 {
         stack.xattr_ns = XattrNs::Trusted;
     }
     Ok(stack)

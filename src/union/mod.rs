@@ -4,6 +4,7 @@
 //! upper, workdir, whiteout, opaque, copy-up, redirect.
 
 pub mod attr;
+mod config;
 pub mod copyup;
 pub mod files;
 pub mod fs;
@@ -17,8 +18,8 @@ pub mod passthrough;
 pub mod readdir;
 pub mod xattrs;
 
-use crate::cli::options::MountOptions;
 use crate::sys;
+pub use config::{Config, DEFAULT_TTL};
 use inode::{InodeTable, Key, LowerLoc, Node, NodeState};
 use layers::LayerStack;
 use std::ffi::OsStr;
@@ -34,9 +35,6 @@ const DIR_LOCK_STRIPES: usize = 64;
 
 /// How many directory fds `dir_fd` keeps open at most.
 pub const DIR_FD_CACHE: usize = 256;
-
-/// Default kernel cache timeout for entries and attributes, in seconds.
-pub const DEFAULT_TTL_SECS: f64 = 3600.0;
 
 /// Result of a union operation: an errno on failure.
 pub type OpResult<T> = Result<T, i32>;
@@ -117,7 +115,7 @@ impl At {
 }
 
 impl Union {
-    pub fn new(layers: LayerStack, opts: &MountOptions) -> io::Result<Union> {
+    pub fn new(layers: LayerStack, config: &Config) -> io::Result<Union> {
         let top = layers.upper.as_ref().unwrap_or(&layers.lowers[0]);
         let root_st = sys::fstat(top.fd())?;
         let mut lowers = Vec::new();
@@ -147,23 +145,21 @@ impl Union {
             orphan: None,
             key: Key::Upper(root_st.st_ino),
         };
-        let read_only = opts.read_only || layers.upper.is_none();
+        let read_only = config.read_only || layers.upper.is_none();
         Ok(Union {
             inodes: InodeTable::new(root),
             handles: handles::HandleTable::default(),
-            // The mount owns its upper and sees every change, so the kernel
-            // may cache entries and attributes for long (as fuse-overlayfs).
-            ttl: Duration::from_secs_f64(opts.timeout.unwrap_or(DEFAULT_TTL_SECS)),
+            ttl: config.ttl,
             read_only,
-            redirect_dir: opts.redirect_dir,
-            volatile: opts.volatile,
-            metacopy: opts.metacopy.unwrap_or(false),
+            redirect_dir: config.redirect_dir,
+            volatile: config.volatile,
+            metacopy: config.metacopy,
             privileged: sys::geteuid() == 0,
             rename_lock: RwLock::new(()),
             tmp_counter: AtomicU64::new(0),
-            want_passthrough: opts.passthrough.unwrap_or(true),
+            want_passthrough: config.passthrough,
             passthrough: std::sync::atomic::AtomicBool::new(false),
-            want_writeback: opts.writeback.unwrap_or(true),
+            want_writeback: config.writeback,
             writeback: std::sync::atomic::AtomicBool::new(false),
             notifier: std::sync::OnceLock::new(),
             dir_fds: Default::default(),

@@ -1,43 +1,15 @@
 //! Process plumbing for the mount daemon: going to the background only once
 //! the mount is live, the auto-unmount watchdog, signals, and unmounting.
 
+use super::Error;
+use crate::sys::mount::is_fuse_mount;
+use crate::sys::process::{detach_stdio, fork, pipe};
 use std::ffi::CString;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::Command;
-
-fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0 as RawFd; 2];
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
-fn fork() -> io::Result<libc::pid_t> {
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(pid)
-    }
-}
-
-/// Points stdin, stdout and stderr at /dev/null.
-fn detach_stdio() {
-    let null = CString::new("/dev/null").unwrap_or_default();
-    let fd = unsafe { libc::open(null.as_ptr(), libc::O_RDWR) };
-    if fd >= 0 {
-        for target in 0..3 {
-            unsafe { libc::dup2(fd, target) };
-        }
-        if fd > 2 {
-            unsafe { libc::close(fd) };
-        }
-    }
-}
 
 /// The parent's end of the start-up report: "OK" or the error line.
 pub struct StartupReport {
@@ -63,44 +35,48 @@ impl StartupReport {
         }
     }
 
-    /// Tells the waiting parent why mounting failed (or prints it in the foreground).
-    pub fn failed(&mut self, msg: &str) {
+    /// Tells the waiting parent why mounting failed; in the foreground, the
+    /// error is for the caller to show.
+    pub fn failed(&mut self, msg: String) -> Error {
         match self.writer.take() {
             Some(mut w) => {
                 let _ = w.write_all(format!("ERR {msg}\n").as_bytes());
+                Error::Reported
             }
-            None => eprintln!("strata mount: {msg}"),
+            None => Error::Failed(msg),
         }
     }
 }
 
+/// Where `background` leaves the calling process.
+pub enum Role {
+    /// The daemon: mount, then tell the waiting parent with the report.
+    Daemon(StartupReport),
+    /// The process that was called: the daemon reported the mount live.
+    Launched,
+}
+
 /// Goes to the background. The calling process waits for the daemon's
-/// report and gets Err(exit code) to exit with. In between sits the watchdog:
-/// it is the daemon's parent, reaps it, and detaches the mount if the daemon
-/// dies without unmounting (SIGKILL, OOM). The daemon gets Ok(report).
-pub fn background(mountpoint: &Path) -> Result<StartupReport, i32> {
-    let (r, w) = pipe().map_err(|e| {
-        eprintln!("strata mount: pipe: {e}");
-        1
-    })?;
+/// report: `Launched` once the mount is live, the daemon's error otherwise. In
+/// between sits the watchdog: it is the daemon's parent, reaps it, and detaches
+/// the mount if the daemon dies without unmounting (SIGKILL, OOM).
+pub fn background(mountpoint: &Path) -> Result<Role, Error> {
+    let (r, w) = pipe().map_err(|e| Error::Failed(format!("pipe: {e}")))?;
     match fork() {
-        Err(e) => {
-            eprintln!("strata mount: fork: {e}");
-            Err(1)
-        }
+        Err(e) => Err(Error::Failed(format!("fork: {e}"))),
         Ok(0) => {
             drop(r);
             unsafe { libc::setsid() };
             let _ = std::env::set_current_dir("/");
             match fork() {
-                Ok(0) => Ok(StartupReport {
+                Ok(0) => Ok(Role::Daemon(StartupReport {
                     writer: Some(std::fs::File::from(w)),
-                }),
+                })),
                 Ok(daemon) => {
                     drop(w);
                     watch_child(daemon, mountpoint)
                 }
-                Err(_) => unsafe { libc::_exit(1) },
+                Err(_) => crate::sys::process::exit_now(1),
             }
         }
         Ok(watchdog) => {
@@ -108,60 +84,34 @@ pub fn background(mountpoint: &Path) -> Result<StartupReport, i32> {
             let mut msg = String::new();
             let _ = std::fs::File::from(r).read_to_string(&mut msg);
             if msg.starts_with("OK") {
-                Err(0)
+                Ok(Role::Launched)
             } else {
                 let line = msg
                     .strip_prefix("ERR ")
                     .unwrap_or("the mount daemon exited before the mount was live");
-                eprintln!("strata mount: {}", line.trim_end());
-                let mut status = 0;
-                unsafe { libc::waitpid(watchdog, &mut status, 0) };
-                Err(1)
+                let _ = crate::sys::process::waitpid(watchdog, 0);
+                Err(Error::Failed(line.trim_end().to_string()))
             }
         }
     }
 }
 
-fn name_process(name: &std::ffi::CStr) {
-    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
-}
-
 /// The watchdog's life in background mode: wait for the daemon, then make
 /// sure its mount does not outlive it.
 fn watch_child(daemon: libc::pid_t, mountpoint: &Path) -> ! {
-    name_process(c"strata-watchdog");
+    crate::sys::process::set_name(c"strata-watchdog");
     detach_stdio();
-    unsafe {
-        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGPIPE] {
-            libc::signal(sig, libc::SIG_IGN);
-        }
-        let mut status = 0;
-        while libc::waitpid(daemon, &mut status, 0) < 0 && *libc::__errno_location() == libc::EINTR
-        {
-        }
-    }
+    crate::sys::process::ignore_signals(&[
+        libc::SIGINT,
+        libc::SIGTERM,
+        libc::SIGHUP,
+        libc::SIGPIPE,
+    ]);
+    let _ = crate::sys::process::waitpid(daemon, 0);
     if is_fuse_mount(mountpoint) {
         let _ = unmount(mountpoint, true);
     }
-    unsafe { libc::_exit(0) }
-}
-
-/// Is a FUSE filesystem mounted exactly at `path`?
-pub fn is_fuse_mount(path: &Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let want = path.as_os_str().as_bytes();
-    info.lines().any(|l| {
-        let mut f = l.split(' ');
-        let mp = f.nth(4).unwrap_or("");
-        let fstype = l
-            .split(" - ")
-            .nth(1)
-            .and_then(|r| r.split(' ').next())
-            .unwrap_or("");
-        fstype.starts_with("fuse") && crate::cli::mount::unescape_mountinfo(mp).as_bytes() == want
-    })
+    crate::sys::process::exit_now(0)
 }
 
 pub fn foreground() -> StartupReport {
@@ -179,7 +129,7 @@ pub fn start_watchdog(mountpoint: &Path) -> io::Result<OwnedFd> {
     match fork()? {
         0 => {
             let keep = r.as_raw_fd();
-            name_process(c"strata-watchdog");
+            crate::sys::process::set_name(c"strata-watchdog");
             detach_stdio();
             unsafe {
                 for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGPIPE] {

@@ -1,0 +1,209 @@
+//! Processes and signals: fork/clone, wait, pipes, prctl, signal masks.
+//!
+//! Used by the mount daemon (going to the background, the watchdog) and by the
+//! launcher (namespaces, PID 1). Errors are plain `io::Error`s; callers add context.
+
+use super::cvt;
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+/// The errno of the last failed call.
+pub fn last_errno() -> i32 {
+    io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// A pipe with both ends close-on-exec: (read, write).
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: fds has room for two descriptors.
+    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: the kernel just gave us these two descriptors.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// `fork(2)`: 0 in the child. Only safe to use from a single-threaded process
+/// (or with nothing but async-signal-safe calls before exec/_exit in the child).
+pub fn fork() -> io::Result<libc::pid_t> {
+    // SAFETY: see above; the callers are single-threaded at this point.
+    cvt(unsafe { libc::fork() })
+}
+
+/// `clone(2)` without a new stack, i.e. `fork` that also creates namespaces.
+/// Returns 0 in the child. The caller must be single-threaded.
+pub fn clone_fork(flags: libc::c_int) -> io::Result<libc::pid_t> {
+    // SAFETY: with a NULL stack the child runs on a copy of the parent's stack, like
+    // fork(2); with a single thread no lock can be held by another thread.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            0 as libc::c_ulong,
+        )
+    };
+    if r == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(r as libc::pid_t)
+}
+
+/// `waitpid`, retrying EINTR. `None` with WNOHANG when the child is still running.
+pub fn waitpid(pid: libc::pid_t, flags: libc::c_int) -> io::Result<Option<(libc::pid_t, i32)>> {
+    loop {
+        let mut status = 0;
+        // SAFETY: status is a valid out pointer.
+        let r = unsafe { libc::waitpid(pid, &mut status, flags) };
+        if r == -1 {
+            if last_errno() == libc::EINTR {
+                continue;
+            }
+            return Err(io::Error::last_os_error());
+        }
+        if r == 0 {
+            return Ok(None);
+        }
+        return Ok(Some((r, status)));
+    }
+}
+
+/// A wait status as a shell reports it: the exit code, or 128+N when killed by
+/// signal N; `None` for a status that is neither (stopped, continued).
+pub fn status_to_code(status: i32) -> Option<i32> {
+    if libc::WIFEXITED(status) {
+        Some(libc::WEXITSTATUS(status))
+    } else if libc::WIFSIGNALED(status) {
+        Some(128 + libc::WTERMSIG(status))
+    } else {
+        None
+    }
+}
+
+pub fn prctl(option: libc::c_int, arg: libc::c_ulong) -> io::Result<()> {
+    // SAFETY: plain syscall with integer arguments.
+    cvt(unsafe { libc::prctl(option, arg, 0, 0, 0) }).map(drop)
+}
+
+/// Sets this process's name as `ps` and `pgrep` show it (at most 15 bytes).
+pub fn set_name(name: &std::ffi::CStr) {
+    // SAFETY: name is a valid C string; PR_SET_NAME copies it.
+    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
+}
+
+/// Sets the signal mask, returning the previous one.
+pub fn sigmask(how: libc::c_int, set: &libc::sigset_t) -> io::Result<libc::sigset_t> {
+    // SAFETY: both pointers are valid sigset_t.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    cvt(unsafe { libc::sigprocmask(how, set, &mut old) })?;
+    Ok(old)
+}
+
+pub fn sigset(signals: &[libc::c_int]) -> libc::sigset_t {
+    // SAFETY: sigemptyset initialises the set; sigaddset with valid signal numbers.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &s in signals {
+            libc::sigaddset(&mut set, s);
+        }
+        set
+    }
+}
+
+/// Sets these signals to be ignored.
+pub fn ignore_signals(signals: &[libc::c_int]) {
+    for &sig in signals {
+        // SAFETY: SIG_IGN is a valid disposition for these signals.
+        unsafe { libc::signal(sig, libc::SIG_IGN) };
+    }
+}
+
+/// Clears the signal mask and restores default dispositions (Rust ignores SIGPIPE,
+/// and an ignored disposition survives execve). Called just before exec.
+pub fn reset_signals() {
+    // SAFETY: resetting dispositions and the mask of the current process.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        let empty = sigset(&[]);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    }
+}
+
+/// Sends a signal; a process already gone is not an error worth reporting.
+pub fn kill(pid: libc::pid_t, sig: libc::c_int) {
+    // SAFETY: plain syscall.
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}
+
+/// `_exit` without running destructors or atexit handlers (the parent owns those).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: terminates the process.
+    unsafe { libc::_exit(code) }
+}
+
+/// Points stdin, stdout and stderr at /dev/null.
+pub fn detach_stdio() {
+    // SAFETY: a valid C string; dup2/close on descriptors we own.
+    unsafe {
+        let fd = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        if fd >= 0 {
+            for target in 0..3 {
+                libc::dup2(fd, target);
+            }
+            if fd > 2 {
+                libc::close(fd);
+            }
+        }
+    }
+}
+
+/// Writes all of `buf`, ignoring errors (used on the way to `_exit`).
+pub fn write_all_raw(fd: libc::c_int, buf: &[u8]) {
+    let mut off = 0;
+    while off < buf.len() {
+        // SAFETY: the slice is valid for the given length.
+        let n = unsafe { libc::write(fd, buf[off..].as_ptr().cast(), buf.len() - off) };
+        if n <= 0 {
+            if n == -1 && last_errno() == libc::EINTR {
+                continue;
+            }
+            return;
+        }
+        off += n as usize;
+    }
+}
+
+/// Reads until EOF; EINTR is retried.
+pub fn read_to_end_raw(fd: libc::c_int) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 512];
+    loop {
+        // SAFETY: buf is valid for writes of its length.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n == -1 && last_errno() == libc::EINTR {
+            continue;
+        }
+        if n <= 0 {
+            return out;
+        }
+        out.extend_from_slice(&buf[..n as usize]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_codes() {
+        // exit(3): status word is 3 << 8; killed by SIGKILL: status word is 9.
+        assert_eq!(status_to_code(3 << 8), Some(3));
+        assert_eq!(status_to_code(9), Some(137));
+        assert_eq!(status_to_code(15), Some(143));
+        // Stopped by SIGSTOP (0x137f): neither exited nor killed.
+        assert_eq!(status_to_code(0x137f), None);
+    }
+}
