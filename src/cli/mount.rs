@@ -31,8 +31,9 @@ Options (-o, comma separated; a backslash escapes ',' and ':' in paths):
   userxattr            write overlay marks as user.overlay.* (default when not root)
   redirect_dir=on|off  rename merged directories via overlay.redirect (on) or EXDEV (off)
   volatile             never fsync the upper (like overlayfs volatile)
-  timeout=SECS         kernel cache timeout for entries and attributes (default 1)
-  threads=N            request-serving threads (default: number of CPUs)
+  fsync=0|1            fsync=0 is volatile (fuse-overlayfs' spelling)
+  timeout=SECS         kernel cache timeout for entries and attributes (default 3600)
+  threads=N            request-serving threads (default: number of CPUs, 2 to 8)
   passthrough=on|off   FUSE passthrough for file I/O (default on where the kernel
                        allows it: as real root, Linux 6.9+)
   writeback=on|off     the kernel's writeback cache when passthrough is off (default on)
@@ -83,5 +84,73 @@ pub fn umount_main(args: UmountArgs) -> i32 {
             eprintln!("strata umount: {msg}");
             1
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OPTIONS_HELP;
+
+    /// The option names of the README's option reference table.
+    fn readme_options() -> Vec<String> {
+        let readme = include_str!("../../README.md");
+        let table = readme
+            .split("### Option reference")
+            .nth(1)
+            .and_then(|t| t.split("\n#").next())
+            .expect("README has an option reference");
+        let mut names = Vec::new();
+        for row in table.lines().filter(|l| l.starts_with("| `")) {
+            let first = row.split('|').nth(1).unwrap_or("");
+            for code in first.split('`').skip(1).step_by(2) {
+                names.push(code.split('=').next().unwrap_or("").to_string());
+            }
+        }
+        names
+    }
+
+    /// The option names in the first column of `strata mount --help`.
+    fn help_options() -> Vec<String> {
+        OPTIONS_HELP
+            .lines()
+            .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+            .flat_map(|l| l[2..].split("  ").next().unwrap_or("").split(", "))
+            .map(|o| o.split('=').next().unwrap_or("").trim().to_string())
+            .filter(|o| !o.is_empty())
+            .collect()
+    }
+
+    #[test]
+    fn help_readme_and_parser_name_the_same_options() {
+        let (mut readme, mut help) = (readme_options(), help_options());
+        readme.sort();
+        readme.dedup();
+        help.sort();
+        help.dedup();
+        assert!(readme.len() > 20, "{readme:?}");
+        assert_eq!(readme, help, "README's option table and --help differ");
+        for name in &readme {
+            let opt = format!("lowerdir=/l,{name}");
+            if let Err(e) = super::options::parse(&[opt]) {
+                assert!(!e.0.contains("unknown option"), "{name}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn help_states_the_real_defaults() {
+        let ttl = crate::union::DEFAULT_TTL.as_secs();
+        assert!(
+            OPTIONS_HELP.contains(&format!("(default {ttl})")),
+            "timeout default"
+        );
+        assert!(
+            OPTIONS_HELP.contains("number of CPUs, 2 to 8"),
+            "threads default"
+        );
+        assert!(
+            !crate::union::Config::default().metacopy && OPTIONS_HELP.contains("(default off"),
+            "metacopy default"
+        );
     }
 }

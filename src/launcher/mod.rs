@@ -14,6 +14,10 @@
 //!
 //! One module per kernel concept: `userns`, `namespaces`, `cgroups`, `rootfs`, `union`,
 //! `init` (signals, reaping), `exec` (credentials, caps, execve), `cleanup`, `spec`.
+//!
+//! It takes a `Spec` and returns the command's status or an `Error`; it never parses
+//! argv or prints (warnings go to the caller's `warn`), and it reaches the union
+//! only by starting `strata mount -f`, never by linking `union`.
 
 mod cgroups;
 mod cleanup;

@@ -1,7 +1,11 @@
-//! The union filesystem: kernel overlayfs semantics over a stack of directories.
+//! The union filesystem: kernel overlayfs semantics and on-disk format over a
+//! stack of directories, served as a `fuser::Filesystem` (`fs::StrataFs`).
 //!
-//! Terms follow the kernel's `Documentation/filesystems/overlayfs.rst`: lower,
-//! upper, workdir, whiteout, opaque, copy-up, redirect.
+//! It owns the layers (held as directory fds), the node table, copy-up and the
+//! on-disk format. It takes a `Config` and never knows who built it: no argv, no
+//! process life (that is `daemon`), no printing. Terms follow the kernel's
+//! `Documentation/filesystems/overlayfs.rst`: lower, upper, workdir, whiteout,
+//! opaque, copy-up, redirect, metacopy.
 
 pub mod attr;
 mod config;
