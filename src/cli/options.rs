@@ -64,6 +64,75 @@ fn parse_dir_list(key: &str, value: &str) -> Result<Vec<PathBuf>, OptionError> {
     Ok(dirs)
 }
 
+/// An aufs branch's mode, from its `=MODE` suffix.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum BranchMode {
+    /// `rw`: the writable branch.
+    Writable,
+    /// `ro`, `rr`, with or without `+wh`: never written.
+    ReadOnly,
+    /// No suffix: writable if it is the first branch and no other is `rw`.
+    Unmarked,
+}
+
+/// `PATH[=MODE]`, escapes still in: a suffix after the last unescaped `=` that
+/// holds no `/` must be a mode.
+fn parse_branch(key: &str, branch: &str) -> Result<(PathBuf, BranchMode), OptionError> {
+    let mut parts = split_escaped(branch, '=', true);
+    let mode = match parts.last() {
+        Some(m) if parts.len() > 1 && !m.contains('/') => m.clone(),
+        _ => return Ok((PathBuf::from(unescape(branch)), BranchMode::Unmarked)),
+    };
+    parts.pop();
+    let path = unescape(&parts.join("="));
+    let mode = match mode.as_str() {
+        "rw" => BranchMode::Writable,
+        "ro" | "rr" | "ro+wh" | "rr+wh" | "wh" => BranchMode::ReadOnly,
+        _ => {
+            return Err(OptionError(format!(
+                "{key}=: branch {branch}: unknown mode '{mode}' (expected rw, ro, rr or ro+wh)"
+            )))
+        }
+    };
+    if path.is_empty() {
+        return Err(OptionError(format!("{key}=: branch {branch}: empty path")));
+    }
+    Ok((PathBuf::from(path), mode))
+}
+
+/// The aufs branch list: the upper is the branch marked `rw`, else the first
+/// one if it has no mark; every other branch is a lower, in the given order.
+/// The upper is always on top, as in overlayfs, wherever it stands in the list.
+fn parse_branches(key: &str, v: &str) -> Result<(Option<PathBuf>, Vec<PathBuf>), OptionError> {
+    let mut branches = Vec::new();
+    for b in split_escaped(v, ':', true) {
+        if b.is_empty() {
+            return Err(OptionError(format!("{key}={v}: empty layer path")));
+        }
+        branches.push(parse_branch(key, &b)?);
+    }
+    let writable: Vec<usize> = (0..branches.len())
+        .filter(|&i| branches[i].1 == BranchMode::Writable)
+        .collect();
+    let upper = match writable.as_slice() {
+        [] if branches[0].1 == BranchMode::Unmarked => Some(0),
+        [] => None,
+        [i] => Some(*i),
+        _ => {
+            return Err(OptionError(format!(
+                "{key}={v}: more than one branch is marked rw (strata has one upper layer)"
+            )))
+        }
+    };
+    let upper_path = upper.map(|i| branches.remove(i).0);
+    if branches.is_empty() {
+        return Err(OptionError(format!(
+            "{key}={v}: needs at least one read-only branch besides the writable one"
+        )));
+    }
+    Ok((upper_path, branches.into_iter().map(|(p, _)| p).collect()))
+}
+
 fn parse_bool_value(key: &str, value: &str) -> Result<bool, OptionError> {
     match value {
         "on" | "1" | "true" | "yes" => Ok(true),
@@ -103,6 +172,12 @@ impl Parse {
         let aufs_dirs = self.aufs_dirs;
         let u = &mut self.config.union;
         let session = &mut self.config.session;
+        // aufs spells its branch list `br:B1:B2` as well as `br=B1:B2`.
+        let opt = match opt.strip_prefix("br:") {
+            Some(rest) => format!("br={rest}"),
+            None => opt.to_string(),
+        };
+        let opt = opt.as_str();
         let (key, value) = match opt.split_once('=') {
             Some((k, v)) => (k, Some(v)),
             None => (opt, None),
@@ -131,29 +206,16 @@ impl Parse {
                 u.upper = Some(PathBuf::from(unescape(&need(value)?)));
             }
             "workdir" => u.work = Some(PathBuf::from(unescape(&need(value)?))),
-            "dirs" => {
+            "dirs" | "br" => {
                 if u.upper.is_some() || !u.lowers.is_empty() {
-                    return Err(OptionError(
-                        "dirs= cannot be combined with upperdir=/lowerdir=".into(),
-                    ));
-                }
-                let v = need(value)?;
-                // aufs branches may carry "=rw"/"=ro" suffixes; the first is the writable one.
-                let mut dirs = parse_dir_list(key, &v)?;
-                for d in dirs.iter_mut() {
-                    let s = d.to_string_lossy().to_string();
-                    if let Some(stripped) = s.strip_suffix("=rw").or_else(|| s.strip_suffix("=ro"))
-                    {
-                        *d = PathBuf::from(stripped);
-                    }
-                }
-                if dirs.len() < 2 {
                     return Err(OptionError(format!(
-                        "dirs={v}: needs a writable branch and at least one read-only branch"
+                        "{key}= cannot be combined with upperdir=/lowerdir= or another {key}="
                     )));
                 }
-                u.upper = Some(dirs.remove(0));
-                u.lowers = dirs;
+                let v = need(value)?;
+                let (upper, lowers) = parse_branches(key, &v)?;
+                u.upper = upper;
+                u.lowers = lowers;
                 self.aufs_dirs = true;
             }
             "userxattr" => u.userxattr = true,
@@ -254,6 +316,33 @@ mod tests {
         assert_eq!(o.upper, Some(PathBuf::from("./A")));
         assert_eq!(o.lowers, vec![PathBuf::from("./B")]);
         assert!(o.work.is_none());
+    }
+
+    #[test]
+    fn aufs_branch_modes() {
+        let o = parse(&["dirs=/ro1=ro:/rw=rw"]).unwrap().union;
+        assert_eq!(o.upper, Some(PathBuf::from("/rw")));
+        assert_eq!(o.lowers, vec![PathBuf::from("/ro1")]);
+        let o = parse(&["br:/a:/b=rr:/c=ro+wh"]).unwrap().union;
+        assert_eq!(o.upper, Some(PathBuf::from("/a")));
+        assert_eq!(o.lowers, vec![PathBuf::from("/b"), PathBuf::from("/c")]);
+        let o = parse(&["br=/a=ro:/b"]).unwrap().union;
+        assert_eq!(o.upper, None, "a first branch marked ro is never written");
+        assert_eq!(o.lowers, vec![PathBuf::from("/a"), PathBuf::from("/b")]);
+        let o = parse(&[r"dirs=/x\=y:/z"]).unwrap().union;
+        assert_eq!(o.upper, Some(PathBuf::from("/x=y")));
+        let o = parse(&["dirs=/p/a=b/c:/z"]).unwrap().union;
+        assert_eq!(o.upper, Some(PathBuf::from("/p/a=b/c")));
+        for bad in [
+            "dirs=/a=rw:/b=rw",
+            "dirs=/a=rx:/b",
+            "dirs=/only",
+            "dirs==ro:/b",
+        ] {
+            assert!(parse(&[bad]).is_err(), "{bad}");
+        }
+        let e = parse(&["dirs=/a=rw:/b=rw"]).unwrap_err();
+        assert!(e.0.contains("more than one branch"), "{e}");
     }
 
     #[test]

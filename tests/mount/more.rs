@@ -397,6 +397,55 @@ fn aufs_branch_suffixes() {
 }
 
 #[test]
+fn aufs_branch_marked_ro_is_never_written_and_two_rw_are_refused() {
+    let d = TestDir::new();
+    let ro = d.dir("ro1");
+    let rw = d.dir("rw");
+    let mnt = d.dir("mnt");
+    write(ro.join("x"), "from ro1");
+    let before = ls(&ro);
+    let m = Mount::new(
+        &format!("dirs={}=ro:{}=rw", ro.display(), rw.display()),
+        &mnt,
+    );
+    fs::OpenOptions::new()
+        .append(true)
+        .open(mnt.join("x"))
+        .unwrap();
+    write(mnt.join("new"), "new");
+    fs::remove_file(mnt.join("x")).unwrap();
+    m.umount();
+    assert_eq!(ls(&ro), before, "the branch marked ro was written");
+    assert_eq!(read_string(ro.join("x")), "from ro1");
+    assert_eq!(read_string(rw.join("new")), "new");
+    assert!(
+        is_whiteout(rw.join("x")),
+        "the removal is a whiteout in the rw branch"
+    );
+    assert!(lstat(d.join(".rw.strata-work")).is_dir());
+    // Every branch marked read-only: a read-only merge.
+    let m = Mount::new(&format!("br:{}=ro:{}=rr", ro.display(), rw.display()), &mnt);
+    assert_errno(
+        fs::write(mnt.join("y"), "y"),
+        libc::EROFS,
+        "write to an all-ro union",
+    );
+    m.umount();
+    // Two writable branches cannot be honoured: refused, nothing mounted.
+    let out = strata_mount(
+        &format!("dirs={}=rw:{}=rw", ro.display(), rw.display()),
+        &mnt,
+    );
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("more than one branch"),
+        "{}",
+        out.stderr
+    );
+    assert!(!is_mounted(&mnt));
+}
+
+#[test]
 fn mount_point_inside_a_lower_layer() {
     // lowerdir=/ with a mount point somewhere below / is the everyday case of this.
     // The kernel shows the lower's own directory at the mount point's name (it never
