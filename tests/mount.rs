@@ -17,6 +17,8 @@ mod basic;
 mod cache;
 #[path = "mount/copyup.rs"]
 mod copyup;
+#[path = "mount/daemon.rs"]
+mod daemon;
 #[path = "mount/edge.rs"]
 mod edge;
 #[path = "mount/inodes.rs"]

@@ -17,6 +17,13 @@ pub struct MountArgs {
     /// Log filter (error, warn, info, debug, trace); overrides RUST_LOG
     #[arg(long = "log-level", value_name = "LEVEL")]
     pub log_level: Option<String>,
+    /// Append the daemon's log to FILE (a background daemon's log is discarded
+    /// otherwise); default $STRATA_LOG_FILE
+    #[arg(long = "log-file", value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+    /// Write the daemon's pid to FILE once the mount is live (removed at unmount)
+    #[arg(long = "pid-file", value_name = "FILE")]
+    pub pid_file: Option<PathBuf>,
     /// Where to mount the union
     pub mountpoint: PathBuf,
 }
@@ -54,6 +61,9 @@ pub struct UmountArgs {
     /// Detach now and clean up when no longer busy (umount -l)
     #[arg(short = 'l', long = "lazy")]
     pub lazy: bool,
+    /// Unmount whatever is mounted there, not only a strata mount
+    #[arg(long = "force")]
+    pub force: bool,
     /// The mount point to unmount
     pub mountpoint: PathBuf,
 }
@@ -61,7 +71,15 @@ pub struct UmountArgs {
 pub fn mount_main(args: MountArgs) -> i32 {
     super::init_logging(args.log_level.as_deref());
     let config = match options::parse(&args.options) {
-        Ok(c) => c,
+        Ok(mut c) => {
+            c.daemon.log_file = args
+                .log_file
+                .or_else(|| std::env::var_os("STRATA_LOG_FILE").map(PathBuf::from))
+                .map(|p| std::path::absolute(&p).unwrap_or(p));
+            // The background daemon works from /.
+            c.daemon.pid_file = args.pid_file.map(|p| std::path::absolute(&p).unwrap_or(p));
+            c
+        }
         Err(e) => {
             eprintln!("strata mount: {e}");
             return 2;
@@ -78,7 +96,7 @@ pub fn mount_main(args: MountArgs) -> i32 {
 }
 
 pub fn umount_main(args: UmountArgs) -> i32 {
-    match daemon::unmount(&args.mountpoint, args.lazy) {
+    match daemon::unmount_strata(&args.mountpoint, args.lazy, args.force) {
         Ok(()) => 0,
         Err(msg) => {
             eprintln!("strata umount: {msg}");

@@ -7,7 +7,7 @@
 
 mod process;
 
-pub use process::unmount;
+pub use process::{unmount, unmount_strata, FSTYPE};
 
 use crate::sys;
 use crate::union::{fs::StrataFs, layers, Config, Union};
@@ -31,11 +31,23 @@ pub struct SessionOptions {
     pub threads: Option<usize>,
 }
 
+/// The daemon process's own files.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DaemonOptions {
+    /// Where the daemon's stderr (its log) goes: from the start in the
+    /// foreground, once the mount is live in the background. Appended to.
+    pub log_file: Option<PathBuf>,
+    /// Written with the serving process's pid once the mount is live, removed
+    /// when it ends.
+    pub pid_file: Option<PathBuf>,
+}
+
 /// Everything one mount needs.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MountConfig {
     pub union: Config,
     pub session: SessionOptions,
+    pub daemon: DaemonOptions,
 }
 
 /// Why a mount failed or ended badly.
@@ -66,10 +78,23 @@ pub fn serve(config: &MountConfig, mountpoint: &Path, foreground: bool) -> Resul
         .and_then(|mp| layers::open(&config.union).map(|l| (mp, l)))
         .and_then(|(mp, mut layers)| layers.cover_mountpoint(&mp).map(|_| (mp, layers)))
         .map_err(Error::Failed)?;
+    let log = match &config.daemon.log_file {
+        Some(p) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| Error::Failed(format!("log file {}: {e}", p.display())))?,
+        ),
+        None => None,
+    };
     let mut report = if foreground {
+        if let Some(log) = &log {
+            process::redirect_stderr(log);
+        }
         process::foreground()
     } else {
-        match process::background(&mountpoint)? {
+        match process::background(log)? {
             process::Role::Daemon(report) => report,
             process::Role::Launched => return Ok(Served::Launched),
         }
@@ -86,7 +111,7 @@ pub fn serve(config: &MountConfig, mountpoint: &Path, foreground: bool) -> Resul
         union: union.clone(),
         negative_ttl: true,
     };
-    let mut session = match fuser::Session::new(fs, &mountpoint, &fuse_config) {
+    let session = match fuser::Session::new(fs, &mountpoint, &fuse_config) {
         Ok(s) => s,
         Err(e) => {
             return Err(report.failed(format!(
@@ -95,23 +120,18 @@ pub fn serve(config: &MountConfig, mountpoint: &Path, foreground: bool) -> Resul
             )))
         }
     };
-    // In the background the watchdog is our parent already.
-    let watchdog = if foreground {
-        match process::start_watchdog(&mountpoint) {
-            Ok(w) => Some(w),
-            Err(e) => {
-                let _ = unmount(&mountpoint, true);
-                return Err(report.failed(format!("watchdog: {e}")));
-            }
+    let watchdog = match process::start_watchdog(&mountpoint) {
+        Ok(w) => w,
+        Err(e) => {
+            let _ = unmount(&mountpoint, true);
+            return Err(report.failed(format!("watchdog: {e}")));
         }
-    } else {
-        None
     };
     let _ = union.notifier.set(session.notifier());
-    let mut unmounter = session.unmount_callable();
     let mp = mountpoint.clone();
     if let Err(e) = process::spawn_signal_thread(move |_| {
-        if let Err(e) = unmounter.unmount() {
+        // Signals come while we serve, so the mount on top at the path is ours.
+        if let Err(e) = unmount(&mp, false) {
             log::warn!("unmount failed ({e}); detaching lazily");
             let _ = unmount(&mp, true);
         }
@@ -129,8 +149,17 @@ pub fn serve(config: &MountConfig, mountpoint: &Path, foreground: bool) -> Resul
         mountpoint.display(),
         union.layers.lowers.len()
     );
+    if let Some(p) = &config.daemon.pid_file {
+        if let Err(e) = write_pid_file(p) {
+            let _ = unmount(&mountpoint, true);
+            return Err(report.failed(format!("pid file {}: {e}", p.display())));
+        }
+    }
     report.ready();
-    let result = session.run();
+    let result = serve_until_unmounted(session);
+    if let Some(p) = &config.daemon.pid_file {
+        let _ = std::fs::remove_file(p);
+    }
     drop(watchdog);
     match result {
         Ok(()) => {
@@ -144,6 +173,38 @@ pub fn serve(config: &MountConfig, mountpoint: &Path, foreground: bool) -> Resul
             Err(Error::Failed(msg))
         }
     }
+}
+
+/// Runs the session until the kernel ends it, and then leaves the mount alone.
+///
+/// fuser unmounts by path when its session (or the `Mount` it holds) is
+/// dropped, and it does so after the kernel's FUSE_DESTROY, before the
+/// connection is marked dead: by then `strata umount` has returned and a new
+/// mount may sit at the path. So the session runs on fuser's own thread with
+/// its `Mount` kept aside, and that is never dropped. Should our mount still be
+/// there (the session failed), the watchdog detaches it once we exit, having
+/// checked that it is ours.
+fn serve_until_unmounted(session: fuser::Session<StrataFs>) -> std::io::Result<()> {
+    let background = std::mem::ManuallyDrop::new(session.spawn()?);
+    while !background.guard.is_finished() {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // SAFETY: `guard` is moved out once, and `background` is never dropped, so
+    // nothing is dropped twice.
+    let guard = unsafe { std::ptr::read(&background.guard) };
+    guard
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("the FUSE session thread panicked")))
+}
+
+/// Writes our pid to `path` atomically (a staged file renamed into place).
+fn write_pid_file(path: &Path) -> std::io::Result<()> {
+    let mut staged = path.as_os_str().to_owned();
+    staged.push(format!(".{}.tmp", std::process::id()));
+    std::fs::write(&staged, format!("{}\n", std::process::id()))?;
+    std::fs::rename(&staged, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&staged);
+    })
 }
 
 fn check_mountpoint(mp: &Path) -> Result<PathBuf, String> {
@@ -196,6 +257,12 @@ fn fuser_config(opts: &SessionOptions, read_only: bool) -> fuser::Config {
         MountOption::Subtype("strata".into()),
         MountOption::DefaultPermissions,
     ];
+    // fuser's own mount(2) (as root, or root in a user namespace) passes the
+    // type as plain "fuse" and leaves the subtype to fusermount3; the kernel
+    // takes it as a mount option too, so `findmnt -t fuse.strata` finds both.
+    if root {
+        mo.push(MountOption::CUSTOM("subtype=strata".into()));
+    }
     if read_only {
         mo.push(MountOption::RO);
     }

@@ -2,35 +2,38 @@
 //! the mount is live, the auto-unmount watchdog, signals, and unmounting.
 
 use super::Error;
-use crate::sys::mount::is_fuse_mount;
-use crate::sys::process::{detach_stdio, fork, pipe};
+use crate::sys::mount;
+use crate::sys::process::{self, detach_stdio, fork, pipe};
 use std::ffi::CString;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 /// The parent's end of the start-up report: "OK" or the error line.
 pub struct StartupReport {
     writer: Option<std::fs::File>,
+    /// In the background: where stderr goes once stdio is detached.
+    log: Option<std::fs::File>,
+}
+
+/// Points stderr at `file` (the log goes where stderr goes).
+pub fn redirect_stderr(file: &std::fs::File) {
+    // SAFETY: dup2 of a valid fd onto stderr.
+    unsafe { libc::dup2(file.as_raw_fd(), 2) };
 }
 
 impl StartupReport {
     /// Tells the waiting parent that the mount is live, then detaches stdio
-    /// (the log goes to $STRATA_LOG_FILE when that is set).
+    /// (stderr goes to the log file, when there is one).
     pub fn ready(&mut self) {
         if let Some(mut w) = self.writer.take() {
             let _ = w.write_all(b"OK\n");
             detach_stdio();
-            if let Some(path) = std::env::var_os("STRATA_LOG_FILE") {
-                if let Ok(f) = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                {
-                    unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&f), 2) };
-                }
+            if let Some(log) = self.log.take() {
+                redirect_stderr(&log);
             }
         }
     }
@@ -57,29 +60,23 @@ pub enum Role {
 }
 
 /// Goes to the background. The calling process waits for the daemon's
-/// report: `Launched` once the mount is live, the daemon's error otherwise. In
-/// between sits the watchdog: it is the daemon's parent, reaps it, and detaches
-/// the mount if the daemon dies without unmounting (SIGKILL, OOM).
-pub fn background(mountpoint: &Path) -> Result<Role, Error> {
+/// report: `Launched` once the mount is live, the daemon's error otherwise.
+/// The daemon starts its watchdog itself once it has mounted (`start_watchdog`).
+pub fn background(log: Option<std::fs::File>) -> Result<Role, Error> {
     let (r, w) = pipe().map_err(|e| Error::Failed(format!("pipe: {e}")))?;
     match fork() {
         Err(e) => Err(Error::Failed(format!("fork: {e}"))),
         Ok(0) => {
             drop(r);
+            // SAFETY: setsid cannot fail in a fresh child (it is no group leader).
             unsafe { libc::setsid() };
             let _ = std::env::set_current_dir("/");
-            match fork() {
-                Ok(0) => Ok(Role::Daemon(StartupReport {
-                    writer: Some(std::fs::File::from(w)),
-                })),
-                Ok(daemon) => {
-                    drop(w);
-                    watch_child(daemon, mountpoint)
-                }
-                Err(_) => crate::sys::process::exit_now(1),
-            }
+            Ok(Role::Daemon(StartupReport {
+                writer: Some(std::fs::File::from(w)),
+                log,
+            }))
         }
-        Ok(watchdog) => {
+        Ok(daemon) => {
             drop(w);
             let mut msg = String::new();
             let _ = std::fs::File::from(r).read_to_string(&mut msg);
@@ -89,78 +86,168 @@ pub fn background(mountpoint: &Path) -> Result<Role, Error> {
                 let line = msg
                     .strip_prefix("ERR ")
                     .unwrap_or("the mount daemon exited before the mount was live");
-                let _ = crate::sys::process::waitpid(watchdog, 0);
+                let _ = process::waitpid(daemon, 0);
                 Err(Error::Failed(line.trim_end().to_string()))
             }
         }
     }
 }
 
-/// The watchdog's life in background mode: wait for the daemon, then make
-/// sure its mount does not outlive it.
-fn watch_child(daemon: libc::pid_t, mountpoint: &Path) -> ! {
-    crate::sys::process::set_name(c"strata-watchdog");
-    detach_stdio();
-    crate::sys::process::ignore_signals(&[
-        libc::SIGINT,
-        libc::SIGTERM,
-        libc::SIGHUP,
-        libc::SIGPIPE,
-    ]);
-    let _ = crate::sys::process::waitpid(daemon, 0);
-    if is_fuse_mount(mountpoint) {
-        let _ = unmount(mountpoint, true);
-    }
-    crate::sys::process::exit_now(0)
-}
-
 pub fn foreground() -> StartupReport {
-    StartupReport { writer: None }
+    StartupReport {
+        writer: None,
+        log: None,
+    }
 }
 
-/// In the foreground, starts the watchdog: a small child that waits for the daemon to go away
-/// (for whatever reason, SIGKILL included) and then detaches the mount, so
-/// users get ENOENT-free, non-hanging paths instead of a dead FUSE mount.
-/// Must be called before any thread is started.
+/// Which mount at a path is this daemon's.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct MountIdentity {
+    /// From statx (never reused), where the kernel has it (6.8+).
+    unique: Option<u64>,
+    /// From mountinfo: reused by the next mount once this one is gone.
+    reusable: u64,
+}
+
+/// The mount id (in mountinfo) of the mount on top at `mountpoint`, if it is FUSE.
+fn top_fuse_mount(mountpoint: &Path) -> Option<u64> {
+    mount::mounts()
+        .into_iter()
+        .rev()
+        .find(|m| Path::new(&m.point) == mountpoint)
+        .filter(|m| m.fstype == "fuse" || m.fstype.starts_with("fuse."))
+        .map(|m| m.mount_id)
+}
+
+impl MountIdentity {
+    /// Is the mount on top at `mountpoint` this one? Without a unique id (old
+    /// kernel, or a dead FUSE mount that fails even a cached statx), the reusable
+    /// id has to do.
+    fn is_top(&self, mountpoint: &Path) -> bool {
+        if top_fuse_mount(mountpoint) != Some(self.reusable) {
+            return false;
+        }
+        match (self.unique, mount::mount_id_unique(mountpoint)) {
+            (Some(ours), Ok(top)) => ours == top,
+            _ => true,
+        }
+    }
+}
+
+/// The daemon the watchdog forwards SIGTERM to (set in the watchdog only).
+static DAEMON_PID: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn forward_to_daemon(_sig: libc::c_int) {
+    // SAFETY: kill is async-signal-safe.
+    unsafe { libc::kill(DAEMON_PID.load(Ordering::Relaxed), libc::SIGTERM) };
+}
+
+/// Starts the watchdog, right after mounting: a small child that waits for the
+/// daemon to go away (for whatever reason, SIGKILL included) and then detaches
+/// the mount, so users get an empty directory instead of a dead FUSE mount.
+///
+/// It detaches only the mount this daemon made, known by its unique mount id:
+/// after a clean unmount a new mount may already sit at the same path (with the
+/// same mountinfo id and device number, which the kernel reuses), and it must
+/// not be touched. SIGTERM, SIGINT or SIGHUP to the watchdog asks the daemon to
+/// unmount. Must be called before any thread is started. The daemon keeps the
+/// returned fd open for as long as it serves.
 pub fn start_watchdog(mountpoint: &Path) -> io::Result<OwnedFd> {
-    let (r, w) = pipe()?;
+    let reusable = top_fuse_mount(mountpoint).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!(
+                "{}: the new mount is not in /proc/self/mountinfo",
+                mountpoint.display()
+            ),
+        )
+    })?;
     let path = CString::new(mountpoint.as_os_str().as_bytes())
         .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    match fork()? {
-        0 => {
-            let keep = r.as_raw_fd();
-            crate::sys::process::set_name(c"strata-watchdog");
-            detach_stdio();
-            unsafe {
-                for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGPIPE] {
-                    libc::signal(sig, libc::SIG_IGN);
-                }
-                // Hold nothing of the daemon's: above all not /dev/fuse.
-                if keep > 3 {
-                    libc::syscall(libc::SYS_close_range, 3u32, (keep - 1) as u32, 0u32);
-                }
-                libc::syscall(libc::SYS_close_range, (keep + 1) as u32, u32::MAX, 0u32);
-                let mut b = [0u8; 1];
-                while libc::read(keep, b.as_mut_ptr().cast(), 1) != 0 {
-                    if *libc::__errno_location() != libc::EINTR {
-                        break;
-                    }
-                }
-                if libc::umount2(path.as_ptr(), libc::MNT_DETACH) != 0 {
-                    let argv = [
-                        c"fusermount3".as_ptr(),
-                        c"-u".as_ptr(),
-                        c"-z".as_ptr(),
-                        c"-q".as_ptr(),
-                        path.as_ptr(),
-                        std::ptr::null(),
-                    ];
-                    libc::execvp(argv[0], argv.as_ptr());
-                }
-                libc::_exit(0);
+    // SAFETY: getpid cannot fail.
+    let daemon = unsafe { libc::getpid() };
+    let (r, w) = pipe()?;
+    if fork()? != 0 {
+        return Ok(w);
+    }
+    drop(w);
+    // In the child: should the statx reach the daemon after all, the daemon is
+    // free to answer it.
+    let ours = MountIdentity {
+        unique: mount::mount_id_unique(mountpoint).ok(),
+        reusable,
+    };
+    let keep = r.as_raw_fd();
+    process::set_name(c"strata-watchdog");
+    detach_stdio();
+    DAEMON_PID.store(daemon, Ordering::Relaxed);
+    process::ignore_signals(&[libc::SIGPIPE]);
+    // SAFETY: a handler that only calls kill; the watchdog is single-threaded, and
+    // from here on it makes only raw syscalls, reads mountinfo, and execs or _exits.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = forward_to_daemon as *const () as usize;
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+        // Hold nothing of the daemon's: above all not /dev/fuse.
+        if keep > 3 {
+            libc::syscall(libc::SYS_close_range, 3u32, (keep - 1) as u32, 0u32);
+        }
+        libc::syscall(libc::SYS_close_range, (keep + 1) as u32, u32::MAX, 0u32);
+        let mut b = [0u8; 1];
+        while libc::read(keep, b.as_mut_ptr().cast(), 1) != 0 {
+            if process::last_errno() != libc::EINTR {
+                break;
             }
         }
-        _ => Ok(w),
+    }
+    // The daemon is gone. Its mount is still there if it did not unmount
+    // (killed). umount2 acts on the top mount at the path, so only when that
+    // is ours (a mount stacked over it is left alone, and so is ours under it).
+    if !ours.is_top(mountpoint) {
+        process::exit_now(0);
+    }
+    if mount::umount(mountpoint, libc::MNT_DETACH).is_err() {
+        let argv = [
+            c"fusermount3".as_ptr(),
+            c"-u".as_ptr(),
+            c"-z".as_ptr(),
+            c"-q".as_ptr(),
+            path.as_ptr(),
+            std::ptr::null(),
+        ];
+        // SAFETY: argv is a NULL-terminated array of valid C strings.
+        unsafe { libc::execvp(argv[0], argv.as_ptr()) };
+    }
+    process::exit_now(0)
+}
+
+/// The filesystem type strata's mounts show in /proc/mounts.
+pub const FSTYPE: &str = "fuse.strata";
+
+/// `strata umount`: unmounts the strata mount at `mountpoint`. Anything else
+/// mounted there (or nothing) is refused, unless `force`.
+pub fn unmount_strata(mountpoint: &Path, lazy: bool, force: bool) -> Result<(), String> {
+    // A dead FUSE mount fails even a stat: then take the path as it is.
+    let path = std::fs::canonicalize(mountpoint)
+        .or_else(|_| std::path::absolute(mountpoint))
+        .map_err(|e| format!("{}: {e}", mountpoint.display()))?;
+    let top = mount::mounts()
+        .into_iter()
+        .rev()
+        .find(|m| Path::new(&m.point) == path);
+    match top {
+        None => Err(format!(
+            "{}: nothing is mounted there",
+            mountpoint.display()
+        )),
+        Some(m) if m.fstype != FSTYPE && !force => Err(format!(
+            "{}: is a {} mount, not a strata mount (--force unmounts it anyway)",
+            mountpoint.display(),
+            m.fstype
+        )),
+        Some(_) => unmount(&path, lazy),
     }
 }
 

@@ -88,6 +88,29 @@ pub fn statfs_type(path: &Path) -> io::Result<i64> {
     Ok(st.f_type as i64)
 }
 
+/// The unique id of the mount on top at `path` (`STATX_MNT_ID_UNIQUE`, Linux 6.8+):
+/// never reused, unlike the ids in mountinfo, which a new mount takes over as soon
+/// as the old one is gone. Asks with `AT_STATX_DONT_SYNC`, so a FUSE mount's root
+/// is not sent a GETATTR. `Unsupported` on older kernels.
+pub fn mount_id_unique(path: &Path) -> io::Result<u64> {
+    let c = cpath(path)?;
+    // SAFETY: statx fills a plain struct; c is a valid C string.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    cvt(unsafe {
+        libc::statx(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW | libc::AT_NO_AUTOMOUNT | libc::AT_STATX_DONT_SYNC,
+            libc::STATX_MNT_ID_UNIQUE,
+            &mut stx,
+        )
+    })?;
+    if stx.stx_mask & libc::STATX_MNT_ID_UNIQUE == 0 {
+        return Err(io::Error::from(io::ErrorKind::Unsupported));
+    }
+    Ok(stx.stx_mnt_id)
+}
+
 /// Unescapes a /proc/self/mountinfo path field (\040 and friends).
 pub fn unescape_mountinfo(s: &str) -> String {
     let b = s.as_bytes();
