@@ -268,6 +268,10 @@ impl Union {
 
 /// The owner, mode and times of `req`, set on the upper object at `at`.
 fn set_meta_at(at: &super::At, kind: u32, req: &SetAttr) -> OpResult<()> {
+    if at.name.is_empty() {
+        // The upper root: `at.dir()` is an O_PATH fd of the object itself.
+        return set_meta_object(at.dir(), kind, req);
+    }
     if req.uid.is_some() || req.gid.is_some() {
         sys::chown_at(
             at.dir(),
@@ -309,7 +313,7 @@ fn set_meta_fd(fd: BorrowedFd, req: &SetAttr) -> OpResult<()> {
 }
 
 /// The same, on the object an O_PATH fd reaches (an upper object whose names
-/// are gone).
+/// are gone, or the upper root directory).
 fn set_meta_object(fd: BorrowedFd, kind: u32, req: &SetAttr) -> OpResult<()> {
     if req.uid.is_some() || req.gid.is_some() {
         path_fd::chown(fd, req.uid.unwrap_or(u32::MAX), req.gid.unwrap_or(u32::MAX))?;

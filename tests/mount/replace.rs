@@ -1,6 +1,6 @@
 //! A file that loses its name while it is open: an atomic replace (write
 //! `NAME.tmp`, rename it over `NAME`, as editors, apt, dpkg and git save
-//! files), an unlink, hard links.
+//! files), an unlink, hard links. And chown of the mount root.
 //!
 //! Every test runs with the root default (FUSE passthrough) and with
 //! `passthrough=off`, where the kernel's writeback cache is on, as in every
@@ -437,5 +437,25 @@ fn replace_and_unlink_of_hard_linked_files() {
             "[{extra}] upper entries, strata (left) vs kernel overlayfs (right)"
         );
         assert_eq!(read_string(lay.u("u2")), "upper link");
+    }
+}
+
+/// chown of the mount root (the upper root directory is reached through an
+/// O_PATH fd).
+#[test]
+fn chown_of_the_mount_root() {
+    for extra in CONFIGS {
+        let lay = Layout::new(1);
+        let m = mount(&lay, extra);
+        let (uid, gid) = (lstat(&lay.mnt).uid(), lstat(&lay.mnt).gid());
+        errno(chown(&lay.mnt, uid, gid))
+            .unwrap_or_else(|e| panic!("[{extra}] chown of the mount root: {e}"));
+        errno(chown(&lay.mnt, 4242, 4343))
+            .unwrap_or_else(|e| panic!("[{extra}] chown of the mount root: {e}"));
+        let st = lstat(&lay.mnt);
+        assert_eq!((st.uid(), st.gid()), (4242, 4343), "[{extra}]");
+        m.umount();
+        let st = lstat(&lay.upper);
+        assert_eq!((st.uid(), st.gid()), (4242, 4343), "[{extra}] upper root");
     }
 }
