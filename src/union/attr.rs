@@ -112,6 +112,31 @@ pub struct SetAttr {
     pub ctime: bool,
 }
 
+impl SetAttr {
+    /// Nothing to set: chown(path, -1, -1) (with the writeback cache, the
+    /// kernel's ctime only). Still a change, as for the kernel overlayfs:
+    /// the object is copied up and its ctime updated, by a chown(-1, -1) of
+    /// the upper object (the kernel's notify_change(ATTR_CTIME) of it).
+    fn is_touch(&self) -> bool {
+        self.mode.is_none()
+            && self.uid.is_none()
+            && self.gid.is_none()
+            && self.size.is_none()
+            && self.atime.is_none()
+            && self.mtime.is_none()
+    }
+
+    /// Owner, mode or times to set (or a touch).
+    fn sets_meta(&self) -> bool {
+        self.mode.is_some()
+            || self.uid.is_some()
+            || self.gid.is_some()
+            || self.atime.is_some()
+            || self.mtime.is_some()
+            || self.is_touch()
+    }
+}
+
 impl Union {
     /// Current attributes of a node, from an open fd when one is given.
     pub fn getattr(&self, node: &Node, fd: Option<BorrowedFd>) -> OpResult<FileAttr> {
@@ -208,12 +233,7 @@ impl Union {
                 .map_err(err)?;
             sys::ftruncate(std::os::fd::AsFd::as_fd(&f), size).map_err(err)?;
         }
-        let meta = req.mode.is_some()
-            || req.uid.is_some()
-            || req.gid.is_some()
-            || req.atime.is_some()
-            || req.mtime.is_some();
-        if meta {
+        if req.sets_meta() {
             self.copy_up(node, CopyData::Meta)?;
             match (self.upper_at(node), fd) {
                 (Ok(at), _) => set_meta_at(&at, node.kind, &req),
@@ -272,7 +292,7 @@ fn set_meta_at(at: &super::At, kind: u32, req: &SetAttr) -> OpResult<()> {
         // The upper root: `at.dir()` is an O_PATH fd of the object itself.
         return set_meta_object(at.dir(), kind, req);
     }
-    if req.uid.is_some() || req.gid.is_some() {
+    if req.uid.is_some() || req.gid.is_some() || req.is_touch() {
         sys::chown_at(
             at.dir(),
             &at.name,
@@ -300,7 +320,7 @@ fn set_meta_at(at: &super::At, kind: u32, req: &SetAttr) -> OpResult<()> {
 
 /// The same, through an open upper file.
 fn set_meta_fd(fd: BorrowedFd, req: &SetAttr) -> OpResult<()> {
-    if req.uid.is_some() || req.gid.is_some() {
+    if req.uid.is_some() || req.gid.is_some() || req.is_touch() {
         sys::fchown(fd, req.uid.unwrap_or(u32::MAX), req.gid.unwrap_or(u32::MAX)).map_err(err)?;
     }
     if let Some(mode) = req.mode {
@@ -315,7 +335,7 @@ fn set_meta_fd(fd: BorrowedFd, req: &SetAttr) -> OpResult<()> {
 /// The same, on the object an O_PATH fd reaches (an upper object whose names
 /// are gone, or the upper root directory).
 fn set_meta_object(fd: BorrowedFd, kind: u32, req: &SetAttr) -> OpResult<()> {
-    if req.uid.is_some() || req.gid.is_some() {
+    if req.uid.is_some() || req.gid.is_some() || req.is_touch() {
         path_fd::chown(fd, req.uid.unwrap_or(u32::MAX), req.gid.unwrap_or(u32::MAX))?;
     }
     if let Some(mode) = req.mode {

@@ -1,6 +1,6 @@
 //! A file that loses its name while it is open: an atomic replace (write
 //! `NAME.tmp`, rename it over `NAME`, as editors, apt, dpkg and git save
-//! files), an unlink, hard links. And chown of the mount root.
+//! files), an unlink, hard links. And chown: to -1, -1, and of the mount root.
 //!
 //! Every test runs with the root default (FUSE passthrough) and with
 //! `passthrough=off`, where the kernel's writeback cache is on, as in every
@@ -437,6 +437,88 @@ fn replace_and_unlink_of_hard_linked_files() {
             "[{extra}] upper entries, strata (left) vs kernel overlayfs (right)"
         );
         assert_eq!(read_string(lay.u("u2")), "upper link");
+    }
+}
+
+/// chown(path, -1, -1) changes no owner, but it is a change: the kernel copies
+/// a lower object up and updates its ctime.
+#[test]
+fn chown_to_minus_one_copies_up_and_updates_ctime() {
+    let prepare = |lay: &Layout| {
+        write(lay.l(0, "f"), "lower file");
+        symlink("target", lay.l(0, "s"));
+        mkdirs(lay.l(0, "d"));
+        write(lay.l(0, "d/x"), "x");
+        write(lay.l(0, "g"), "lower file");
+    };
+    let run_on = |mnt: &Path, upper: &Path| -> Vec<String> {
+        let mut bad = Vec::new();
+        write(mnt.join("u"), "upper file");
+        let names = ["f", "s", "d", "u", "g", ""];
+        let before: Vec<(i64, i64)> = names
+            .iter()
+            .map(|n| {
+                let st = lstat(mnt.join(n));
+                (st.ctime(), st.ctime_nsec())
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(50));
+        for n in names {
+            let p = mnt.join(n);
+            let r = match n {
+                "s" => lchown(&p, u32::MAX, u32::MAX),
+                "g" => File::open(&p).and_then(|f| fchown(&f, u32::MAX, u32::MAX)),
+                _ => chown(&p, u32::MAX, u32::MAX),
+            };
+            if let Err(e) = errno(r) {
+                bad.push(format!("chown {n:?} -1 -1: {e}"));
+            }
+        }
+        for (n, b) in names.iter().zip(&before) {
+            for (view, p) in [("merged", mnt.join(n)), ("upper", upper.join(n))] {
+                match fs::symlink_metadata(&p) {
+                    Ok(st) if (st.ctime(), st.ctime_nsec()) > *b => {}
+                    Ok(_) => bad.push(format!("{n:?}: {view} ctime not updated")),
+                    Err(e) => bad.push(format!("{n:?}: no {view} object: {e}")),
+                }
+            }
+        }
+        let st = lstat(mnt.join("f"));
+        if (st.uid(), st.gid(), st.mode() & 0o7777) != (0, 0, 0o644) {
+            bad.push(format!("f: owner or mode changed: {st:?}"));
+        }
+        for p in [mnt.join("f"), upper.join("f")] {
+            if fs::read_to_string(&p).ok().as_deref() != Some("lower file") {
+                bad.push(format!("{}: data", p.display()));
+            }
+        }
+        if fs::read_link(upper.join("s")).ok() != Some("target".into()) {
+            bad.push("s: upper target".into());
+        }
+        if ls(mnt.join("d")) != strs(&["x"]) {
+            bad.push("d: listing".into());
+        }
+        bad
+    };
+    let klay = Layout::new(1);
+    prepare(&klay);
+    let k = klay.kernel_mount();
+    let kbad = run_on(&k.mnt, &klay.upper);
+    assert!(kbad.is_empty(), "kernel overlayfs: {kbad:#?}");
+    k.umount();
+    for extra in CONFIGS {
+        let lay = Layout::new(1);
+        prepare(&lay);
+        let m = mount(&lay, extra);
+        let bad = run_on(&m.mnt, &lay.upper);
+        assert!(bad.is_empty(), "[{extra}] {bad:#?}");
+        m.umount();
+        assert_eq!(
+            ls(&lay.upper),
+            ls(&klay.upper),
+            "[{extra}] upper entries, strata (left) vs kernel overlayfs (right)"
+        );
+        assert_eq!(ls(lay.u("d")), ls(klay.u("d")), "[{extra}] upper d");
     }
 }
 
