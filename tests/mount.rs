@@ -45,6 +45,8 @@ mod randomized;
 mod readdir;
 #[path = "mount/rename.rs"]
 mod rename;
+#[path = "mount/replace.rs"]
+mod replace;
 #[path = "mount/robustness.rs"]
 mod robustness;
 #[path = "mount/rootless.rs"]

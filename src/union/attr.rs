@@ -107,6 +107,34 @@ pub struct SetAttr {
     pub size: Option<u64>,
     pub atime: Option<TimeOrNow>,
     pub mtime: Option<TimeOrNow>,
+    /// The request carries the kernel's own ctime: it keeps the times
+    /// itself (writeback cache) and writes them back with a SETATTR.
+    pub ctime: bool,
+}
+
+impl SetAttr {
+    /// Nothing to set: chown(path, -1, -1) (with the writeback cache, the
+    /// kernel's ctime only). Still a change, as for the kernel overlayfs:
+    /// the object is copied up and its ctime updated, by a chown(-1, -1) of
+    /// the upper object (the kernel's notify_change(ATTR_CTIME) of it).
+    fn is_touch(&self) -> bool {
+        self.mode.is_none()
+            && self.uid.is_none()
+            && self.gid.is_none()
+            && self.size.is_none()
+            && self.atime.is_none()
+            && self.mtime.is_none()
+    }
+
+    /// Owner, mode or times to set (or a touch).
+    fn sets_meta(&self) -> bool {
+        self.mode.is_some()
+            || self.uid.is_some()
+            || self.gid.is_some()
+            || self.atime.is_some()
+            || self.mtime.is_some()
+            || self.is_touch()
+    }
 }
 
 impl Union {
@@ -174,6 +202,21 @@ impl Union {
     ) -> OpResult<FileAttr> {
         self.check_writable()?;
         let _r = self.rename_lock.read().unwrap_or_else(|p| p.into_inner());
+        let (upper, unlinked) = {
+            let s = node.state();
+            (s.upper, s.unlinked)
+        };
+        if !upper {
+            if self.unchanged_times_write_back(node, &req) {
+                return self.getattr(node, None);
+            }
+            if unlinked {
+                // Its name is gone (unlinked, or another file renamed over
+                // it): a copy-up has nowhere to go, and must never go to
+                // the name. The kernel overlayfs fails with EEXIST here.
+                return Err(libc::EEXIST);
+            }
+        }
         // A chown drops security.capability; a chmod may rewrite the ACL.
         self.forget_xattrs(node);
         if let (Some(size), Some(fd)) = (req.size, fd) {
@@ -190,12 +233,7 @@ impl Union {
                 .map_err(err)?;
             sys::ftruncate(std::os::fd::AsFd::as_fd(&f), size).map_err(err)?;
         }
-        let meta = req.mode.is_some()
-            || req.uid.is_some()
-            || req.gid.is_some()
-            || req.atime.is_some()
-            || req.mtime.is_some();
-        if meta {
+        if req.sets_meta() {
             self.copy_up(node, CopyData::Meta)?;
             match (self.upper_at(node), fd) {
                 (Ok(at), _) => set_meta_at(&at, node.kind, &req),
@@ -203,16 +241,58 @@ impl Union {
                 // writes the file's times back through its handle at fsync
                 // and close.
                 (Err(libc::ENOENT), Some(fd)) => set_meta_fd(fd, &req),
+                // Unlinked, no handle: a change through a read-only fd, or
+                // the kernel's write-back of the times of a file it has no
+                // writable handle of (it follows the unlink or the rename
+                // over it that changed its ctime). It acts on the object,
+                // which the node's O_PATH fd still reaches; its names
+                // belong to other files now.
+                (Err(libc::ENOENT), None) => {
+                    let orphan = node.state().orphan.clone();
+                    match orphan {
+                        Some(o) => set_meta_object(std::os::fd::AsFd::as_fd(&*o), node.kind, &req),
+                        None => Err(libc::ENOENT),
+                    }
+                }
                 (Err(e), _) => Err(e),
             }?;
         }
         self.getattr(node, fd)
     }
+
+    /// A SETATTR of a lower object that changes nothing: the writeback cache
+    /// writing back the mtime it had from us, after the kernel changed the
+    /// inode's ctime itself (the unlink of one of its hard links, a rename
+    /// over one of its names). The kernel overlayfs has no such write-back
+    /// and does not copy the object up for it.
+    fn unchanged_times_write_back(&self, node: &Node, req: &SetAttr) -> bool {
+        let Some(mtime @ TimeOrNow::SpecificTime(_)) = req.mtime else {
+            return false;
+        };
+        if !req.ctime
+            || req.mode.is_some()
+            || req.uid.is_some()
+            || req.gid.is_some()
+            || req.size.is_some()
+            || req.atime.is_some()
+        {
+            return false;
+        }
+        let Ok(st) = self.locate(node).and_then(|at| at.stat().map_err(err)) else {
+            return false;
+        };
+        let t = to_timespec(mtime);
+        (t.tv_sec, t.tv_nsec) == (st.st_mtime, st.st_mtime_nsec)
+    }
 }
 
 /// The owner, mode and times of `req`, set on the upper object at `at`.
 fn set_meta_at(at: &super::At, kind: u32, req: &SetAttr) -> OpResult<()> {
-    if req.uid.is_some() || req.gid.is_some() {
+    if at.name.is_empty() {
+        // The upper root: `at.dir()` is an O_PATH fd of the object itself.
+        return set_meta_object(at.dir(), kind, req);
+    }
+    if req.uid.is_some() || req.gid.is_some() || req.is_touch() {
         sys::chown_at(
             at.dir(),
             &at.name,
@@ -240,7 +320,7 @@ fn set_meta_at(at: &super::At, kind: u32, req: &SetAttr) -> OpResult<()> {
 
 /// The same, through an open upper file.
 fn set_meta_fd(fd: BorrowedFd, req: &SetAttr) -> OpResult<()> {
-    if req.uid.is_some() || req.gid.is_some() {
+    if req.uid.is_some() || req.gid.is_some() || req.is_touch() {
         sys::fchown(fd, req.uid.unwrap_or(u32::MAX), req.gid.unwrap_or(u32::MAX)).map_err(err)?;
     }
     if let Some(mode) = req.mode {
@@ -250,4 +330,65 @@ fn set_meta_fd(fd: BorrowedFd, req: &SetAttr) -> OpResult<()> {
         sys::futimens(fd, req.atime.map(to_timespec), req.mtime.map(to_timespec)).map_err(err)?;
     }
     Ok(())
+}
+
+/// The same, on the object an O_PATH fd reaches (an upper object whose names
+/// are gone, or the upper root directory).
+fn set_meta_object(fd: BorrowedFd, kind: u32, req: &SetAttr) -> OpResult<()> {
+    if req.uid.is_some() || req.gid.is_some() || req.is_touch() {
+        path_fd::chown(fd, req.uid.unwrap_or(u32::MAX), req.gid.unwrap_or(u32::MAX))?;
+    }
+    if let Some(mode) = req.mode {
+        if kind != libc::S_IFLNK {
+            path_fd::chmod(fd, mode & 0o7777)?;
+        }
+    }
+    if req.atime.is_some() || req.mtime.is_some() {
+        path_fd::utimens(fd, req.atime.map(to_timespec), req.mtime.map(to_timespec))?;
+    }
+    Ok(())
+}
+
+/// Changes through an O_PATH fd, which fchown, fchmod and futimens refuse
+/// (EBADF). Private here: `crate::sys` has no wrappers for these.
+mod path_fd {
+    use super::super::OpResult;
+    use std::os::fd::{AsRawFd, BorrowedFd};
+
+    fn check(r: libc::c_int) -> OpResult<()> {
+        if r < 0 {
+            Err(super::err(std::io::Error::last_os_error()))
+        } else {
+            Ok(())
+        }
+    }
+
+    const EMPTY: libc::c_int = libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW;
+
+    /// fchownat(fd, "", AT_EMPTY_PATH); `u32::MAX` leaves an id unchanged.
+    pub fn chown(fd: BorrowedFd, uid: u32, gid: u32) -> OpResult<()> {
+        check(unsafe { libc::fchownat(fd.as_raw_fd(), c"".as_ptr(), uid, gid, EMPTY) })
+    }
+
+    /// utimensat(fd, "", AT_EMPTY_PATH); None leaves a time unchanged.
+    pub fn utimens(
+        fd: BorrowedFd,
+        atime: Option<libc::timespec>,
+        mtime: Option<libc::timespec>,
+    ) -> OpResult<()> {
+        let omit = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        };
+        let times = [atime.unwrap_or(omit), mtime.unwrap_or(omit)];
+        check(unsafe { libc::utimensat(fd.as_raw_fd(), c"".as_ptr(), times.as_ptr(), EMPTY) })
+    }
+
+    /// chmod through /proc/self/fd (fchmodat's AT_EMPTY_PATH needs
+    /// fchmodat2, Linux 6.6).
+    pub fn chmod(fd: BorrowedFd, mode: u32) -> OpResult<()> {
+        let path = std::ffi::CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+            .map_err(|_| libc::EINVAL)?;
+        check(unsafe { libc::chmod(path.as_ptr(), mode as libc::mode_t) })
+    }
 }

@@ -260,7 +260,7 @@ impl fuser::Filesystem for StrataFs {
         size: Option<u64>,
         atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
-        _ctime: Option<SystemTime>,
+        ctime: Option<SystemTime>,
         fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
         _chgtime: Option<SystemTime>,
@@ -279,6 +279,7 @@ impl fuser::Filesystem for StrataFs {
             size,
             atime,
             mtime,
+            ctime: ctime.is_some(),
         };
         let res = self.union.node(ino.0).and_then(|node| {
             let h = fh.and_then(|fh| self.current_file(fh, &node, true));
