@@ -627,6 +627,36 @@ pub fn read_dir_fd(fd: BorrowedFd) -> io::Result<Vec<DirEntry>> {
     Ok(out)
 }
 
+/// Flags that make an `*at()` call act on the fd itself (an O_PATH fd included).
+const EMPTY_PATH: libc::c_int = libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW;
+
+/// fchown of an O_PATH fd (plain fchown refuses one); `u32::MAX` leaves an id.
+pub fn chown_o_path(fd: BorrowedFd, uid: u32, gid: u32) -> io::Result<()> {
+    // SAFETY: a valid fd and an empty C string.
+    cvt(unsafe { libc::fchownat(fd.as_raw_fd(), c"".as_ptr(), uid, gid, EMPTY_PATH) }).map(drop)
+}
+
+/// futimens of an O_PATH fd; `None` leaves a time unchanged.
+pub fn utimens_o_path(
+    fd: BorrowedFd,
+    atime: Option<libc::timespec>,
+    mtime: Option<libc::timespec>,
+) -> io::Result<()> {
+    let omit = timespec(0, libc::UTIME_OMIT);
+    let times = [atime.unwrap_or(omit), mtime.unwrap_or(omit)];
+    // SAFETY: a valid fd, an empty C string and two timespecs.
+    cvt(unsafe { libc::utimensat(fd.as_raw_fd(), c"".as_ptr(), times.as_ptr(), EMPTY_PATH) })
+        .map(drop)
+}
+
+/// fchmod of an O_PATH fd, through /proc/self/fd (fchmodat's AT_EMPTY_PATH
+/// needs fchmodat2, Linux 6.6).
+pub fn chmod_o_path(fd: BorrowedFd, mode: u32) -> io::Result<()> {
+    let path = cstr(format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
+    // SAFETY: a valid C string.
+    cvt(unsafe { libc::chmod(path.as_ptr(), mode as libc::mode_t) }).map(drop)
+}
+
 pub fn geteuid() -> u32 {
     unsafe { libc::geteuid() }
 }

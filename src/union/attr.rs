@@ -336,59 +336,17 @@ fn set_meta_fd(fd: BorrowedFd, req: &SetAttr) -> OpResult<()> {
 /// are gone, or the upper root directory).
 fn set_meta_object(fd: BorrowedFd, kind: u32, req: &SetAttr) -> OpResult<()> {
     if req.uid.is_some() || req.gid.is_some() || req.is_touch() {
-        path_fd::chown(fd, req.uid.unwrap_or(u32::MAX), req.gid.unwrap_or(u32::MAX))?;
+        sys::chown_o_path(fd, req.uid.unwrap_or(u32::MAX), req.gid.unwrap_or(u32::MAX))
+            .map_err(err)?;
     }
     if let Some(mode) = req.mode {
         if kind != libc::S_IFLNK {
-            path_fd::chmod(fd, mode & 0o7777)?;
+            sys::chmod_o_path(fd, mode & 0o7777).map_err(err)?;
         }
     }
     if req.atime.is_some() || req.mtime.is_some() {
-        path_fd::utimens(fd, req.atime.map(to_timespec), req.mtime.map(to_timespec))?;
+        sys::utimens_o_path(fd, req.atime.map(to_timespec), req.mtime.map(to_timespec))
+            .map_err(err)?;
     }
     Ok(())
-}
-
-/// Changes through an O_PATH fd, which fchown, fchmod and futimens refuse
-/// (EBADF). Private here: `crate::sys` has no wrappers for these.
-mod path_fd {
-    use super::super::OpResult;
-    use std::os::fd::{AsRawFd, BorrowedFd};
-
-    fn check(r: libc::c_int) -> OpResult<()> {
-        if r < 0 {
-            Err(super::err(std::io::Error::last_os_error()))
-        } else {
-            Ok(())
-        }
-    }
-
-    const EMPTY: libc::c_int = libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW;
-
-    /// fchownat(fd, "", AT_EMPTY_PATH); `u32::MAX` leaves an id unchanged.
-    pub fn chown(fd: BorrowedFd, uid: u32, gid: u32) -> OpResult<()> {
-        check(unsafe { libc::fchownat(fd.as_raw_fd(), c"".as_ptr(), uid, gid, EMPTY) })
-    }
-
-    /// utimensat(fd, "", AT_EMPTY_PATH); None leaves a time unchanged.
-    pub fn utimens(
-        fd: BorrowedFd,
-        atime: Option<libc::timespec>,
-        mtime: Option<libc::timespec>,
-    ) -> OpResult<()> {
-        let omit = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: libc::UTIME_OMIT,
-        };
-        let times = [atime.unwrap_or(omit), mtime.unwrap_or(omit)];
-        check(unsafe { libc::utimensat(fd.as_raw_fd(), c"".as_ptr(), times.as_ptr(), EMPTY) })
-    }
-
-    /// chmod through /proc/self/fd (fchmodat's AT_EMPTY_PATH needs
-    /// fchmodat2, Linux 6.6).
-    pub fn chmod(fd: BorrowedFd, mode: u32) -> OpResult<()> {
-        let path = std::ffi::CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-            .map_err(|_| libc::EINVAL)?;
-        check(unsafe { libc::chmod(path.as_ptr(), mode as libc::mode_t) })
-    }
 }
