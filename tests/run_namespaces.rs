@@ -208,6 +208,14 @@ both_modes!(binds_tmpfs_env_workdir_readonly, |mode| {
     );
     assert_eq!(std::fs::read_to_string(rw.join("g")).unwrap(), "out\n");
     assert!(!env.rootfs.join("newfile").exists());
+    // A read-only root stays unchanged on the host: the mount points and the
+    // working directory it lacked were made in a throwaway layer.
+    for made in ["data", "mnt", "scratch", "work"] {
+        assert!(
+            !env.rootfs.join(made).exists(),
+            "--read-only created /{made} in the host rootfs"
+        );
+    }
 });
 
 #[test]

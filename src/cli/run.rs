@@ -177,6 +177,7 @@ pub fn spec_from_args(a: RunOptions, no_pivot_env: Option<&str>) -> Result<Spec>
         read_only: a.read_only,
         init: a.init,
         no_pivot: a.no_pivot || matches!(no_pivot_env, Some(v) if !v.is_empty() && v != "0"),
+        private_mount_points: false,
         command: a.command,
     })
 }

@@ -176,7 +176,8 @@ fn mount_union(spec: &Spec, state: &Path, res: &mut Resources) -> Result<PathBuf
             w.push(".work");
             Some((u.clone(), mkdir(PathBuf::from(w))?))
         }
-        (None, _) if spec.read_only => None,
+        // Throwaway, also for a read-only root: mount points the layers lack
+        // are made there; the root is then remounted read-only.
         (None, _) => Some((mkdir(state.join("upper"))?, mkdir(state.join("work"))?)),
     };
     let opts = union::options(

@@ -120,20 +120,30 @@ pub fn plan(spec: &Spec) -> Vec<Op> {
         flags: libc::MS_NOSUID | libc::MS_NODEV,
         data: "mode=1777".into(),
     });
-    for b in &spec.binds {
-        ops.push(Op::Bind {
-            src: b.src.clone(),
-            dst: b.dst.clone(),
-            read_only: b.read_only,
-        });
-    }
-    for t in &spec.tmpfs {
-        ops.push(Op::Tmpfs {
-            dst: t.clone(),
-            flags: libc::MS_NOSUID | libc::MS_NODEV,
-            data: "mode=755".into(),
-        });
-    }
+    // The user's mounts, parents before children (as runc orders them), so that
+    // a --tmpfs never hides a --bind made inside it.
+    let mut user: Vec<(PathBuf, Op)> = spec
+        .binds
+        .iter()
+        .map(|b| {
+            let op = Op::Bind {
+                src: b.src.clone(),
+                dst: b.dst.clone(),
+                read_only: b.read_only,
+            };
+            (b.dst.clone(), op)
+        })
+        .chain(spec.tmpfs.iter().map(|t| {
+            let op = Op::Tmpfs {
+                dst: t.clone(),
+                flags: libc::MS_NOSUID | libc::MS_NODEV,
+                data: "mode=755".into(),
+            };
+            (t.clone(), op)
+        }))
+        .collect();
+    user.sort_by_key(|(dst, _)| dst.components().count());
+    ops.extend(user.into_iter().map(|(_, op)| op));
     ops.extend(MASKED_FILES.iter().map(|f| Op::MaskFile(p(f))));
     ops.extend(MASKED_DIRS.iter().map(|d| Op::MaskDir(p(d))));
     ops.extend(READONLY_PATHS.iter().map(|r| Op::ReadOnly(p(r))));
@@ -185,6 +195,38 @@ pub fn secure_join(root: &Path, path: &Path) -> Result<PathBuf> {
         }
     }
     Ok(root.join(cur))
+}
+
+/// The paths the container's set-up would have to create in `root` itself
+/// (mount points, the working directory), as seen inside the container. What
+/// lies under a tmpfs the plan mounts (/dev, /tmp, `--tmpfs`) is not counted.
+pub fn missing_mount_points(root: &Path, spec: &Spec) -> Result<Vec<PathBuf>> {
+    let mut covered: Vec<PathBuf> = Vec::new();
+    let mut needed: Vec<PathBuf> = Vec::new();
+    for op in plan(spec) {
+        let dst = match &op {
+            Op::Proc(d) | Op::Sysfs { dst: d, .. } | Op::Bind { dst: d, .. } => d.clone(),
+            Op::Tmpfs { dst, .. } => dst.clone(),
+            // Made inside /dev's tmpfs, or skipped when absent.
+            _ => continue,
+        };
+        if !covered.iter().any(|c| dst.starts_with(c)) {
+            needed.push(dst.clone());
+        }
+        if let Op::Tmpfs { dst, .. } = op {
+            covered.push(dst);
+        }
+    }
+    if !covered.iter().any(|c| spec.workdir.starts_with(c)) {
+        needed.push(spec.workdir.clone());
+    }
+    let mut missing = Vec::new();
+    for dst in needed {
+        if std::fs::symlink_metadata(secure_join(root, &dst)?).is_err() {
+            missing.push(dst);
+        }
+    }
+    Ok(missing)
 }
 
 fn mkdirs(p: &Path) -> Result<()> {
@@ -411,6 +453,53 @@ mod tests {
     use super::*;
     use crate::launcher::spec::{BindMount, Limits, RootSource};
 
+    #[test]
+    fn missing_mount_points_are_those_made_on_the_root_itself() {
+        let root = tempfile::tempdir().unwrap();
+        for d in ["proc", "dev", "sys", "tmp", "opt"] {
+            std::fs::create_dir(root.path().join(d)).unwrap();
+        }
+        let mut s = crate::launcher::spec::test_spec();
+        assert_eq!(
+            missing_mount_points(root.path(), &s).unwrap(),
+            Vec::<PathBuf>::new()
+        );
+        s.binds = vec![
+            BindMount {
+                src: "/h".into(),
+                dst: "/data".into(),
+                read_only: true,
+            },
+            BindMount {
+                src: "/h".into(),
+                dst: "/scratch/in".into(),
+                read_only: false,
+            },
+            BindMount {
+                src: "/h".into(),
+                dst: "/opt".into(),
+                read_only: false,
+            },
+        ];
+        s.tmpfs = vec!["/scratch".into()];
+        s.workdir = "/work/dir".into();
+        assert_eq!(
+            missing_mount_points(root.path(), &s).unwrap(),
+            vec![
+                PathBuf::from("/data"),
+                PathBuf::from("/scratch"),
+                PathBuf::from("/work/dir")
+            ]
+        );
+        s.workdir = "/tmp/w".into();
+        std::fs::create_dir(root.path().join("data")).unwrap();
+        std::fs::create_dir(root.path().join("scratch")).unwrap();
+        assert_eq!(
+            missing_mount_points(root.path(), &s).unwrap(),
+            Vec::<PathBuf>::new()
+        );
+    }
+
     fn spec() -> Spec {
         Spec {
             root: RootSource::Rootfs("/r".into()),
@@ -432,12 +521,33 @@ mod tests {
             read_only: false,
             init: false,
             no_pivot: false,
+            private_mount_points: false,
             command: vec!["sh".into()],
         }
     }
 
     fn pos(ops: &[Op], f: impl Fn(&Op) -> bool) -> usize {
         ops.iter().position(f).expect("op present")
+    }
+
+    #[test]
+    fn user_mounts_come_parents_first() {
+        let mut s = spec();
+        s.binds.push(BindMount {
+            src: "/host".into(),
+            dst: "/scratch/in".into(),
+            read_only: false,
+        });
+        let ops = plan(&s);
+        let tmpfs = pos(
+            &ops,
+            |o| matches!(o, Op::Tmpfs { dst, .. } if dst == Path::new("/scratch")),
+        );
+        let inner = pos(
+            &ops,
+            |o| matches!(o, Op::Bind { dst, .. } if dst == Path::new("/scratch/in")),
+        );
+        assert!(tmpfs < inner, "{ops:?}");
     }
 
     #[test]

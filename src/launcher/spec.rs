@@ -69,6 +69,9 @@ pub struct Spec {
     pub init: bool,
     /// Force the MS_MOVE + chroot fallback instead of pivot_root.
     pub no_pivot: bool,
+    /// Set by `check_paths`: a read-only `--rootfs` lacks mount points, which are
+    /// then made in a throwaway layer of the union instead of in the directory.
+    pub private_mount_points: bool,
     pub command: Vec<String>,
 }
 
@@ -77,7 +80,7 @@ impl Spec {
     pub fn needs_union(&self) -> bool {
         match self.root {
             RootSource::Layers(_) => true,
-            RootSource::Rootfs(_) => self.upper.is_some(),
+            RootSource::Rootfs(_) => self.upper.is_some() || self.private_mount_points,
         }
     }
 
@@ -102,6 +105,18 @@ impl Spec {
                     .map_err(|e| Error::usage(format!("cannot create {}: {e}", dir.display())))?;
             }
             *dir = existing_dir("directory", dir)?;
+        }
+        // A read-only root stays unchanged on the host: what the container
+        // needs to mount on is made in a throwaway layer.
+        if let (RootSource::Rootfs(r), true, None) = (&self.root, self.read_only, &self.upper) {
+            let missing = super::rootfs::missing_mount_points(r, self)?;
+            if !missing.is_empty() {
+                log::info!(
+                    "read-only rootfs {} lacks {missing:?}: they go in a throwaway layer",
+                    r.display()
+                );
+            }
+            self.private_mount_points = !missing.is_empty();
         }
         Ok(())
     }
@@ -138,6 +153,7 @@ pub fn test_spec() -> Spec {
         read_only: false,
         init: false,
         no_pivot: false,
+        private_mount_points: false,
         command: vec!["sh".into()],
     }
 }
