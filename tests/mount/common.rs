@@ -28,6 +28,27 @@ pub const STRATA: &str = env!("CARGO_BIN_EXE_strata");
 /// go away, a process to exit). Generous: it only bounds a hang, it asserts no speed.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
+/// The configuration the suites run in, from `STRATA_TEST_CONFIG`: "root" (the
+/// default: strata's defaults as root, FUSE passthrough on) or "rootless" (every mount
+/// gets `passthrough=off,writeback=on` first, the data path an ordinary user's mount
+/// takes; a test's own options come after and so still win).
+pub fn test_config() -> &'static str {
+    match std::env::var("STRATA_TEST_CONFIG").as_deref() {
+        Err(_) | Ok("") | Ok("root") => "root",
+        Ok("rootless") => "rootless",
+        Ok(other) => panic!("STRATA_TEST_CONFIG={other}: expected root or rootless"),
+    }
+}
+
+/// `opts` with the options of the test configuration put in front.
+pub fn config_opts(opts: &str) -> String {
+    match test_config() {
+        "rootless" if opts.is_empty() => "passthrough=off,writeback=on".to_string(),
+        "rootless" => format!("passthrough=off,writeback=on,{opts}"),
+        _ => opts.to_string(),
+    }
+}
+
 // ---------------------------------------------------------------------------------
 // Small syscall wrappers
 // ---------------------------------------------------------------------------------
@@ -786,7 +807,11 @@ pub fn strata() -> Command {
 
 /// `strata mount -o OPTS [extra args] MNT`, as the caller.
 pub fn strata_mount(opts: &str, mnt: &Path) -> CmdOut {
-    run(strata().arg("mount").arg("-o").arg(opts).arg(mnt))
+    run(strata()
+        .arg("mount")
+        .arg("-o")
+        .arg(config_opts(opts))
+        .arg(mnt))
 }
 
 pub struct Mount {

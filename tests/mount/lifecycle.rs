@@ -18,7 +18,7 @@ impl Foreground {
         let mut cmd = strata();
         cmd.arg("mount").arg("-f");
         cmd.args(extra_args);
-        cmd.arg("-o").arg(lay.opts()).arg(&lay.mnt);
+        cmd.arg("-o").arg(config_opts(&lay.opts())).arg(&lay.mnt);
         for (k, v) in env {
             cmd.env(k, v);
         }

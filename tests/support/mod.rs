@@ -29,6 +29,27 @@ pub const FUSE_SUPER_MAGIC: i64 = 0x65735546;
 /// Bounds a hang only; no assertion is ever made about speed.
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
+/// The configuration the suites run in, from `STRATA_TEST_CONFIG`: "root" (the
+/// default: strata's defaults as root, FUSE passthrough on) or "rootless" (every mount
+/// gets `passthrough=off,writeback=on` first, the data path an ordinary user's mount
+/// takes; a test's own options come after and so still win).
+pub fn test_config() -> &'static str {
+    match std::env::var("STRATA_TEST_CONFIG").as_deref() {
+        Err(_) | Ok("") | Ok("root") => "root",
+        Ok("rootless") => "rootless",
+        Ok(other) => panic!("STRATA_TEST_CONFIG={other}: expected root or rootless"),
+    }
+}
+
+/// `opts` with the options of the test configuration put in front.
+pub fn config_opts(opts: &str) -> String {
+    match test_config() {
+        "rootless" if opts.is_empty() => "passthrough=off,writeback=on".to_string(),
+        "rootless" => format!("passthrough=off,writeback=on,{opts}"),
+        _ => opts.to_string(),
+    }
+}
+
 // ---------------------------------------------------------------------------------
 // syscalls
 // ---------------------------------------------------------------------------------
@@ -605,7 +626,7 @@ impl Strata {
     }
     pub fn try_mount(opts: &str, mnt: &Path) -> Result<Strata, String> {
         let out = Command::new(STRATA)
-            .args(["mount", "-o", opts])
+            .args(["mount", "-o", &config_opts(opts)])
             .arg(mnt)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -632,7 +653,7 @@ impl Strata {
     /// `strata mount -f` as our own child (we know its pid).
     pub fn mount_foreground(opts: &str, mnt: &Path) -> Strata {
         let child = Command::new(STRATA)
-            .args(["mount", "-f", "-o", opts])
+            .args(["mount", "-f", "-o", &config_opts(opts)])
             .arg(mnt)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -1067,11 +1088,11 @@ pub fn report(suite: &str, line: &str) {
         .append(true)
         .open(dir.join(format!("{suite}.txt")))
     {
-        let _ = writeln!(f, "[{ts}] {line}");
+        let _ = writeln!(f, "[{ts}] [config {}] {line}", test_config());
     }
     // Straight to fd 2: libtest captures eprintln! of a passing test, and this
     // line must show in the test command's output.
-    let _ = writeln!(io::stderr(), "[{suite}] {line}");
+    let _ = writeln!(io::stderr(), "[{suite}] [config {}] {line}", test_config());
 }
 
 pub fn env_usize(name: &str, default: usize) -> usize {
