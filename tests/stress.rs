@@ -18,6 +18,9 @@
 //! STRATA_STRESS_SECS (default 20) bounds the random-operations run.
 //! Summaries go to target/test-reports/stress.txt.
 
+// The support wrappers take `impl AsRef<Path>`; this suite's calls pass `&PathBuf`.
+#![allow(clippy::needless_borrows_for_generic_args)]
+
 mod support;
 
 use std::collections::BTreeMap;
@@ -40,14 +43,14 @@ fn record(text: &str) -> Vec<u8> {
 }
 
 struct Layers {
-    s: Scratch,
+    s: TestDir,
     lower: PathBuf,
     upper: PathBuf,
     work: PathBuf,
     mnt: PathBuf,
 }
 fn layers(tag: &str) -> Layers {
-    let s = Scratch::new(tag);
+    let s = TestDir::tagged(tag);
     let lower = s.dir("lower");
     let upper = s.dir("upper");
     let work = s.dir("work");
@@ -331,7 +334,7 @@ fn concurrent_random_ops_keep_the_tree_consistent() {
             fs::write(l.lower.join(&rel), record(&format!("LOWER:{rel}"))).unwrap();
         }
     }
-    let m = Strata::mount(&l.opts(), &l.mnt);
+    let m = Mount::new(&l.opts(), &l.mnt);
     let stop = Arc::new(AtomicBool::new(false));
     let seqs = Arc::new(Mutex::new(BTreeMap::new()));
     let ops = Arc::new(AtomicUsize::new(0));
@@ -373,7 +376,7 @@ fn concurrent_random_ops_keep_the_tree_consistent() {
 
     // Every regular file holds one whole record that some writer wrote.
     let mut bad = Vec::new();
-    let view = snapshot(
+    let view = diff_snapshot(
         &l.mnt,
         &SnapOpts {
             mtime_before: None,
@@ -402,14 +405,14 @@ fn concurrent_random_ops_keep_the_tree_consistent() {
     let problems = fsck(&l.upper, std::slice::from_ref(&l.lower), &l.work);
     let kwork = l.s.dir("kwork");
     let kmnt = l.s.dir("kmnt");
-    let k = Kernel::mount(
+    let k = KernelOverlay::new(
         &format!(
             "{},redirect_dir=on,metacopy=on",
             ovl_opts(std::slice::from_ref(&l.lower), Some(&l.upper), Some(&kwork))
         ),
         &kmnt,
     );
-    let kview = snapshot(
+    let kview = diff_snapshot(
         &kmnt,
         &SnapOpts {
             mtime_before: None,
@@ -460,7 +463,7 @@ fn concurrent_copy_up_never_loses_a_write() {
     for i in 0..nfiles {
         fs::write(l.lower.join(format!("f{i}")), vec![b'L'; REC * nthreads]).unwrap();
     }
-    let m = Strata::mount(&l.opts(), &l.mnt);
+    let m = Mount::new(&l.opts(), &l.mnt);
     let barrier = Arc::new(std::sync::Barrier::new(nthreads));
     let handles: Vec<_> = (0..nthreads)
         .map(|t| {
@@ -534,7 +537,7 @@ fn large_copy_up_does_not_stall_others() {
         fs::write(l.lower.join(format!("other/f{i}")), "x").unwrap();
     }
     fs::create_dir(l.lower.join("probe")).unwrap();
-    let m = Strata::mount(&l.opts(), &l.mnt);
+    let m = Mount::new(&l.opts(), &l.mnt);
     let other = l.mnt.join("other");
     let pass = |other: &Path| -> Result<Duration, String> {
         let t = Instant::now();
@@ -624,7 +627,7 @@ fn create_and_delete_many_files_no_leak() {
     let l = layers("stress-many");
     fs::create_dir(l.lower.join("d")).unwrap();
     fs::write(l.lower.join("d/lowerfile"), "x").unwrap();
-    let m = Strata::mount(&l.opts(), &l.mnt);
+    let m = Mount::new(&l.opts(), &l.mnt);
     let pid = m.daemon_pid();
     let dir = l.mnt.join("d");
     // Round "a" creates and deletes n files; round "b" n/2 more. A per-file leak shows
@@ -707,7 +710,7 @@ fn rename_over_is_atomic_for_readers_and_writers() {
     let l = layers("stress-atomic");
     fs::create_dir(l.lower.join("d")).unwrap();
     fs::write(l.lower.join("d/f"), record("LOWER:d/f")).unwrap();
-    let m = Strata::mount(&l.opts(), &l.mnt);
+    let m = Mount::new(&l.opts(), &l.mnt);
     let stop = Arc::new(AtomicBool::new(false));
     let f = l.mnt.join("d/f");
     let renamer = {
@@ -808,7 +811,7 @@ fn opens_racing_renames_of_lower_files_fail_only_with_enoent() {
         )
         .unwrap();
     }
-    let m = Strata::mount(&l.opts(), &l.mnt);
+    let m = Mount::new(&l.opts(), &l.mnt);
     let stop = Arc::new(AtomicBool::new(false));
     let ops = Arc::new(AtomicUsize::new(0));
     let mut hs = Vec::new();

@@ -1,6 +1,6 @@
 //! The daemon's life: foreground mode, signals, SIGKILL and the watchdog, logging.
 
-use crate::common::*;
+use crate::support::*;
 use std::fs;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
