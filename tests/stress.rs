@@ -42,35 +42,9 @@ fn record(text: &str) -> Vec<u8> {
     v
 }
 
-struct Layers {
-    s: TestDir,
-    lower: PathBuf,
-    upper: PathBuf,
-    work: PathBuf,
-    mnt: PathBuf,
-}
-fn layers(tag: &str) -> Layers {
-    let s = TestDir::tagged(tag);
-    let lower = s.dir("lower");
-    let upper = s.dir("upper");
-    let work = s.dir("work");
-    let mnt = s.dir("mnt");
-    Layers {
-        s,
-        lower,
-        upper,
-        work,
-        mnt,
-    }
-}
-impl Layers {
-    fn opts(&self) -> String {
-        ovl_opts(
-            std::slice::from_ref(&self.lower),
-            Some(&self.upper),
-            Some(&self.work),
-        )
-    }
+/// One lower, upper, work and mnt in a fresh test directory.
+fn layers(tag: &str) -> Layout {
+    Layout::in_dir(TestDir::tagged(tag), 1)
 }
 
 const DIRS: usize = 3;
@@ -328,10 +302,10 @@ fn concurrent_random_ops_keep_the_tree_consistent() {
     let secs = env_usize("STRATA_STRESS_SECS", 20) as u64;
     let l = layers("stress-ops");
     for d in 0..DIRS {
-        fs::create_dir(l.lower.join(format!("d{d}"))).unwrap();
+        fs::create_dir(l.lowers[0].join(format!("d{d}"))).unwrap();
         for f in 0..FILES {
             let rel = format!("d{d}/f{f}");
-            fs::write(l.lower.join(&rel), record(&format!("LOWER:{rel}"))).unwrap();
+            fs::write(l.lowers[0].join(&rel), record(&format!("LOWER:{rel}"))).unwrap();
         }
     }
     let m = Mount::new(&l.opts(), &l.mnt);
@@ -402,13 +376,13 @@ fn concurrent_random_ops_keep_the_tree_consistent() {
     m.umount();
 
     // fsck of the upper, then kernel overlayfs on the same layers shows the same tree.
-    let problems = fsck(&l.upper, std::slice::from_ref(&l.lower), &l.work);
-    let kwork = l.s.dir("kwork");
-    let kmnt = l.s.dir("kmnt");
+    let problems = fsck(&l.upper, &l.lowers, &l.work);
+    let kwork = l.dir.dir("kwork");
+    let kmnt = l.dir.dir("kmnt");
     let k = KernelOverlay::new(
         &format!(
             "{},redirect_dir=on,metacopy=on",
-            ovl_opts(std::slice::from_ref(&l.lower), Some(&l.upper), Some(&kwork))
+            ovl_opts(&l.lowers, Some(&l.upper), Some(&kwork))
         ),
         &kmnt,
     );
@@ -461,7 +435,11 @@ fn concurrent_copy_up_never_loses_a_write() {
     let nfiles = 40;
     let l = layers("stress-cu");
     for i in 0..nfiles {
-        fs::write(l.lower.join(format!("f{i}")), vec![b'L'; REC * nthreads]).unwrap();
+        fs::write(
+            l.lowers[0].join(format!("f{i}")),
+            vec![b'L'; REC * nthreads],
+        )
+        .unwrap();
     }
     let m = Mount::new(&l.opts(), &l.mnt);
     let barrier = Arc::new(std::sync::Barrier::new(nthreads));
@@ -523,7 +501,7 @@ fn large_copy_up_does_not_stall_others() {
         use std::io::Write;
         let mut f = std::io::BufWriter::with_capacity(
             1 << 20,
-            fs::File::create(l.lower.join("big")).unwrap(),
+            fs::File::create(l.lowers[0].join("big")).unwrap(),
         );
         let mut block = vec![b'.'; 4096];
         for i in 0..(mb * 256) {
@@ -532,11 +510,11 @@ fn large_copy_up_does_not_stall_others() {
             f.write_all(&block).unwrap();
         }
     }
-    fs::create_dir(l.lower.join("other")).unwrap();
+    fs::create_dir(l.lowers[0].join("other")).unwrap();
     for i in 0..200 {
-        fs::write(l.lower.join(format!("other/f{i}")), "x").unwrap();
+        fs::write(l.lowers[0].join(format!("other/f{i}")), "x").unwrap();
     }
-    fs::create_dir(l.lower.join("probe")).unwrap();
+    fs::create_dir(l.lowers[0].join("probe")).unwrap();
     let m = Mount::new(&l.opts(), &l.mnt);
     let other = l.mnt.join("other");
     let pass = |other: &Path| -> Result<Duration, String> {
@@ -625,8 +603,8 @@ fn create_and_delete_many_files_no_leak() {
     let _case = count_case("stress");
     let n = env_usize("STRATA_STRESS_FILES", 100_000);
     let l = layers("stress-many");
-    fs::create_dir(l.lower.join("d")).unwrap();
-    fs::write(l.lower.join("d/lowerfile"), "x").unwrap();
+    fs::create_dir(l.lowers[0].join("d")).unwrap();
+    fs::write(l.lowers[0].join("d/lowerfile"), "x").unwrap();
     let m = Mount::new(&l.opts(), &l.mnt);
     let pid = m.daemon_pid();
     let dir = l.mnt.join("d");
@@ -708,8 +686,8 @@ fn rename_over_is_atomic_for_readers_and_writers() {
     let _case = count_case("stress");
     let secs = env_usize("STRATA_STRESS_SECS", 20).min(10) as u64;
     let l = layers("stress-atomic");
-    fs::create_dir(l.lower.join("d")).unwrap();
-    fs::write(l.lower.join("d/f"), record("LOWER:d/f")).unwrap();
+    fs::create_dir(l.lowers[0].join("d")).unwrap();
+    fs::write(l.lowers[0].join("d/f"), record("LOWER:d/f")).unwrap();
     let m = Mount::new(&l.opts(), &l.mnt);
     let stop = Arc::new(AtomicBool::new(false));
     let f = l.mnt.join("d/f");
@@ -803,10 +781,10 @@ fn opens_racing_renames_of_lower_files_fail_only_with_enoent() {
     let _case = count_case("stress");
     let secs = env_usize("STRATA_STRESS_SECS", 20).min(6) as u64;
     let l = layers("stress-renopen");
-    fs::create_dir(l.lower.join("d")).unwrap();
+    fs::create_dir(l.lowers[0].join("d")).unwrap();
     for i in 0..3 {
         fs::write(
-            l.lower.join(format!("d/f{i}")),
+            l.lowers[0].join(format!("d/f{i}")),
             record(&format!("LOWER:d/f{i}")),
         )
         .unwrap();
