@@ -368,25 +368,8 @@ fn sigkill_during_copy_up_rename_and_whiteout_then_remount() {
     m.umount();
 
     // Kernel overlayfs reads the same upper as the same tree.
-    let kwork = s.dir("kwork");
-    let kmnt = s.dir("kmnt");
-    let k = KernelOverlay::new(
-        &format!(
-            "{},redirect_dir=on,metacopy=on",
-            ovl_opts(std::slice::from_ref(&lower), Some(&upper), Some(&kwork))
-        ),
-        &kmnt,
-    );
-    let kview = diff_snapshot(
-        &kmnt,
-        &SnapOpts {
-            mtime_before: None,
-            dir_nlink: false,
-            skip_enoent: true,
-        },
-    );
+    let kview = kernel_view(std::slice::from_ref(&lower), &upper, &s);
     let d = diff_trees("strata", &view, "kernel", &kview, true);
-    drop(k);
     report(
         "crash",
         &format!(

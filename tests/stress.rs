@@ -377,25 +377,8 @@ fn concurrent_random_ops_keep_the_tree_consistent() {
 
     // fsck of the upper, then kernel overlayfs on the same layers shows the same tree.
     let problems = fsck(&l.upper, &l.lowers, &l.work);
-    let kwork = l.dir.dir("kwork");
-    let kmnt = l.dir.dir("kmnt");
-    let k = KernelOverlay::new(
-        &format!(
-            "{},redirect_dir=on,metacopy=on",
-            ovl_opts(&l.lowers, Some(&l.upper), Some(&kwork))
-        ),
-        &kmnt,
-    );
-    let kview = diff_snapshot(
-        &kmnt,
-        &SnapOpts {
-            mtime_before: None,
-            dir_nlink: false,
-            skip_enoent: true,
-        },
-    );
+    let kview = kernel_view(&l.lowers, &l.upper, &l.dir);
     let d = diff_trees("strata", &view, "kernel", &kview, true);
-    drop(k);
     let total = ops.load(Ordering::Relaxed) + proc_ops;
     report(
         "stress",

@@ -6,12 +6,13 @@
 //!   compare, tuned by `SnapOpts` (mtimes, directory link counts, user.* xattrs only,
 //!   hard-link groups); `diff_trees` lists the differences.
 
+use super::mounts::{ovl_opts, KernelOverlay, TestDir};
 use super::sys::{lgetxattr, list_dir, llistxattr, ls, lstat, lstat_meta, readlink};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub fn kind_of(mode: u32) -> char {
     match mode & libc::S_IFMT {
@@ -434,4 +435,27 @@ pub fn diff_trees(
         }
     }
     out
+}
+
+/// What kernel overlayfs shows on strata's layers: it is mounted at `<dir>/kmnt`
+/// (workdir `<dir>/kwork`) with redirect_dir=on,metacopy=on, which strata's upper
+/// needs, snapshotted without mtimes or directory link counts, and unmounted.
+pub fn kernel_view(lowers: &[PathBuf], upper: &Path, dir: &TestDir) -> DiffTree {
+    let kwork = dir.dir("kwork");
+    let kmnt = dir.dir("kmnt");
+    let _k = KernelOverlay::new(
+        &format!(
+            "{},redirect_dir=on,metacopy=on",
+            ovl_opts(lowers, Some(upper), Some(&kwork))
+        ),
+        &kmnt,
+    );
+    diff_snapshot(
+        &kmnt,
+        &SnapOpts {
+            mtime_before: None,
+            dir_nlink: false,
+            skip_enoent: true,
+        },
+    )
 }
