@@ -13,6 +13,9 @@
 //! STRATA_CRASH_KILLS (default 50) sets the number of kills; STRATA_CRASH_SEED the seed.
 //! A summary goes to target/test-reports/crash.txt.
 
+// The support wrappers take `impl AsRef<Path>`; this suite's calls pass `&PathBuf`.
+#![allow(clippy::needless_borrows_for_generic_args)]
+
 mod support;
 
 use std::fs;
@@ -75,7 +78,7 @@ fn do_op(m: &Path, r: usize, k: usize) -> std::io::Result<()> {
         4 => rename(&d.join("dA"), &d.join("dA.mv")),
         5 => rename(&d.join("f4"), &d.join("f5")),
         6 => truncate(&d.join("f6"), 0),
-        7 => lsetxattr(&d.join("f7"), "user.k", b"v", 0),
+        7 => lsetxattr(&d.join("f7"), "user.k", b"v"),
         8 => link(&d.join("f8"), &d.join("f8.ln")),
         9 => chown(&d.join("dB"), 1000, 1000),
         10 => mkdir(&d.join("newdir"), 0o755),
@@ -284,7 +287,7 @@ fn sigkill_during_copy_up_rename_and_whiteout_then_remount() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(7u64);
     let mut rng = Rng::new(seed);
-    let s = Scratch::new("crash");
+    let s = TestDir::tagged("crash");
     let lower = s.dir("lower");
     let upper = s.dir("upper");
     let work = s.dir("work");
@@ -296,7 +299,7 @@ fn sigkill_during_copy_up_rename_and_whiteout_then_remount() {
     let opts = ovl_opts(std::slice::from_ref(&lower), Some(&upper), Some(&work));
 
     // Round 0 runs to the end: it calibrates how long a round takes.
-    let m = Strata::mount(&opts, &mnt);
+    let m = Mount::new(&opts, &mnt);
     let t = Instant::now();
     for k in 0..NOPS {
         assert_ok(do_op(&mnt, 0, k), &format!("round 0 op {k}"));
@@ -329,7 +332,7 @@ fn sigkill_during_copy_up_rename_and_whiteout_then_remount() {
         histogram[done] += 1;
         ops_total += done + usize::from(done < NOPS);
 
-        let again = Strata::mount(&opts, &mnt);
+        let again = Mount::new(&opts, &mnt);
         let staged = list_dir(&work.join("work")).unwrap_or_default();
         assert!(
             staged.is_empty(),
@@ -354,7 +357,7 @@ fn sigkill_during_copy_up_rename_and_whiteout_then_remount() {
             assert_eq!(got, *st, "at the end: round {r} op {k} changed state");
         }
     }
-    let view = snapshot(
+    let view = diff_snapshot(
         &mnt,
         &SnapOpts {
             mtime_before: None,
@@ -365,25 +368,8 @@ fn sigkill_during_copy_up_rename_and_whiteout_then_remount() {
     m.umount();
 
     // Kernel overlayfs reads the same upper as the same tree.
-    let kwork = s.dir("kwork");
-    let kmnt = s.dir("kmnt");
-    let k = Kernel::mount(
-        &format!(
-            "{},redirect_dir=on,metacopy=on",
-            ovl_opts(std::slice::from_ref(&lower), Some(&upper), Some(&kwork))
-        ),
-        &kmnt,
-    );
-    let kview = snapshot(
-        &kmnt,
-        &SnapOpts {
-            mtime_before: None,
-            dir_nlink: false,
-            skip_enoent: true,
-        },
-    );
+    let kview = kernel_view(std::slice::from_ref(&lower), &upper, &s);
     let d = diff_trees("strata", &view, "kernel", &kview, true);
-    drop(k);
     report(
         "crash",
         &format!(
@@ -406,7 +392,7 @@ fn sigkill_during_big_copy_up() {
     let _case = count_case("crash");
     let kills = (env_usize("STRATA_CRASH_KILLS", 50) / 5).max(3);
     let mut rng = Rng::new(99);
-    let s = Scratch::new("crash-big");
+    let s = TestDir::tagged("crash-big");
     let lower = s.dir("lower");
     let upper = s.dir("upper");
     let work = s.dir("work");
@@ -423,7 +409,7 @@ fn sigkill_during_big_copy_up() {
     let opts = ovl_opts(std::slice::from_ref(&lower), Some(&upper), Some(&work));
     let mut outcomes = (0, 0);
     for i in 0..kills {
-        let m = Strata::mount(&opts, &mnt);
+        let m = Mount::new(&opts, &mnt);
         let p: PathBuf = mnt.join(format!("big{i}"));
         let t = Instant::now();
         let w = std::thread::spawn(move || {
@@ -435,7 +421,7 @@ fn sigkill_during_big_copy_up() {
         m.kill9();
         let wrote = w.join().unwrap();
         let _ = t;
-        let m = Strata::mount(&opts, &mnt);
+        let m = Mount::new(&opts, &mnt);
         let staged = list_dir(&work.join("work")).unwrap_or_default();
         assert!(staged.is_empty(), "work/ not emptied at mount: {staged:?}");
         let got = fs::read(mnt.join(format!("big{i}"))).unwrap();

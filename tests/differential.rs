@@ -37,6 +37,9 @@
 //!   later tree comparisons tolerate exactly those fields of exactly those directories
 //!   (`RenameWatch`, `FailedRenameCopyUps`; the summary line counts them).
 
+// The support wrappers take `impl AsRef<Path>`; this suite's calls pass `&PathBuf`.
+#![allow(clippy::needless_borrows_for_generic_args)]
+
 mod support;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -838,7 +841,7 @@ fn build_layers(base: &Path, c: &Case) -> Vec<PathBuf> {
                     .map(|s| s.st_mode & libc::S_IFMT == libc::S_IFDIR)
                     .unwrap_or(false)
                 {
-                    lsetxattr(&p, "trusted.overlay.opaque", b"y", 0)
+                    lsetxattr(&p, "trusted.overlay.opaque", b"y")
                 } else {
                     Ok(())
                 }
@@ -862,7 +865,7 @@ fn build_layers(base: &Path, c: &Case) -> Vec<PathBuf> {
                     .map(|s| matches!(s.st_mode & libc::S_IFMT, libc::S_IFREG | libc::S_IFDIR))
                     .unwrap_or(false)
                 {
-                    lsetxattr(&p, name, value.as_bytes(), 0)
+                    lsetxattr(&p, name, value.as_bytes())
                 } else {
                     Ok(())
                 }
@@ -1053,7 +1056,7 @@ fn apply(s: &mut Side, op: &Op) -> Outcome {
             value,
             flags,
         } => res(
-            lsetxattr(&s.p(path), name, value.as_bytes(), *flags),
+            lsetxattr_flags(&s.p(path), name, value.as_bytes(), *flags),
             |_| String::new(),
         ),
         Op::Getx { path, name } => res(lgetxattr(&s.p(path), name), |v| {
@@ -1253,7 +1256,7 @@ fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
         chmod(dst, st.st_mode & 0o7777)?; // chown clears set-id bits
         for n in llistxattr(src)? {
             if n.starts_with("user.") {
-                lsetxattr(dst, &n, &lgetxattr(src, &n)?, 0)?;
+                lsetxattr(dst, &n, &lgetxattr(src, &n)?)?;
             }
         }
     }
@@ -1280,7 +1283,7 @@ fn remove_tree(p: &Path) -> std::io::Result<()> {
     }
 }
 
-fn sub_snapshot(root: &Path, rel: &str, kernel: bool) -> (String, Tree) {
+fn sub_snapshot(root: &Path, rel: &str, kernel: bool) -> (String, DiffTree) {
     let p = root.join(rel);
     let top = match lstat(&p) {
         Ok(st) => {
@@ -1298,7 +1301,7 @@ fn sub_snapshot(root: &Path, rel: &str, kernel: bool) -> (String, Tree) {
         .map(|s| kind_of(s.st_mode) == 'd')
         .unwrap_or(false)
     {
-        snapshot(
+        diff_snapshot(
             &p,
             &SnapOpts {
                 dir_nlink: false,
@@ -1310,14 +1313,14 @@ fn sub_snapshot(root: &Path, rel: &str, kernel: bool) -> (String, Tree) {
             },
         )
     } else {
-        Tree::default()
+        DiffTree::default()
     };
     (top, tree)
 }
 
 /// Runs one case: fresh layers, both mounts, every operation, final comparisons.
 fn run_case(c: &Case, mode: KernelMode) -> Result<Stats, Failure> {
-    let scratch = Scratch::new("diff");
+    let scratch = TestDir::tagged("diff");
     let s_base = scratch.dir("s");
     let k_base = scratch.dir("k");
     let s_lowers = build_layers(&s_base, c);
@@ -1335,7 +1338,7 @@ fn run_case(c: &Case, mode: KernelMode) -> Result<Stats, Failure> {
     let fail = |i: Option<usize>, msg: String| Failure { op_index: i, msg };
 
     let s_opts = ovl_opts(&s_lowers, Some(&s_up), Some(&s_work));
-    let mut strata = Strata::try_mount(&s_opts, &s_mnt)
+    let mut strata = Mount::try_new(&s_opts, &s_mnt)
         .map_err(|e| fail(None, format!("strata mount failed: {e}")))?;
     let mut kopts = ovl_opts(&k_lowers, Some(&k_up), Some(&k_work));
     // index=on: the kernel keeps lower hard links linked across copy-up, as strata
@@ -1344,7 +1347,7 @@ fn run_case(c: &Case, mode: KernelMode) -> Result<Stats, Failure> {
     if mode == KernelMode::Redirect {
         kopts.push_str(",redirect_dir=on");
     }
-    let mut kernel = Kernel::mount(&kopts, &k_mnt);
+    let mut kernel = KernelOverlay::new(&kopts, &k_mnt);
     let mut hl = LowerHardLinks::scan(&k_lowers, &s_up, &k_up);
     hl.mounted(&k_mnt);
     let mut fr = FailedRenameCopyUps::default();
@@ -1352,9 +1355,9 @@ fn run_case(c: &Case, mode: KernelMode) -> Result<Stats, Failure> {
     // Same starting tree.
     let d0 = diff_trees(
         "strata",
-        &snapshot(&s_mnt, &snap_opts()),
+        &diff_snapshot(&s_mnt, &snap_opts()),
         "kernel",
-        &snapshot(&k_mnt, &ksnap_opts(true)),
+        &diff_snapshot(&k_mnt, &ksnap_opts(true)),
         true,
     );
     if !d0.is_empty() {
@@ -1377,26 +1380,26 @@ fn run_case(c: &Case, mode: KernelMode) -> Result<Stats, Failure> {
             }
             drop(kernel);
             strata.umount();
-            strata = Strata::try_mount(&s_opts, &s_mnt).map_err(|e| {
+            strata = Mount::try_new(&s_opts, &s_mnt).map_err(|e| {
                 fail(
                     Some(i),
                     format!("op #{i} remount: strata mount failed: {e}"),
                 )
             })?;
-            kernel = Kernel::try_mount(&kopts, &k_mnt).map_err(|e| {
+            kernel = KernelOverlay::try_new(&kopts, &k_mnt).map_err(|e| {
                 fail(
                     Some(i),
                     format!("op #{i} remount: kernel mount failed: {e}"),
                 )
             })?;
-            let mut a = snapshot(
+            let mut a = diff_snapshot(
                 &s_mnt,
                 &SnapOpts {
                     dir_nlink: links_reliable && !skip_dir_nlink(),
                     ..snap_opts()
                 },
             );
-            let mut b = snapshot(&k_mnt, &ksnap_opts(links_reliable && !skip_dir_nlink()));
+            let mut b = diff_snapshot(&k_mnt, &ksnap_opts(links_reliable && !skip_dir_nlink()));
             if !links_reliable {
                 a = strip_nlink(a);
                 b = strip_nlink(b);
@@ -1652,14 +1655,14 @@ fn run_case(c: &Case, mode: KernelMode) -> Result<Stats, Failure> {
     drop(st);
     drop(kt);
 
-    let s_tree = snapshot(
+    let s_tree = diff_snapshot(
         &s_mnt,
         &SnapOpts {
             dir_nlink: links_reliable && !skip_dir_nlink(),
             ..snap_opts()
         },
     );
-    let k_tree = snapshot(&k_mnt, &ksnap_opts(links_reliable && !skip_dir_nlink()));
+    let k_tree = diff_snapshot(&k_mnt, &ksnap_opts(links_reliable && !skip_dir_nlink()));
     // After a replayed EXDEV rename the kernel side's hard links are copies: no nlink.
     let (mut s_tree, mut k_tree) = if links_reliable {
         (s_tree, k_tree)
@@ -1685,7 +1688,7 @@ fn run_case(c: &Case, mode: KernelMode) -> Result<Stats, Failure> {
     // (since its metadata-only copy-up) overlay.metacopy: the kernel needs both options.
     let k2_work = scratch.dir("s/kwork");
     let k2_mnt = scratch.dir("s/kmnt");
-    let k2 = Kernel::try_mount(
+    let k2 = KernelOverlay::try_new(
         &format!(
             "{},redirect_dir=on,metacopy=on",
             ovl_opts(&s_lowers, Some(&s_up), Some(&k2_work))
@@ -1698,7 +1701,7 @@ fn run_case(c: &Case, mode: KernelMode) -> Result<Stats, Failure> {
             format!("kernel overlayfs refuses strata's upper: {e}"),
         )
     })?;
-    let k2_tree = snapshot(&k2_mnt, &ksnap_opts(false));
+    let k2_tree = diff_snapshot(&k2_mnt, &ksnap_opts(false));
     // No st_nlink here: without index=on the kernel can't know how many names of a
     // lower hard-linked file were removed (strata counts them while mounted).
     let s_tree2 = strip_nlink(s_tree);
@@ -1914,9 +1917,9 @@ impl LowerHardLinks {
     /// does not show them all), those of its upper inode.
     fn reconcile(
         &mut self,
-        s_tree: &mut Tree,
+        s_tree: &mut DiffTree,
         s_at: &str,
-        k_tree: &Tree,
+        k_tree: &DiffTree,
         k_mnt: &Path,
         k_at: &str,
     ) {
@@ -1935,7 +1938,7 @@ impl LowerHardLinks {
                     sn.nlink.is_some()
                         && kn.nlink.is_some()
                         && sn.nlink != kn.nlink
-                        && Node {
+                        && DiffNode {
                             nlink: kn.nlink,
                             ..(*sn).clone()
                         } == *kn
@@ -2236,7 +2239,7 @@ impl FailedRenameCopyUps {
     /// strata's is the old one, gives the kernel's node strata's value (the kernel's
     /// tree, as strata's final tree is compared again later). Everything else stays
     /// compared.
-    fn reconcile(&mut self, s_tree: &Tree, k_tree: &mut Tree, k_mnt: &Path, k_at: &str) {
+    fn reconcile(&mut self, s_tree: &DiffTree, k_tree: &mut DiffTree, k_mnt: &Path, k_at: &str) {
         if self.k_dirs.is_empty() {
             return;
         }
@@ -2322,7 +2325,7 @@ fn has_multilinked(p: &Path) -> bool {
     }
 }
 
-fn strip_nlink(mut t: Tree) -> Tree {
+fn strip_nlink(mut t: DiffTree) -> DiffTree {
     for n in t.nodes.values_mut() {
         n.nlink = None;
     }
@@ -2574,16 +2577,16 @@ fn case_text_round_trips() {
 /// Sanity: the tester notices a difference (a case whose layers differ on purpose).
 #[test]
 fn tester_detects_a_difference() {
-    let scratch = Scratch::new("diffself");
+    let scratch = TestDir::tagged("diffself");
     let a = scratch.dir("a");
     let b = scratch.dir("b");
     fs::write(a.join("x"), "1").unwrap();
     fs::write(b.join("x"), "2").unwrap();
     let d = diff_trees(
         "a",
-        &snapshot(&a, &snap_opts()),
+        &diff_snapshot(&a, &snap_opts()),
         "b",
-        &snapshot(&b, &snap_opts()),
+        &diff_snapshot(&b, &snap_opts()),
         true,
     );
     assert_eq!(d.len(), 1, "{d:?}");
@@ -2594,7 +2597,7 @@ fn tester_detects_a_difference() {
 /// here the "mount" is a plain directory and the "upper" gets a new directory).
 #[test]
 fn failed_rename_check_sees_upper_changes() {
-    let scratch = Scratch::new("diffself");
+    let scratch = TestDir::tagged("diffself");
     let (mnt, up) = (scratch.dir("m"), scratch.dir("u"));
     fs::create_dir_all(mnt.join("b/c")).unwrap();
     fs::create_dir_all(mnt.join("c/d")).unwrap();

@@ -6,8 +6,7 @@
 //! and kernel overlayfs. Each test works in its own temporary directory under /tmp,
 //! so they run in parallel; RAII guards unmount everything even when a test panics.
 
-#[path = "mount/common.rs"]
-mod common;
+mod support;
 
 #[path = "mount/badinput.rs"]
 mod badinput;

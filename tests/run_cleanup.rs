@@ -1,11 +1,11 @@
 //! `strata run` leaves nothing behind: no cgroup, mount, state directory or process,
 //! after a normal exit, after a failure, and after strata itself is SIGKILLed.
 
-mod common_run;
-use common_run::*;
+mod support;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use support::*;
 
 const CTLS: [&str; 3] = ["memory", "cpu", "pids"];
 const LIMITS: [&str; 6] = ["--memory", "64M", "--cpus", "1", "--pids", "64"];
@@ -101,13 +101,13 @@ both_modes!(no_leftovers_after_sigkill, |mode| {
     // SAFETY: plain kill of our child.
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     let _ = child.0.wait();
-    wait_until("container processes gone", || {
+    wait_for("container processes gone", DEADLINE, || {
         processes_with(&marker).is_empty()
     });
-    wait_until("cgroups removed by the guardian", || {
+    wait_for("cgroups removed by the guardian", DEADLINE, || {
         strata_cgroups(pid, &bases).is_empty()
     });
-    wait_until("no guardian or daemon left", || {
+    wait_for("no guardian or daemon left", DEADLINE, || {
         processes_with(env.rootfs.to_str().unwrap()).is_empty()
     });
     env.assert_clean();

@@ -2,11 +2,11 @@
 //! hybrid, so these exercise the v1 backend; rootless runs get a delegated (chowned)
 //! subtree, as root would prepare it, and without one they must warn.
 
-mod common_run;
-use common_run::*;
+mod support;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use support::*;
 
 const HOG: &str = "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived ${#x}";
 
@@ -38,7 +38,7 @@ both_modes!(memory_hog_is_killed, |mode| {
     let env = Env::new(mode);
     let mut cmd = strata(&env, &rootfs_args(&env, &["--memory", "32M"], HOG));
     let _d = delegate(mode, &["memory"], &mut cmd);
-    let o = run(cmd);
+    let o = run_within(&mut cmd, DEADLINE);
     assert_eq!(
         o.status.code(),
         Some(137),
@@ -73,7 +73,7 @@ both_modes!(pids_limit_stops_forks, |mode| {
     let script = "for i in $(seq 40); do sleep 30 & done; echo looped";
     let mut cmd = strata(&env, &rootfs_args(&env, &["--pids", "12"], script));
     let _d = delegate(mode, &["pids"], &mut cmd);
-    let o = run(cmd);
+    let o = run_within(&mut cmd, DEADLINE);
     let err = text(&o.stderr);
     assert!(
         err.contains("can't fork"),
@@ -110,7 +110,7 @@ both_modes!(cpu_quota_is_set_and_throttles, |mode| {
         "the container is in its cgroup"
     );
     // The busy loop is throttled by the kernel (counted in cpu.stat).
-    wait_until("cpu.stat nr_throttled > 0", || {
+    wait_for("cpu.stat nr_throttled > 0", DEADLINE, || {
         read("cpu.stat")
             .lines()
             .any(|l| l.starts_with("nr_throttled ") && l != "nr_throttled 0")
@@ -118,5 +118,5 @@ both_modes!(cpu_quota_is_set_and_throttles, |mode| {
     // SAFETY: plain kill of our child; PID 1 ignores TERM, so end it with KILL.
     unsafe { libc::kill(child.0.id() as i32, libc::SIGKILL) };
     let _ = child.0.wait();
-    wait_until("cgroup removed after SIGKILL", || !cg.exists());
+    wait_for("cgroup removed after SIGKILL", DEADLINE, || !cg.exists());
 });

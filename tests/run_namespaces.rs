@@ -1,7 +1,7 @@
 //! `strata run`: namespaces, the root switch, and the /proc, /dev, /sys contents.
 
-mod common_run;
-use common_run::*;
+mod support;
+use support::*;
 
 fn ns_ids(prefix: &str) -> Vec<(String, String)> {
     ["mnt", "pid", "uts", "ipc", "net", "cgroup"]
@@ -103,7 +103,7 @@ fn root_switch(mode: Mode, force_chroot: bool) {
     if force_chroot {
         cmd.env("STRATA_NO_PIVOT", "1");
     }
-    let o = run(cmd);
+    let o = run_within(&mut cmd, DEADLINE);
     let out = ok(&o);
     assert_eq!(out, "rootfs\npid=1\nproc-ok\n");
     let err = text(&o.stderr);
@@ -260,7 +260,7 @@ both_modes!(net_host, |mode| {
 #[test]
 fn rootless_single_id_map() {
     let env = Env::new(Mode::RootlessSingleId);
-    let (uid, _) = user_ids(CI_USER_SINGLE);
+    let (uid, _) = user_id(CI_USER_SINGLE);
     let out = ok(&env.sh(&["--hostname", "single"], "echo $$; id -u; hostname; cat /proc/self/uid_map /proc/self/setgroups; touch /tmp/f && echo ok"));
     let lines: Vec<&str> = out.lines().map(|l| l.trim()).collect();
     assert_eq!(&lines[..3], &["1", "0", "single"]);

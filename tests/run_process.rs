@@ -1,9 +1,9 @@
 //! `strata run`: exit status, signal forwarding, `--init` (PID 1, reaping), bad input.
 
-mod common_run;
-use common_run::*;
+mod support;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+use support::*;
 
 both_modes!(exit_status_passes_through, |mode| {
     let env = Env::new(mode);
@@ -219,7 +219,7 @@ both_modes!(bad_input_errors, |mode| {
     ];
     for (args, code, needle) in cases {
         let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
-        let o = run(env.strata(&a));
+        let o = run_within(&mut env.strata(&a), DEADLINE);
         let err = text(&o.stderr);
         assert_eq!(o.status.code(), Some(code), "{a:?}: {err}");
         assert!(err.contains(needle), "{a:?}: {err}");
@@ -254,7 +254,7 @@ both_modes!(terminal_passes_through, |mode| {
     let env = Env::new(mode);
     let root = env.rootfs.to_str().unwrap().to_string();
     // script(1) gives strata a pseudo-terminal; an interactive shell inside reads from it.
-    let inner = format!("{BIN} run --rootfs {root} -- sh -i");
+    let inner = format!("{STRATA} run --rootfs {root} -- sh -i");
     let mut cmd = match mode.user() {
         None => {
             let mut c = Command::new("script");

@@ -1,9 +1,9 @@
 //! `strata run` on strata's own FUSE union (`--layers`, `--rootfs` + `--upper`).
 
-mod common_run;
-use common_run::*;
+mod support;
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
+use support::*;
 
 /// Two layers: `top` (holding /etc/top) over the busybox rootfs.
 fn layers(env: &Env) -> String {
@@ -16,10 +16,10 @@ fn layers(env: &Env) -> String {
     format!("{}:{}", top.display(), env.rootfs.display())
 }
 
-fn sh(env: &Env, extra: &[&str], script: &str) -> std::process::Output {
+fn sh(env: &Env, extra: &[&str], script: &str) -> CmdOut {
     let mut args: Vec<&str> = extra.to_vec();
     args.extend_from_slice(&["--", "sh", "-c", script]);
-    run(env.strata(&args))
+    run_within(&mut env.strata(&args), DEADLINE)
 }
 
 both_modes!(layers_merge_with_throwaway_upper, |mode| {
@@ -100,7 +100,7 @@ both_modes!(union_with_chroot_fallback, |mode| {
     let l = layers(&env);
     let mut cmd = env.strata(&["--layers", &l, "--", "sh", "-c", "cat /etc/top; echo $$"]);
     cmd.env("STRATA_NO_PIVOT", "1");
-    assert_eq!(ok(&run(cmd)), "from-top\n1\n");
+    assert_eq!(ok(&run_within(&mut cmd, DEADLINE)), "from-top\n1\n");
     env.assert_clean();
 });
 
@@ -135,7 +135,7 @@ fn daemon_outside_memory_cgroup_survives_oom() {
     }
     drop(child.0.stdin.take());
     assert_eq!(child.0.wait().unwrap().code(), Some(0));
-    wait_until("daemon gone", || {
+    wait_for("daemon gone", DEADLINE, || {
         processes_with(&format!("lowerdir={}", l.split(':').next().unwrap())).is_empty()
     });
     env.assert_clean();
@@ -165,10 +165,10 @@ both_modes!(no_leftovers_after_sigkill_with_union, |mode| {
     // SAFETY: plain kill of our child.
     unsafe { libc::kill(child.0.id() as i32, libc::SIGKILL) };
     let _ = child.0.wait();
-    wait_until("daemon and container gone", || {
+    wait_for("daemon and container gone", DEADLINE, || {
         processes_with(&top).is_empty()
     });
-    wait_until("state dir removed", || {
+    wait_for("state dir removed", DEADLINE, || {
         std::fs::read_dir(&env.tmp).unwrap().count() == 0
     });
     env.assert_clean();
@@ -178,7 +178,10 @@ both_modes!(no_leftovers_after_failure_with_union, |mode| {
     let env = Env::new(mode);
     let l = layers(&env);
     let top = l.split(':').next().unwrap().to_string();
-    let o = run(env.strata(&["--layers", &l, "--", "no-such-tool"]));
+    let o = run_within(
+        &mut env.strata(&["--layers", &l, "--", "no-such-tool"]),
+        DEADLINE,
+    );
     assert_eq!(o.status.code(), Some(127), "{}", text(&o.stderr));
     assert_eq!(
         text(&o.stderr),

@@ -18,6 +18,9 @@
 //! STRATA_STRESS_SECS (default 20) bounds the random-operations run.
 //! Summaries go to target/test-reports/stress.txt.
 
+// The support wrappers take `impl AsRef<Path>`; this suite's calls pass `&PathBuf`.
+#![allow(clippy::needless_borrows_for_generic_args)]
+
 mod support;
 
 use std::collections::BTreeMap;
@@ -39,35 +42,9 @@ fn record(text: &str) -> Vec<u8> {
     v
 }
 
-struct Layers {
-    s: Scratch,
-    lower: PathBuf,
-    upper: PathBuf,
-    work: PathBuf,
-    mnt: PathBuf,
-}
-fn layers(tag: &str) -> Layers {
-    let s = Scratch::new(tag);
-    let lower = s.dir("lower");
-    let upper = s.dir("upper");
-    let work = s.dir("work");
-    let mnt = s.dir("mnt");
-    Layers {
-        s,
-        lower,
-        upper,
-        work,
-        mnt,
-    }
-}
-impl Layers {
-    fn opts(&self) -> String {
-        ovl_opts(
-            std::slice::from_ref(&self.lower),
-            Some(&self.upper),
-            Some(&self.work),
-        )
-    }
+/// One lower, upper, work and mnt in a fresh test directory.
+fn layers(tag: &str) -> Layout {
+    Layout::in_dir(TestDir::tagged(tag), 1)
 }
 
 const DIRS: usize = 3;
@@ -325,13 +302,13 @@ fn concurrent_random_ops_keep_the_tree_consistent() {
     let secs = env_usize("STRATA_STRESS_SECS", 20) as u64;
     let l = layers("stress-ops");
     for d in 0..DIRS {
-        fs::create_dir(l.lower.join(format!("d{d}"))).unwrap();
+        fs::create_dir(l.lowers[0].join(format!("d{d}"))).unwrap();
         for f in 0..FILES {
             let rel = format!("d{d}/f{f}");
-            fs::write(l.lower.join(&rel), record(&format!("LOWER:{rel}"))).unwrap();
+            fs::write(l.lowers[0].join(&rel), record(&format!("LOWER:{rel}"))).unwrap();
         }
     }
-    let m = Strata::mount(&l.opts(), &l.mnt);
+    let m = Mount::new(&l.opts(), &l.mnt);
     let stop = Arc::new(AtomicBool::new(false));
     let seqs = Arc::new(Mutex::new(BTreeMap::new()));
     let ops = Arc::new(AtomicUsize::new(0));
@@ -373,7 +350,7 @@ fn concurrent_random_ops_keep_the_tree_consistent() {
 
     // Every regular file holds one whole record that some writer wrote.
     let mut bad = Vec::new();
-    let view = snapshot(
+    let view = diff_snapshot(
         &l.mnt,
         &SnapOpts {
             mtime_before: None,
@@ -399,26 +376,9 @@ fn concurrent_random_ops_keep_the_tree_consistent() {
     m.umount();
 
     // fsck of the upper, then kernel overlayfs on the same layers shows the same tree.
-    let problems = fsck(&l.upper, std::slice::from_ref(&l.lower), &l.work);
-    let kwork = l.s.dir("kwork");
-    let kmnt = l.s.dir("kmnt");
-    let k = Kernel::mount(
-        &format!(
-            "{},redirect_dir=on,metacopy=on",
-            ovl_opts(std::slice::from_ref(&l.lower), Some(&l.upper), Some(&kwork))
-        ),
-        &kmnt,
-    );
-    let kview = snapshot(
-        &kmnt,
-        &SnapOpts {
-            mtime_before: None,
-            dir_nlink: false,
-            skip_enoent: true,
-        },
-    );
+    let problems = fsck(&l.upper, &l.lowers, &l.work);
+    let kview = kernel_view(&l.lowers, &l.upper, &l.dir);
     let d = diff_trees("strata", &view, "kernel", &kview, true);
-    drop(k);
     let total = ops.load(Ordering::Relaxed) + proc_ops;
     report(
         "stress",
@@ -458,9 +418,13 @@ fn concurrent_copy_up_never_loses_a_write() {
     let nfiles = 40;
     let l = layers("stress-cu");
     for i in 0..nfiles {
-        fs::write(l.lower.join(format!("f{i}")), vec![b'L'; REC * nthreads]).unwrap();
+        fs::write(
+            l.lowers[0].join(format!("f{i}")),
+            vec![b'L'; REC * nthreads],
+        )
+        .unwrap();
     }
-    let m = Strata::mount(&l.opts(), &l.mnt);
+    let m = Mount::new(&l.opts(), &l.mnt);
     let barrier = Arc::new(std::sync::Barrier::new(nthreads));
     let handles: Vec<_> = (0..nthreads)
         .map(|t| {
@@ -520,7 +484,7 @@ fn large_copy_up_does_not_stall_others() {
         use std::io::Write;
         let mut f = std::io::BufWriter::with_capacity(
             1 << 20,
-            fs::File::create(l.lower.join("big")).unwrap(),
+            fs::File::create(l.lowers[0].join("big")).unwrap(),
         );
         let mut block = vec![b'.'; 4096];
         for i in 0..(mb * 256) {
@@ -529,12 +493,12 @@ fn large_copy_up_does_not_stall_others() {
             f.write_all(&block).unwrap();
         }
     }
-    fs::create_dir(l.lower.join("other")).unwrap();
+    fs::create_dir(l.lowers[0].join("other")).unwrap();
     for i in 0..200 {
-        fs::write(l.lower.join(format!("other/f{i}")), "x").unwrap();
+        fs::write(l.lowers[0].join(format!("other/f{i}")), "x").unwrap();
     }
-    fs::create_dir(l.lower.join("probe")).unwrap();
-    let m = Strata::mount(&l.opts(), &l.mnt);
+    fs::create_dir(l.lowers[0].join("probe")).unwrap();
+    let m = Mount::new(&l.opts(), &l.mnt);
     let other = l.mnt.join("other");
     let pass = |other: &Path| -> Result<Duration, String> {
         let t = Instant::now();
@@ -622,9 +586,9 @@ fn create_and_delete_many_files_no_leak() {
     let _case = count_case("stress");
     let n = env_usize("STRATA_STRESS_FILES", 100_000);
     let l = layers("stress-many");
-    fs::create_dir(l.lower.join("d")).unwrap();
-    fs::write(l.lower.join("d/lowerfile"), "x").unwrap();
-    let m = Strata::mount(&l.opts(), &l.mnt);
+    fs::create_dir(l.lowers[0].join("d")).unwrap();
+    fs::write(l.lowers[0].join("d/lowerfile"), "x").unwrap();
+    let m = Mount::new(&l.opts(), &l.mnt);
     let pid = m.daemon_pid();
     let dir = l.mnt.join("d");
     // Round "a" creates and deletes n files; round "b" n/2 more. A per-file leak shows
@@ -705,9 +669,9 @@ fn rename_over_is_atomic_for_readers_and_writers() {
     let _case = count_case("stress");
     let secs = env_usize("STRATA_STRESS_SECS", 20).min(10) as u64;
     let l = layers("stress-atomic");
-    fs::create_dir(l.lower.join("d")).unwrap();
-    fs::write(l.lower.join("d/f"), record("LOWER:d/f")).unwrap();
-    let m = Strata::mount(&l.opts(), &l.mnt);
+    fs::create_dir(l.lowers[0].join("d")).unwrap();
+    fs::write(l.lowers[0].join("d/f"), record("LOWER:d/f")).unwrap();
+    let m = Mount::new(&l.opts(), &l.mnt);
     let stop = Arc::new(AtomicBool::new(false));
     let f = l.mnt.join("d/f");
     let renamer = {
@@ -800,15 +764,15 @@ fn opens_racing_renames_of_lower_files_fail_only_with_enoent() {
     let _case = count_case("stress");
     let secs = env_usize("STRATA_STRESS_SECS", 20).min(6) as u64;
     let l = layers("stress-renopen");
-    fs::create_dir(l.lower.join("d")).unwrap();
+    fs::create_dir(l.lowers[0].join("d")).unwrap();
     for i in 0..3 {
         fs::write(
-            l.lower.join(format!("d/f{i}")),
+            l.lowers[0].join(format!("d/f{i}")),
             record(&format!("LOWER:d/f{i}")),
         )
         .unwrap();
     }
-    let m = Strata::mount(&l.opts(), &l.mnt);
+    let m = Mount::new(&l.opts(), &l.mnt);
     let stop = Arc::new(AtomicBool::new(false));
     let ops = Arc::new(AtomicUsize::new(0));
     let mut hs = Vec::new();

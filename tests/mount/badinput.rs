@@ -1,7 +1,7 @@
 //! Bad input: non-zero exit, one line on stderr naming the path, nothing mounted, no
 //! layer changed, no process left.
 
-use crate::common::*;
+use crate::support::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

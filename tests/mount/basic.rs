@@ -1,6 +1,6 @@
 //! Mounting, merging, options, read-only mounts, the aufs form.
 
-use crate::common::*;
+use crate::support::*;
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -68,7 +68,7 @@ fn writes_land_in_upper_and_lower_is_untouched() {
     assert_eq!(read_string(lay.m("dir/old")), "rewritten");
     m.umount();
     assert_eq!(read_string(lay.u("new")), "new data");
-    assert!(lstat(lay.u("newdir")).is_dir());
+    assert!(lstat_meta(lay.u("newdir")).is_dir());
     assert_eq!(read_string(lay.u("dir/old")), "rewritten");
     assert_eq!(read_string(lay.u("dir/added")), "added");
     assert_same_tree(
@@ -167,7 +167,7 @@ fn aufs_dirs_form_puts_workdir_beside_upper() {
     assert_eq!(ls(&b), strs(&["lowerfile"]));
     let work = d.join(".rw.strata-work");
     assert!(
-        lstat(&work).is_dir(),
+        lstat_meta(&work).is_dir(),
         "automatic workdir {} missing",
         work.display()
     );
@@ -314,7 +314,7 @@ fn mount_point_owner_and_mode_come_from_upper_root() {
     chmod(&lay.upper, 0o751).unwrap();
     lchown(&lay.upper, 1234, 2345).unwrap();
     let _m = lay.mount();
-    let st = lstat(&lay.mnt);
+    let st = lstat_meta(&lay.mnt);
     assert_eq!(st.mode() & 0o7777, 0o751);
     assert_eq!((st.uid(), st.gid()), (1234, 2345));
     assert!(st.is_dir());

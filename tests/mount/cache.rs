@@ -2,22 +2,25 @@
 //! strata did: hard links seen through either name, objects created over whiteouts,
 //! copy-up across filesystems.
 
-use crate::common::*;
+use crate::support::*;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
 
 fn coherent_links(lay: &Layout, a: &str, b: &str) {
     // attributes changed through one name show through the other at once
-    let _ = lstat(lay.m(b));
+    let _ = lstat_meta(lay.m(b));
     chmod(lay.m(a), 0o640).unwrap();
     assert_eq!(
-        lstat(lay.m(b)).mode() & 0o7777,
+        lstat_meta(lay.m(b)).mode() & 0o7777,
         0o640,
         "mode through the other link"
     );
     lchown(lay.m(a), 321, 654).unwrap();
-    assert_eq!((lstat(lay.m(b)).uid(), lstat(lay.m(b)).gid()), (321, 654));
+    assert_eq!(
+        (lstat_meta(lay.m(b)).uid(), lstat_meta(lay.m(b)).gid()),
+        (321, 654)
+    );
     // data written through one name reads through the other, even if cached
     assert_eq!(read(lay.m(b)).len(), read(lay.m(a)).len());
     let f = fs::OpenOptions::new().write(true).open(lay.m(a)).unwrap();
@@ -32,7 +35,7 @@ fn coherent_links(lay: &Layout, a: &str, b: &str) {
     let f = fs::OpenOptions::new().write(true).open(lay.m(b)).unwrap();
     f.set_len(3).unwrap();
     drop(f);
-    assert_eq!(lstat(lay.m(a)).len(), 3, "size through the other link");
+    assert_eq!(lstat_meta(lay.m(a)).len(), 3, "size through the other link");
     assert_eq!(read(lay.m(a)), b"CHA");
 }
 
@@ -64,10 +67,10 @@ fn nlink_of_the_other_name_after_rename_over_a_link() {
     write(lay.l(0, "c"), "c");
     let _m = lay.mount();
     fs::hard_link(lay.m("a"), lay.m("a2")).unwrap();
-    assert_eq!(lstat(lay.m("a2")).nlink(), 2);
+    assert_eq!(lstat_meta(lay.m("a2")).nlink(), 2);
     fs::rename(lay.m("c"), lay.m("a")).unwrap();
     assert_eq!(
-        lstat(lay.m("a2")).nlink(),
+        lstat_meta(lay.m("a2")).nlink(),
         1,
         "nlink after its other name was replaced"
     );
@@ -127,7 +130,7 @@ fn every_kind_of_object_can_be_created_over_a_whiteout() {
     write(lay.m("tmp"), "moved");
     fs::rename(lay.m("tmp"), lay.m("renamed-into")).expect("rename onto a whiteout");
     assert_eq!(read_string(lay.m("hardlink")), "src");
-    assert_eq!(lstat(lay.m("hardlink")).nlink(), 2);
+    assert_eq!(lstat_meta(lay.m("hardlink")).nlink(), 2);
     assert_eq!(read_string(lay.m("renamed-into")), "moved");
     assert_errno(
         renameat2(lay.m("src"), lay.m("exchanged"), libc::RENAME_EXCHANGE),
@@ -142,7 +145,7 @@ fn every_kind_of_object_can_be_created_over_a_whiteout() {
     );
     m.umount();
     let m = lay.mount();
-    assert!(lstat(lay.m("fifo")).file_type().is_fifo());
+    assert!(lstat_meta(lay.m("fifo")).file_type().is_fifo());
     assert_errno(fs::metadata(lay.m("exchanged")), libc::ENOENT, "exchanged");
     m.umount();
     crate::lookup::strata_vs_kernel(&lay, true);
@@ -159,7 +162,7 @@ fn copy_up_across_filesystems() {
     chmod(l.join("dir/file"), 0o604).unwrap();
     lchown(l.join("dir/file"), 77, 78).unwrap();
     lsetxattr(l.join("dir/file"), "trusted.x", b"tmpfs").unwrap();
-    symlink("target", l.join("dir/link"));
+    ln_s("target", l.join("dir/link"));
     let u = d.dir("upper");
     let w = d.dir("work");
     let mnt = d.dir("mnt");
@@ -186,7 +189,7 @@ fn copy_up_across_filesystems() {
         read(u.join("dir/file")) == want,
         "content copied across filesystems"
     );
-    let st = lstat(u.join("dir/file"));
+    let st = lstat_meta(u.join("dir/file"));
     assert_eq!((st.mode() & 0o7777, st.uid(), st.gid()), (0o604, 77, 78));
     assert_eq!(
         lgetxattr(u.join("dir/file"), "trusted.x").unwrap(),
@@ -210,11 +213,11 @@ fn nlink_of_a_lower_hard_link_after_unlinking_the_other_name() {
     fs::hard_link(lay.l(0, "c"), lay.l(0, "d")).unwrap();
     let story = |root: &std::path::Path| {
         fs::remove_file(root.join("a")).unwrap();
-        let b = lstat(root.join("b")).nlink();
+        let b = lstat_meta(root.join("b")).nlink();
         // and once one name was copied up
         chmod(root.join("c"), 0o600).unwrap();
         fs::remove_file(root.join("c")).unwrap();
-        let d = lstat(root.join("d")).nlink();
+        let d = lstat_meta(root.join("d")).nlink();
         (b, d)
     };
     let k = lay.kernel_mount_with("index=on");
@@ -276,15 +279,15 @@ fn nlink_after_a_lower_hard_link_is_copied_up() {
     m.umount();
     let _m = lay.mount();
     // After the remount the lower's count shows again (documented), and is cached.
-    assert_eq!(lstat(lay.m("a/c")).nlink(), 3);
-    assert_eq!(lstat(lay.m("b/c")).nlink(), 3);
+    assert_eq!(lstat_meta(lay.m("a/c")).nlink(), 3);
+    assert_eq!(lstat_meta(lay.m("b/c")).nlink(), 3);
     drop(
         fs::OpenOptions::new()
             .write(true)
             .open(lay.m("b/c"))
             .unwrap(),
     );
-    assert_eq!(lstat(lay.u("b/c")).nlink(), 2, "a/c linked up");
-    assert_eq!(lstat(lay.m("b/c")).nlink(), 2, "b/c after copy-up");
-    assert_eq!(lstat(lay.m("a/c")).nlink(), 2, "a/c after copy-up");
+    assert_eq!(lstat_meta(lay.u("b/c")).nlink(), 2, "a/c linked up");
+    assert_eq!(lstat_meta(lay.m("b/c")).nlink(), 2, "b/c after copy-up");
+    assert_eq!(lstat_meta(lay.m("a/c")).nlink(), 2, "a/c after copy-up");
 }

@@ -1,7 +1,7 @@
 //! Copy-up: every modification of a lower object copies it (and its parents) to the
 //! upper layer with data, mode, owner, times, xattrs; the lower never changes.
 
-use crate::common::*;
+use crate::support::*;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
@@ -35,7 +35,7 @@ impl Fixture {
     #[track_caller]
     fn assert_upper_file(&self, content: &str, mode: u32, uid: u32, gid: u32) {
         let p = self.lay.u("dir/file");
-        let st = lstat(&p);
+        let st = lstat_meta(&p);
         assert!(st.is_file(), "upper dir/file is not a regular file");
         assert_eq!(read_string(&p), content, "upper content");
         assert_eq!(st.mode() & 0o7777, mode, "upper mode {:o}", st.mode());
@@ -43,7 +43,7 @@ impl Fixture {
     }
     #[track_caller]
     fn assert_upper_times(&self) {
-        let st = lstat(self.lay.u("dir/file"));
+        let st = lstat_meta(self.lay.u("dir/file"));
         assert_eq!(
             (st.mtime(), st.mtime_nsec()),
             self.mtime,
@@ -125,7 +125,7 @@ fn o_trunc_copies_up_an_empty_file_with_metadata() {
             .open(f.lay.m("dir/file"))
             .unwrap(),
     );
-    assert_eq!(lstat(f.lay.m("dir/file")).len(), 0);
+    assert_eq!(lstat_meta(f.lay.m("dir/file")).len(), 0);
     m.umount();
     f.assert_upper_file("", 0o640, 1234, 2345);
     f.assert_upper_xattrs(&[]);
@@ -152,9 +152,9 @@ fn chmod_copies_up() {
     let f = fixture();
     let before = f.lower_snapshot();
     let m = f.lay.mount();
-    let mtime_before = lstat(f.lay.m("dir/file")).mtime();
+    let mtime_before = lstat_meta(f.lay.m("dir/file")).mtime();
     chmod(f.lay.m("dir/file"), 0o604).unwrap();
-    let st = lstat(f.lay.m("dir/file"));
+    let st = lstat_meta(f.lay.m("dir/file"));
     assert_eq!(st.mode() & 0o7777, 0o604);
     assert_eq!(st.mtime(), mtime_before, "chmod changed mtime");
     m.umount();
@@ -170,7 +170,7 @@ fn chown_copies_up() {
     let before = f.lower_snapshot();
     let m = f.lay.mount();
     lchown(f.lay.m("dir/file"), 77, 88).unwrap();
-    let st = lstat(f.lay.m("dir/file"));
+    let st = lstat_meta(f.lay.m("dir/file"));
     assert_eq!((st.uid(), st.gid()), (77, 88));
     m.umount();
     f.assert_upper_file("hello world", 0o640, 77, 88);
@@ -184,12 +184,12 @@ fn utimens_copies_up() {
     let before = f.lower_snapshot();
     let m = f.lay.mount();
     lutimens(f.lay.m("dir/file"), (1_000_000_001, 5), (1_000_000_002, 6)).unwrap();
-    let st = lstat(f.lay.m("dir/file"));
+    let st = lstat_meta(f.lay.m("dir/file"));
     assert_eq!((st.mtime(), st.mtime_nsec()), (1_000_000_002, 6));
     assert_eq!((st.atime(), st.atime_nsec()), (1_000_000_001, 5));
     m.umount();
     f.assert_upper_file("hello world", 0o640, 1234, 2345);
-    let st = lstat(f.lay.u("dir/file"));
+    let st = lstat_meta(f.lay.u("dir/file"));
     assert_eq!((st.mtime(), st.mtime_nsec()), (1_000_000_002, 6));
     f.assert_upper_xattrs(&[]);
     assert_same_tree("lower before", &before, "lower after", &f.lower_snapshot());
@@ -246,9 +246,9 @@ fn setuid_setgid_bits_survive_copy_up() {
     chmod(lay.l(0, "suid"), 0o6755).unwrap();
     let m = lay.mount();
     lsetxattr(lay.m("suid"), "user.trigger", b"1").unwrap();
-    assert_eq!(lstat(lay.m("suid")).mode() & 0o7777, 0o6755);
+    assert_eq!(lstat_meta(lay.m("suid")).mode() & 0o7777, 0o6755);
     m.umount();
-    let st = lstat(lay.u("suid"));
+    let st = lstat_meta(lay.u("suid"));
     assert_eq!(st.mode() & 0o7777, 0o6755, "upper mode {:o}", st.mode());
     assert_eq!((st.uid(), st.gid()), (1234, 2345));
 }
@@ -256,7 +256,7 @@ fn setuid_setgid_bits_survive_copy_up() {
 #[test]
 fn reading_never_copies_up() {
     let f = fixture();
-    symlink("dir/file", f.lay.l(0, "link"));
+    ln_s("dir/file", f.lay.l(0, "link"));
     let m = f.lay.mount();
     let mut s = String::new();
     fs::File::open(f.lay.m("dir/file"))
@@ -264,7 +264,7 @@ fn reading_never_copies_up() {
         .read_to_string(&mut s)
         .unwrap();
     assert_eq!(s, "hello world");
-    let _ = lstat(f.lay.m("dir/file"));
+    let _ = lstat_meta(f.lay.m("dir/file"));
     let _ = llistxattr(f.lay.m("dir/file")).unwrap();
     let _ = lgetxattr(f.lay.m("dir/file"), "user.color").unwrap();
     let _ = fs::read_link(f.lay.m("link")).unwrap();
@@ -281,8 +281,8 @@ fn reading_never_copies_up() {
 #[test]
 fn symlink_copy_up_keeps_target() {
     let lay = Layout::new(1);
-    symlink("../some/where", lay.l(0, "link"));
-    symlink("/absolute/target", lay.l(0, "abs"));
+    ln_s("../some/where", lay.l(0, "link"));
+    ln_s("/absolute/target", lay.l(0, "abs"));
     lchown(lay.l(0, "abs"), 5, 6).unwrap();
     let m = lay.mount();
     lchown(lay.m("link"), 1234, 2345).unwrap();
@@ -292,14 +292,14 @@ fn symlink_copy_up_keeps_target() {
         Some("../some/where")
     );
     m.umount();
-    let st = lstat(lay.u("link"));
+    let st = lstat_meta(lay.u("link"));
     assert!(st.file_type().is_symlink());
     assert_eq!((st.uid(), st.gid()), (1234, 2345));
     assert_eq!(
         fs::read_link(lay.u("link")).unwrap().to_str(),
         Some("../some/where")
     );
-    let st = lstat(lay.u("abs"));
+    let st = lstat_meta(lay.u("abs"));
     assert!(st.file_type().is_symlink());
     assert_eq!((st.uid(), st.gid()), (5, 6));
     assert_eq!(
@@ -340,7 +340,7 @@ fn parents_are_copied_up_first_with_their_own_metadata() {
     let view_before: Vec<(u32, u32, u32)> = ["a", "a/b", "a/b/c"]
         .iter()
         .map(|p| {
-            let s = lstat(lay.m(p));
+            let s = lstat_meta(lay.m(p));
             (s.mode() & 0o7777, s.uid(), s.gid())
         })
         .collect();
@@ -354,7 +354,7 @@ fn parents_are_copied_up_first_with_their_own_metadata() {
     let view_after: Vec<(u32, u32, u32)> = ["a", "a/b", "a/b/c"]
         .iter()
         .map(|p| {
-            let s = lstat(lay.m(p));
+            let s = lstat_meta(lay.m(p));
             (s.mode() & 0o7777, s.uid(), s.gid())
         })
         .collect();
@@ -365,7 +365,7 @@ fn parents_are_copied_up_first_with_their_own_metadata() {
     assert_eq!(ls(lay.m("a")), strs(&["b", "sibling"]));
     m.umount();
     for (p, want) in ["a", "a/b", "a/b/c"].iter().zip(view_before.iter()) {
-        let s = lstat(lay.u(p));
+        let s = lstat_meta(lay.u(p));
         assert!(s.is_dir(), "upper {p} is not a directory");
         assert_eq!((s.mode() & 0o7777, s.uid(), s.gid()), *want, "upper {p}");
         assert!(
@@ -375,7 +375,7 @@ fn parents_are_copied_up_first_with_their_own_metadata() {
     }
     for (p, t) in times {
         assert_eq!(
-            lstat(lay.u(p)).mtime(),
+            lstat_meta(lay.u(p)).mtime(),
             t,
             "upper mtime of copied-up parent {p}"
         );
@@ -395,9 +395,9 @@ fn directory_copy_up_is_shallow_and_not_opaque() {
     let m = lay.mount();
     chmod(lay.m("d"), 0o700).unwrap();
     assert_eq!(ls(lay.m("d")), strs(&["f", "sub"]));
-    assert_eq!(lstat(lay.m("d")).mode() & 0o7777, 0o700);
+    assert_eq!(lstat_meta(lay.m("d")).mode() & 0o7777, 0o700);
     m.umount();
-    assert_eq!(lstat(lay.u("d")).mode() & 0o7777, 0o700);
+    assert_eq!(lstat_meta(lay.u("d")).mode() & 0o7777, 0o700);
     assert_eq!(ls(lay.u("d")), Vec::<String>::new());
     assert!(!is_opaque(lay.u("d")));
 }
@@ -411,10 +411,10 @@ fn special_files_copy_up_as_themselves() {
     lchown(lay.m("fifo"), 3, 4).unwrap();
     lchown(lay.m("null"), 5, 6).unwrap();
     m.umount();
-    let st = lstat(lay.u("fifo"));
+    let st = lstat_meta(lay.u("fifo"));
     assert!(st.file_type().is_fifo());
     assert_eq!((st.mode() & 0o7777, st.uid(), st.gid()), (0o640, 3, 4));
-    let st = lstat(lay.u("null"));
+    let st = lstat_meta(lay.u("null"));
     assert!(st.file_type().is_char_device());
     assert_eq!(st.rdev(), libc::makedev(1, 3));
     assert_eq!((st.uid(), st.gid()), (5, 6));
@@ -564,7 +564,7 @@ fn copy_up_keeps_holes() {
         .write_all_at(b"HEAD", 0)
         .unwrap();
     m.umount();
-    let st = lstat(lay.u("sparse"));
+    let st = lstat_meta(lay.u("sparse"));
     assert_eq!(st.len(), 1 << 30);
     assert!(
         st.blocks() * 512 < 64 << 20,
@@ -587,7 +587,7 @@ fn utime_omit_and_now() {
     let _m = lay.mount();
     // atime = now, mtime untouched
     lutimens(lay.m("f"), (0, libc::UTIME_NOW), (0, libc::UTIME_OMIT)).unwrap();
-    let st = lstat(lay.m("f"));
+    let st = lstat_meta(lay.m("f"));
     assert_eq!(
         (st.mtime(), st.mtime_nsec()),
         (1_100_000_000, 7),
@@ -596,7 +596,7 @@ fn utime_omit_and_now() {
     assert!(st.atime() > 1_700_000_000, "UTIME_NOW did not set atime");
     // mtime = now, atime untouched
     lutimens(lay.m("f"), (0, libc::UTIME_OMIT), (0, libc::UTIME_NOW)).unwrap();
-    let st2 = lstat(lay.m("f"));
+    let st2 = lstat_meta(lay.m("f"));
     assert_eq!(
         (st2.atime(), st2.atime_nsec()),
         (st.atime(), st.atime_nsec()),
@@ -605,7 +605,7 @@ fn utime_omit_and_now() {
     assert!(st2.mtime() > 1_700_000_000, "UTIME_NOW did not set mtime");
     // pre-1970 times survive
     lutimens(lay.m("f"), (-1_000, 250), (-86_400, 999_999_999)).unwrap();
-    let st3 = lstat(lay.m("f"));
+    let st3 = lstat_meta(lay.m("f"));
     assert_eq!((st3.mtime(), st3.mtime_nsec()), (-86_400, 999_999_999));
     assert_eq!((st3.atime(), st3.atime_nsec()), (-1_000, 250));
 }

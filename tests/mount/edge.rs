@@ -1,7 +1,7 @@
 //! Edge cases: odd names, relative paths, shared lowers, full upper, fd-based
 //! changes of lower files, POSIX corner cases of rename and listxattr.
 
-use crate::common::*;
+use crate::support::*;
 use std::ffi::OsStr;
 use std::fs;
 use std::io::Write;
@@ -286,7 +286,7 @@ fn fd_based_changes_to_a_lower_file_copy_up_and_spare_the_lower() {
         "lower after",
         &snapshot(&lay.lowers[0]),
     );
-    let st = lstat(lay.u("f"));
+    let st = lstat_meta(lay.u("f"));
     assert_eq!(
         (st.mode() & 0o7777, st.uid(), st.gid()),
         (0o600, 1234, 2345)
@@ -319,7 +319,7 @@ fn rename_between_two_links_of_one_file_is_a_no_op() {
         strs(&["a", "b"]),
         "POSIX: rename of two links does nothing"
     );
-    assert_eq!(lstat(lay.m("a")).nlink(), 2);
+    assert_eq!(lstat_meta(lay.m("a")).nlink(), 2);
     fs::rename(lay.m("a"), lay.m("a")).unwrap();
     assert_eq!(ls(&lay.mnt), strs(&["a", "b"]));
 }
@@ -330,7 +330,7 @@ fn lower_hard_links_share_an_inode_in_the_view() {
     write(lay.l(0, "one"), "shared");
     fs::hard_link(lay.l(0, "one"), lay.l(0, "two")).unwrap();
     let m = lay.mount();
-    let (a, b) = (lstat(lay.m("one")), lstat(lay.m("two")));
+    let (a, b) = (lstat_meta(lay.m("one")), lstat_meta(lay.m("two")));
     assert_eq!(a.ino(), b.ino(), "lower hard links must show one st_ino");
     assert_eq!((a.nlink(), b.nlink()), (2, 2));
     m.umount();
@@ -366,7 +366,7 @@ fn writes_update_mtime_and_ctime() {
     write(lay.l(0, "f"), "x");
     lutimens(lay.l(0, "f"), (1_000_000_000, 0), (1_000_000_000, 0)).unwrap();
     let _m = lay.mount();
-    let before = lstat(lay.m("f"));
+    let before = lstat_meta(lay.m("f"));
     assert_eq!(before.mtime(), 1_000_000_000);
     fs::OpenOptions::new()
         .append(true)
@@ -374,7 +374,7 @@ fn writes_update_mtime_and_ctime() {
         .unwrap()
         .write_all(b"y")
         .unwrap();
-    let after = lstat(lay.m("f"));
+    let after = lstat_meta(lay.m("f"));
     assert!(after.mtime() > 1_000_000_000, "write did not update mtime");
     assert!(after.ctime() >= before.ctime());
 }
@@ -385,10 +385,10 @@ fn creating_an_entry_updates_the_parent_mtime() {
     mkdirs(lay.l(0, "d"));
     lutimens(lay.l(0, "d"), (1_000_000_000, 0), (1_000_000_000, 0)).unwrap();
     let _m = lay.mount();
-    assert_eq!(lstat(lay.m("d")).mtime(), 1_000_000_000);
+    assert_eq!(lstat_meta(lay.m("d")).mtime(), 1_000_000_000);
     write(lay.m("d/new"), "n");
     assert!(
-        lstat(lay.m("d")).mtime() > 1_000_000_000,
+        lstat_meta(lay.m("d")).mtime() > 1_000_000_000,
         "parent mtime not updated by create"
     );
 }
@@ -458,7 +458,7 @@ fn longest_symlink_target() {
         fs::read_link(lay.m("long")).unwrap().as_os_str().len(),
         4095
     );
-    assert_eq!(lstat(lay.m("long")).len(), 4095);
+    assert_eq!(lstat_meta(lay.m("long")).len(), 4095);
     let too = "t".repeat(4096);
     assert_errno(
         std::os::unix::fs::symlink(&too, lay.m("too-long")),

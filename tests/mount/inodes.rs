@@ -1,7 +1,7 @@
 //! Inode numbers: stable for the life of the mount, unchanged by copy-up, d_ino ==
 //! st_ino, one st_dev for the whole mount, no two objects sharing a number.
 
-use crate::common::*;
+use crate::support::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::os::unix::fs::{DirEntryExt, MetadataExt};
@@ -18,7 +18,7 @@ fn layered() -> Layout {
     mkdirs(lay.l(0, "dir"));
     write(lay.l(0, "dir/low0"), "0");
     write(lay.l(0, "top"), "t");
-    symlink("top", lay.l(0, "sym"));
+    ln_s("top", lay.l(0, "sym"));
     mkdirs(lay.u("dir"));
     write(lay.u("dir/up"), "u");
     lay
@@ -40,7 +40,7 @@ fn inos(lay: &Layout) -> BTreeMap<&'static str, u64> {
     PATHS
         .iter()
         .filter(|p| !p.ends_with(".."))
-        .map(|p| (*p, lstat(lay.m(p)).ino()))
+        .map(|p| (*p, lstat_meta(lay.m(p)).ino()))
         .collect()
 }
 
@@ -99,7 +99,7 @@ fn d_ino_equals_st_ino() {
     let check = |dir: &str| {
         for e in fs::read_dir(lay.m(dir)).unwrap() {
             let e = e.unwrap();
-            let st = lstat(e.path());
+            let st = lstat_meta(e.path());
             assert_eq!(
                 e.ino(),
                 st.ino(),
@@ -121,17 +121,17 @@ fn d_ino_equals_st_ino() {
 fn one_st_dev_for_the_whole_mount() {
     let lay = layered();
     let _m = lay.mount();
-    let dev = lstat(&lay.mnt).dev();
+    let dev = lstat_meta(&lay.mnt).dev();
     for p in PATHS {
-        assert_eq!(lstat(lay.m(p)).dev(), dev, "st_dev of {p}");
+        assert_eq!(lstat_meta(lay.m(p)).dev(), dev, "st_dev of {p}");
     }
     write(lay.m("dir/new"), "n");
     chmod(lay.m("dir/low1"), 0o600).unwrap();
-    assert_eq!(lstat(lay.m("dir/new")).dev(), dev);
-    assert_eq!(lstat(lay.m("dir/low1")).dev(), dev);
+    assert_eq!(lstat_meta(lay.m("dir/new")).dev(), dev);
+    assert_eq!(lstat_meta(lay.m("dir/low1")).dev(), dev);
     assert_ne!(
         dev,
-        lstat(&lay.upper).dev(),
+        lstat_meta(&lay.upper).dev(),
         "the mount must have its own st_dev"
     );
 }
@@ -167,7 +167,7 @@ fn objects_on_different_filesystems_never_share_st_ino() {
     let mut seen: BTreeMap<u64, String> = BTreeMap::new();
     for e in fs::read_dir(&mnt).unwrap() {
         let e = e.unwrap();
-        let ino = lstat(e.path()).ino();
+        let ino = lstat_meta(e.path()).ino();
         let name = e.file_name().to_string_lossy().into_owned();
         if let Some(other) = seen.insert(ino, name.clone()) {
             panic!("{name} and {other} both have st_ino {ino}");
@@ -190,7 +190,7 @@ fn st_ino_of_the_other_name_of_a_lower_hard_link_is_stable() {
     chmod(lay.m("e"), 0o600).unwrap();
     let first: Vec<u64> = ["c", "d", "e", "f"]
         .iter()
-        .map(|n| lstat(lay.m(n)).ino())
+        .map(|n| lstat_meta(lay.m(n)).ino())
         .collect();
     // strata keeps the names of a lower hard-linked file one file across a
     // copy-up (as kernel overlayfs with index=on): c/d and e/f share st_ino.
@@ -204,7 +204,7 @@ fn st_ino_of_the_other_name_of_a_lower_hard_link_is_stable() {
     drop_caches();
     let second: Vec<u64> = ["c", "d", "e", "f"]
         .iter()
-        .map(|n| lstat(lay.m(n)).ino())
+        .map(|n| lstat_meta(lay.m(n)).ino())
         .collect();
     assert_eq!(
         second, first,
@@ -214,7 +214,7 @@ fn st_ino_of_the_other_name_of_a_lower_hard_link_is_stable() {
         let e = e.unwrap();
         assert_eq!(
             e.ino(),
-            lstat(e.path()).ino(),
+            lstat_meta(e.path()).ino(),
             "d_ino != st_ino for {:?}",
             e.file_name()
         );

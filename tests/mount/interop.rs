@@ -2,7 +2,7 @@
 //! reads identically through the kernel (redirect_dir=on), and an upper written through
 //! the kernel reads identically through strata.
 
-use crate::common::*;
+use crate::support::*;
 use std::fs;
 use std::io::Write;
 use std::path::Path;
@@ -30,7 +30,7 @@ fn build_lowers(lay: &Layout) {
     lchown(lay.l(0, "etc/hosts"), 1000, 1000).unwrap();
     chmod(lay.l(0, "etc/hosts"), 0o664).unwrap();
     lsetxattr(lay.l(0, "etc/hosts"), "user.origin", b"lower0").unwrap();
-    symlink("hosts", lay.l(0, "etc/hosts.link"));
+    ln_s("hosts", lay.l(0, "etc/hosts.link"));
     write(lay.l(0, "etc/motd"), "welcome\n");
     mkdirs(lay.l(0, "merged"));
     write(lay.l(0, "merged/from0"), "0");

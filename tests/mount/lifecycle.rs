@@ -1,6 +1,6 @@
 //! The daemon's life: foreground mode, signals, SIGKILL and the watchdog, logging.
 
-use crate::common::*;
+use crate::support::*;
 use std::fs;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -18,7 +18,7 @@ impl Foreground {
         let mut cmd = strata();
         cmd.arg("mount").arg("-f");
         cmd.args(extra_args);
-        cmd.arg("-o").arg(lay.opts()).arg(&lay.mnt);
+        cmd.arg("-o").arg(config_opts(&lay.opts())).arg(&lay.mnt);
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -1,7 +1,7 @@
 //! Hard links and symlinks.
 
-use crate::common::*;
 use crate::lookup::strata_vs_kernel;
+use crate::support::*;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
@@ -12,10 +12,10 @@ fn link_of_lower_file_copies_up_and_links() {
     mkdirs(lay.l(0, "d"));
     write(lay.l(0, "d/orig"), "content");
     let m = lay.mount();
-    let ino_before = lstat(lay.m("d/orig")).ino();
+    let ino_before = lstat_meta(lay.m("d/orig")).ino();
     fs::hard_link(lay.m("d/orig"), lay.m("link")).unwrap();
-    let a = lstat(lay.m("d/orig"));
-    let b = lstat(lay.m("link"));
+    let a = lstat_meta(lay.m("d/orig"));
+    let b = lstat_meta(lay.m("link"));
     assert_eq!(a.ino(), b.ino(), "both names must show the same st_ino");
     assert_eq!(a.ino(), ino_before, "st_ino changed by the copy-up");
     assert_eq!(a.nlink(), 2, "st_nlink of the original right after link()");
@@ -29,8 +29,8 @@ fn link_of_lower_file_copies_up_and_links() {
         .unwrap();
     assert_eq!(read_string(lay.m("d/orig")), "content+more");
     m.umount();
-    let ua = lstat(lay.u("d/orig"));
-    let ub = lstat(lay.u("link"));
+    let ua = lstat_meta(lay.u("d/orig"));
+    let ub = lstat_meta(lay.u("link"));
     assert_eq!(ua.ino(), ub.ino(), "upper names are not hard links");
     assert_eq!(ua.nlink(), 2);
     assert_eq!(read_string(lay.l(0, "d/orig")), "content");
@@ -45,11 +45,11 @@ fn link_of_upper_file_and_unlink_one_name() {
     write(lay.m("a"), "a");
     fs::hard_link(lay.m("a"), lay.m("b")).unwrap();
     fs::hard_link(lay.m("a"), lay.m("c")).unwrap();
-    assert_eq!(lstat(lay.m("b")).nlink(), 3);
+    assert_eq!(lstat_meta(lay.m("b")).nlink(), 3);
     fs::remove_file(lay.m("a")).unwrap();
-    assert_eq!(lstat(lay.m("b")).nlink(), 2);
-    assert_eq!(lstat(lay.m("c")).nlink(), 2);
-    assert_eq!(lstat(lay.m("b")).ino(), lstat(lay.m("c")).ino());
+    assert_eq!(lstat_meta(lay.m("b")).nlink(), 2);
+    assert_eq!(lstat_meta(lay.m("c")).nlink(), 2);
+    assert_eq!(lstat_meta(lay.m("b")).ino(), lstat_meta(lay.m("c")).ino());
     assert_eq!(read_string(lay.m("c")), "a");
     m.umount();
 }
@@ -62,7 +62,7 @@ fn link_of_lower_file_then_unlink_the_lower_name() {
     fs::hard_link(lay.m("orig"), lay.m("new")).unwrap();
     fs::remove_file(lay.m("orig")).unwrap();
     assert_errno(fs::metadata(lay.m("orig")), libc::ENOENT, "orig");
-    assert_eq!(lstat(lay.m("new")).nlink(), 1);
+    assert_eq!(lstat_meta(lay.m("new")).nlink(), 1);
     assert_eq!(read_string(lay.m("new")), "x");
     m.umount();
     assert!(is_whiteout(lay.u("orig")));
@@ -97,7 +97,7 @@ fn link_errors() {
 #[test]
 fn symlinks_create_and_read() {
     let lay = Layout::new(1);
-    symlink("lower-target", lay.l(0, "lowlink"));
+    ln_s("lower-target", lay.l(0, "lowlink"));
     let m = lay.mount();
     std::os::unix::fs::symlink("some/relative/path", lay.m("rel")).unwrap();
     let long: String = "x/".repeat(1000) + "end";
@@ -114,8 +114,11 @@ fn symlinks_create_and_read() {
         fs::read_link(lay.m("lowlink")).unwrap().to_str(),
         Some("lower-target")
     );
-    assert!(lstat(lay.m("rel")).file_type().is_symlink());
-    assert_eq!(lstat(lay.m("rel")).len(), "some/relative/path".len() as u64);
+    assert!(lstat_meta(lay.m("rel")).file_type().is_symlink());
+    assert_eq!(
+        lstat_meta(lay.m("rel")).len(),
+        "some/relative/path".len() as u64
+    );
     assert_errno(
         std::os::unix::fs::symlink("t", lay.m("lowlink")),
         libc::EEXIST,

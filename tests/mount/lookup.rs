@@ -1,7 +1,7 @@
 //! Lookup through the layers: what hides what. Each layout is also mounted with
 //! kernel overlayfs and the two views must be identical.
 
-use crate::common::*;
+use crate::support::*;
 use std::fs;
 use std::os::unix::fs::FileTypeExt;
 
@@ -35,15 +35,15 @@ fn non_directory_hides_directory_below() {
     mkdirs(lay.l(1, "y"));
     write(lay.l(1, "y/child"), "hidden");
     write(lay.l(0, "y"), "lower0 file");
-    symlink("target", lay.l(0, "z"));
+    ln_s("target", lay.l(0, "z"));
     mkdirs(lay.l(1, "z"));
     write(lay.l(1, "z/child"), "hidden");
 
     let m = lay.mount();
-    assert!(lstat(lay.m("x")).is_file());
+    assert!(lstat_meta(lay.m("x")).is_file());
     assert_eq!(read_string(lay.m("x")), "upper file");
     assert_eq!(read_string(lay.m("y")), "lower0 file");
-    assert!(lstat(lay.m("z")).file_type().is_symlink());
+    assert!(lstat_meta(lay.m("z")).file_type().is_symlink());
     assert_eq!(fs::read_link(lay.m("z")).unwrap().to_str(), Some("target"));
     assert_errno(fs::metadata(lay.m("x/child")), libc::ENOTDIR, "x/child");
     for e in fs::read_dir(&lay.mnt).unwrap() {
@@ -167,7 +167,7 @@ fn complex_stack_matches_kernel() {
     write(lay.l(2, "a/file"), "a2");
     mkdirs(lay.l(2, "opq/inner"));
     write(lay.l(2, "opq/inner/x"), "x");
-    symlink("../a/file", lay.l(2, "link"));
+    ln_s("../a/file", lay.l(2, "link"));
     write(lay.l(2, "exec"), "#!/bin/sh\n");
     chmod(lay.l(2, "exec"), 0o4755).unwrap();
     lsetxattr(lay.l(2, "a/file"), "user.tag", b"two").unwrap();
@@ -210,7 +210,7 @@ fn complex_stack_matches_kernel() {
         Some("v")
     );
     assert_eq!(rw["exec"].mode, 0o4755);
-    assert!(lstat(lay.u("chardev")).file_type().is_char_device());
+    assert!(lstat_meta(lay.u("chardev")).file_type().is_char_device());
 }
 
 #[test]

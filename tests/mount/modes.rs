@@ -1,7 +1,7 @@
 //! The data path under each I/O mode (passthrough, writeback cache, plain), and
 //! metadata-only copy-up (metacopy=on) with its kernel interop.
 
-use crate::common::*;
+use crate::support::*;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
@@ -51,7 +51,7 @@ fn data_paths(extra: &str) {
     );
     f.set_len(60_000).unwrap();
     assert_eq!(
-        lstat(lay.m("rw")).len(),
+        lstat_meta(lay.m("rw")).len(),
         60_000,
         "{}",
         what("size after ftruncate")
@@ -223,9 +223,9 @@ fn metacopy_copies_metadata_only_and_the_kernel_agrees() {
         "upper f must carry overlay.metacopy"
     );
     assert!(
-        lstat(lay.u("f")).blocks() < 64,
+        lstat_meta(lay.u("f")).blocks() < 64,
         "a metacopy upper must not hold the data ({} blocks)",
-        lstat(lay.u("f")).blocks()
+        lstat_meta(lay.u("f")).blocks()
     );
     // strata again, and the kernel with metacopy=on
     let m = lay.mount_with("metacopy=on");

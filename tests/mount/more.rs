@@ -2,8 +2,8 @@
 //! than PATH_MAX, many lower layers, mounting over a lower layer, the rootless
 //! format read by the kernel with userxattr, aliases of one directory.
 
-use crate::common::*;
 use crate::lookup::strata_vs_kernel;
+use crate::support::*;
 use std::ffi::CString;
 use std::fs;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -392,8 +392,8 @@ fn aufs_branch_suffixes() {
     write(mnt.join("z"), "z");
     m.umount();
     assert_eq!(read_string(a.join("z")), "z");
-    assert!(lstat(d.join(".rw.strata-work")).is_dir());
-    let _ = lstat(&a).ino();
+    assert!(lstat_meta(d.join(".rw.strata-work")).is_dir());
+    let _ = lstat_meta(&a).ino();
 }
 
 #[test]

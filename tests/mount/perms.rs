@@ -1,7 +1,7 @@
 //! Permissions with several users on one root-made `allow_other` mount: the caller's
 //! uid, gid and supplementary groups decide; what a caller creates is the caller's.
 
-use crate::common::*;
+use crate::support::*;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -58,7 +58,7 @@ fn caller_owns_what_it_creates_with_its_umask() {
         mkfifo(lay.m("shared/fifo"), 0o666).unwrap();
     });
     for (name, mode) in [("file", 0o640), ("dir", 0o750), ("fifo", 0o640)] {
-        let st = lstat(lay.m(format!("shared/{name}")));
+        let st = lstat_meta(lay.m(format!("shared/{name}")));
         assert_eq!((st.uid(), st.gid()), (A, A), "owner of {name} in the view");
         assert_eq!(
             st.mode() & 0o7777,
@@ -66,17 +66,17 @@ fn caller_owns_what_it_creates_with_its_umask() {
             "mode of {name} in the view (umask 027)"
         );
     }
-    let st = lstat(lay.m("shared/link"));
+    let st = lstat_meta(lay.m("shared/link"));
     assert_eq!((st.uid(), st.gid()), (A, A), "owner of the symlink");
     m.umount();
     for (name, mode) in [("file", 0o640), ("dir", 0o750), ("fifo", 0o640)] {
-        let st = lstat(lay.u(format!("shared/{name}")));
+        let st = lstat_meta(lay.u(format!("shared/{name}")));
         assert_eq!((st.uid(), st.gid()), (A, A), "owner of upper {name}");
         assert_eq!(st.mode() & 0o7777, mode, "mode of upper {name}");
     }
-    assert_eq!(lstat(lay.u("shared/link")).uid(), A);
+    assert_eq!(lstat_meta(lay.u("shared/link")).uid(), A);
     // the copied-up parent kept its own owner and mode
-    let st = lstat(lay.u("shared"));
+    let st = lstat_meta(lay.u("shared"));
     assert_eq!((st.uid(), st.mode() & 0o7777), (0, 0o777));
 }
 
@@ -88,13 +88,13 @@ fn setgid_directory_rule() {
         write(lay.m("sg/file"), "x");
         fs::create_dir(lay.m("sg/sub")).unwrap();
     });
-    let st = lstat(lay.m("sg/file"));
+    let st = lstat_meta(lay.m("sg/file"));
     assert_eq!(
         (st.uid(), st.gid()),
         (A, G2),
         "file in a setgid dir takes the dir's group"
     );
-    let st = lstat(lay.m("sg/sub"));
+    let st = lstat_meta(lay.m("sg/sub"));
     assert_eq!(
         (st.uid(), st.gid()),
         (A, G2),
@@ -106,8 +106,8 @@ fn setgid_directory_rule() {
         "subdir of a setgid dir must be setgid too"
     );
     m.umount();
-    assert_eq!(lstat(lay.u("sg/file")).gid(), G2);
-    assert_ne!(lstat(lay.u("sg/sub")).mode() & 0o2000, 0);
+    assert_eq!(lstat_meta(lay.u("sg/file")).gid(), G2);
+    assert_ne!(lstat_meta(lay.u("sg/sub")).mode() & 0o2000, 0);
 }
 
 #[test]
@@ -281,7 +281,7 @@ fn chown_and_chmod_rules() {
         "chgrp to a group the owner is not in"
     );
     assert_eq!(r.3, Ok(()), "owner chmods");
-    let st = lstat(lay.m("shared/f"));
+    let st = lstat_meta(lay.m("shared/f"));
     assert_eq!((st.uid(), st.gid(), st.mode() & 0o7777), (A, G1, 0o604));
     let r = as_user(&Creds::user(B, B), || {
         (
@@ -319,12 +319,12 @@ fn root_chown_through_the_mount() {
     let _m = lay.mount_with("allow_other");
     as_user(&Creds::user(A, A), || write(lay.m("shared/f"), "x"));
     lchown(lay.m("shared/f"), B, G2).unwrap();
-    let st = lstat(lay.m("shared/f"));
+    let st = lstat_meta(lay.m("shared/f"));
     assert_eq!((st.uid(), st.gid()), (B, G2));
     assert_eq!(
         (
-            lstat(lay.u("shared/f")).uid(),
-            lstat(lay.u("shared/f")).gid()
+            lstat_meta(lay.u("shared/f")).uid(),
+            lstat_meta(lay.u("shared/f")).gid()
         ),
         (B, G2)
     );
@@ -339,7 +339,7 @@ fn setuid_and_setgid_bits_are_cleared_on_write_by_owner() {
         chmod(lay.l(0, format!("shared/{n}")), 0o6755).unwrap();
     }
     let _m = lay.mount_with("allow_other");
-    assert_eq!(lstat(lay.m("shared/w")).mode() & 0o7777, 0o6755);
+    assert_eq!(lstat_meta(lay.m("shared/w")).mode() & 0o7777, 0o6755);
     let c = Creds::user(A, A).groups(&[G1]);
     as_user(&c, || {
         let mut f = fs::OpenOptions::new()
@@ -353,7 +353,7 @@ fn setuid_and_setgid_bits_are_cleared_on_write_by_owner() {
         lchown(lay.m("shared/c"), u32::MAX, G1).unwrap();
     });
     for n in ["w", "t", "c"] {
-        let mode = lstat(lay.m(format!("shared/{n}"))).mode() & 0o7777;
+        let mode = lstat_meta(lay.m(format!("shared/{n}"))).mode() & 0o7777;
         assert_eq!(
             mode & 0o6000,
             0,
@@ -382,9 +382,9 @@ fn non_root_modifies_own_lower_file_in_a_root_directory() {
     });
     assert_eq!(e(r), Ok(b"a's+".to_vec()));
     m.umount();
-    let st = lstat(lay.u("rootdir/afile"));
+    let st = lstat_meta(lay.u("rootdir/afile"));
     assert_eq!((st.uid(), st.gid(), st.mode() & 0o7777), (A, A, 0o600));
-    let st = lstat(lay.u("rootdir"));
+    let st = lstat_meta(lay.u("rootdir"));
     assert_eq!(
         (st.uid(), st.mode() & 0o7777),
         (0, 0o755),
@@ -415,7 +415,7 @@ fn several_users_share_one_mount() {
     // root reads both
     assert_eq!(read_string(lay.m("shared/a-private")), "a");
     assert_eq!(read_string(lay.m("shared/b-private")), "b");
-    assert_eq!(lstat(lay.m("shared/a-private")).mode() & 0o777, 0o600);
+    assert_eq!(lstat_meta(lay.m("shared/a-private")).mode() & 0o777, 0o600);
     // a user can't get into another's 0700 directory
     as_user(&a, || fs::create_dir(lay.m("shared/a-dir")).unwrap());
     assert_eq!(
@@ -472,14 +472,14 @@ fn copy_up_by_a_group_writer_keeps_the_original_owner() {
         e(fs::remove_file(lay.m("shared/a-owned")))
     });
     assert_eq!(r, Ok(()));
-    let st = lstat(lay.m("shared/groupw"));
+    let st = lstat_meta(lay.m("shared/groupw"));
     assert_eq!(
         (st.uid(), st.gid(), st.mode() & 0o7777),
         (0, G1, 0o664),
         "view after copy-up"
     );
     m.umount();
-    let st = lstat(lay.u("shared/groupw"));
+    let st = lstat_meta(lay.u("shared/groupw"));
     assert_eq!(
         (st.uid(), st.gid(), st.mode() & 0o7777),
         (0, G1, 0o664),
@@ -510,7 +510,7 @@ fn setgid_rule_holds_over_a_whiteout_too() {
         ["sg/was-file", "sg/was-dir", "sg/was-dir/f"]
             .iter()
             .map(|p| {
-                let st = lstat(root.join(p));
+                let st = lstat_meta(root.join(p));
                 (p.to_string(), st.mode() & 0o7777, st.uid(), st.gid())
             })
             .collect::<Vec<_>>()

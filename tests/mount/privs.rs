@@ -2,7 +2,7 @@
 //! would get on a disk filesystem: set-id bits, capabilities, privileged xattrs,
 //! devices, hard links to others' files.
 
-use crate::common::*;
+use crate::support::*;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -81,20 +81,24 @@ fn setgid_bit_of_a_foreign_group_is_dropped() {
             .open(lay.m("sg/created"))
             .unwrap();
     });
-    let st = lstat(lay.m("sg/f"));
+    let st = lstat_meta(lay.m("sg/f"));
     assert_eq!(st.gid(), G2);
     assert_eq!(
         st.mode() & 0o7777,
         0o755,
         "chmod g+s by a non-member must drop S_ISGID"
     );
-    let st = lstat(lay.m("sg/created"));
+    let st = lstat_meta(lay.m("sg/created"));
     assert_eq!(
         st.mode() & 0o2000,
         0,
         "create with S_ISGID by a non-member must drop it"
     );
-    assert_eq!(lstat(lay.u("sg/f")).mode() & 0o7777, 0o755, "upper copy");
+    assert_eq!(
+        lstat_meta(lay.u("sg/f")).mode() & 0o7777,
+        0o755,
+        "upper copy"
+    );
 }
 
 #[test]
@@ -108,12 +112,12 @@ fn write_by_a_non_owner_clears_set_id_bits() {
             .unwrap();
         f.write_all(b"# B was here\n").unwrap();
     });
-    let mode = lstat(lay.m("shared/a-suid")).mode() & 0o7777;
+    let mode = lstat_meta(lay.m("shared/a-suid")).mode() & 0o7777;
     assert_eq!(
         mode, 0o777,
         "set-id bits survive a write by another user: {mode:o}"
     );
-    assert_eq!(lstat(lay.u("shared/a-suid")).mode() & 0o7777, 0o777);
+    assert_eq!(lstat_meta(lay.u("shared/a-suid")).mode() & 0o7777, 0o777);
 }
 
 #[test]
@@ -121,7 +125,7 @@ fn root_chown_clears_set_id_bits_like_the_kernel() {
     let lay = layout();
     let story = |root: &std::path::Path| {
         lchown(root.join("shared/a-suid"), B, B).unwrap();
-        lstat(root.join("shared/a-suid")).mode() & 0o7777
+        lstat_meta(root.join("shared/a-suid")).mode() & 0o7777
     };
     let k = lay.kernel_mount();
     let kernel = story(&k.mnt);

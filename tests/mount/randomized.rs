@@ -3,7 +3,7 @@
 //! (success or the same errno), and the trees must be identical at the end, after
 //! a remount, and when the kernel reads strata's upper.
 
-use crate::common::*;
+use crate::support::*;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -43,7 +43,7 @@ pub(crate) fn build_lowers(l0: &Path, l1: &Path) {
     write(l1.join("x/y/c"), "lower1 x/y/c");
     write(l0.join("z/a"), "lower0 z/a");
     lsetxattr(l0.join("z/a"), "user.k", b"v0").unwrap();
-    symlink("../x/a", l0.join("z/b"));
+    ln_s("../x/a", l0.join("z/b"));
     mkdirs(l1.join("z/c"));
     write(l1.join("z/c/deep"), "deep");
     chmod(l0.join("x/b"), 0o640).unwrap();
@@ -469,7 +469,7 @@ fn build_rich_lowers(l: &[std::path::PathBuf]) {
         mkdirs(l[0].join("z"));
         fs::hard_link(l[0].join("x/y/a"), l[0].join("z/y")).unwrap()
     });
-    symlink("x/y", l[0].join("w"));
+    ln_s("x/y", l[0].join("w"));
     mkdirs(l[0].join("z/c"));
     make_opaque(l[0].join("z/c"));
     write(l[0].join("z/c/a"), "opaque child");

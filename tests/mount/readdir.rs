@@ -1,7 +1,7 @@
 //! readdir of merged directories: merging, duplicates, whiteouts, stable offsets
 //! across many small getdents64 calls, telldir/seekdir, big directories.
 
-use crate::common::*;
+use crate::support::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::os::fd::AsRawFd;
@@ -88,7 +88,7 @@ fn big_merged_layout() -> (Layout, BTreeSet<String>) {
         if i % 97 == 0 {
             mkdirs(layer.join(&name));
         } else if i % 101 == 0 {
-            symlink("target", layer.join(&name));
+            ln_s("target", layer.join(&name));
         } else {
             write(layer.join(&name), "");
         }
@@ -139,7 +139,7 @@ fn check_listing(dir: &Path, list: &[Dirent], want: &BTreeSet<String>) {
         if d.name == "." || d.name == ".." {
             continue;
         }
-        let st = lstat(dir.join(&d.name));
+        let st = lstat_meta(dir.join(&d.name));
         assert_eq!(d.ino, st.ino(), "d_ino != st_ino for {}", d.name);
         let t = st.file_type();
         let want_type = if t.is_dir() {
@@ -401,7 +401,7 @@ fn entries_not_removed_during_a_listing_are_listed_exactly_once() {
         for (i, d) in chunk.iter().enumerate() {
             if i % 2 == 0 && d.name.starts_with("entry") && !removed.contains(&d.name) {
                 let p = dir.join(&d.name);
-                if lstat(&p).is_dir() {
+                if lstat_meta(&p).is_dir() {
                     fs::remove_dir(&p).unwrap();
                 } else {
                     fs::remove_file(&p).unwrap();

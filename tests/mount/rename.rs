@@ -1,8 +1,8 @@
 //! rename(2) and renameat2(2): files in every case, directories never EXDEV, redirects
 //! in the kernel's format, RENAME_NOREPLACE and RENAME_EXCHANGE.
 
-use crate::common::*;
 use crate::lookup::strata_vs_kernel;
+use crate::support::*;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
@@ -30,11 +30,11 @@ fn rename_lower_file_copies_up_and_whites_out() {
     chmod(lay.l(0, "src/f"), 0o751).unwrap();
     lchown(lay.l(0, "src/f"), 1234, 2345).unwrap();
     let m = lay.mount();
-    let ino = lstat(lay.m("src/f"));
+    let ino = lstat_meta(lay.m("src/f"));
     fs::rename(lay.m("src/f"), lay.m("dst/g")).unwrap();
     assert_errno(fs::metadata(lay.m("src/f")), libc::ENOENT, "old name");
     assert_eq!(read_string(lay.m("dst/g")), "lower data");
-    let st = lstat(lay.m("dst/g"));
+    let st = lstat_meta(lay.m("dst/g"));
     use std::os::unix::fs::MetadataExt;
     assert_eq!(
         (st.mode() & 0o7777, st.uid(), st.gid()),
@@ -373,7 +373,7 @@ fn operations_inside_a_renamed_lower_directory() {
     assert_eq!(ls(lay.m("b")), want, "after remount");
     assert_eq!(read_string(lay.m("b/o")), "o");
     assert_eq!(read_string(lay.m("other/h")), "h");
-    assert_eq!(lstat(lay.m("b/g")).permissions().mode() & 0o777, 0o600);
+    assert_eq!(lstat_meta(lay.m("b/g")).permissions().mode() & 0o777, 0o600);
     m.umount();
     strata_vs_kernel(&lay, true);
 }

@@ -1,7 +1,7 @@
 //! Concurrency and crashes: parallel copy-ups and creates, a daemon killed in the
 //! middle of a copy-up, O_CREAT|O_EXCL over lower names and whiteouts.
 
-use crate::common::*;
+use crate::support::*;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -123,7 +123,7 @@ fn daemon_killed_during_copy_up_leaves_old_or_new_never_partial() {
     );
     if result.is_none() {
         result = Some(
-            rx.recv_timeout(crate::common::PATIENCE)
+            rx.recv_timeout(crate::support::PATIENCE)
                 .expect("the writer hung after the daemon died"),
         );
     }

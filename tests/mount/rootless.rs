@@ -1,6 +1,6 @@
 //! A mount made by a non-root user (nobody), through fusermount3.
 
-use crate::common::*;
+use crate::support::*;
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::process::CommandExt;
@@ -60,7 +60,7 @@ fn nobody_mounts_creates_reads_deletes_and_unmounts() {
         assert_eq!(ls(lay.m("d")), Vec::<String>::new());
         write(lay.m("gone"), "x");
         fs::remove_file(lay.m("gone")).unwrap();
-        let st = lstat(lay.m("new"));
+        let st = lstat_meta(lay.m("new"));
         (st.uid(), st.gid(), ls(&lay.mnt))
     });
     assert_eq!((mine.0, mine.1), (NOBODY, NOGROUP));
@@ -81,8 +81,8 @@ fn nobody_mounts_creates_reads_deletes_and_unmounts() {
     m.forget();
     // on-disk format of a rootless mount
     assert_eq!(read_string(lay.u("new")), "created by nobody");
-    assert_eq!(lstat(lay.u("new")).uid(), NOBODY);
-    let st = lstat(lay.u("f"));
+    assert_eq!(lstat_meta(lay.u("new")).uid(), NOBODY);
+    let st = lstat_meta(lay.u("f"));
     assert!(
         st.file_type().is_char_device() && st.rdev() == 0,
         "upper f is not a char 0/0 whiteout"

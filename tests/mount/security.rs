@@ -1,6 +1,6 @@
 //! Symlinks in the layers must never make the daemon read or write outside them.
 
-use crate::common::*;
+use crate::support::*;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 
@@ -16,10 +16,10 @@ fn outside(lay: &Layout) -> std::path::PathBuf {
 fn symlink_to_outside_is_an_ordinary_symlink_in_the_view() {
     let lay = Layout::new(1);
     let out = outside(&lay);
-    symlink(&out, lay.l(0, "escape"));
+    ln_s(&out, lay.l(0, "escape"));
     let before = snapshot(&out);
     let m = lay.mount();
-    assert!(lstat(lay.m("escape")).file_type().is_symlink());
+    assert!(lstat_meta(lay.m("escape")).file_type().is_symlink());
     assert_eq!(fs::read_link(lay.m("escape")).unwrap(), out);
     // metadata changes apply to the link (copied up), never to its target
     lchown(lay.m("escape"), 1234, 1234).unwrap();
@@ -38,10 +38,10 @@ fn upper_symlink_over_lower_dir_hides_it_and_rm_does_not_follow() {
     let out = outside(&lay);
     mkdirs(lay.l(0, "d"));
     write(lay.l(0, "d/lowerfile"), "x");
-    symlink(&out, lay.u("d"));
+    ln_s(&out, lay.u("d"));
     let before = snapshot(&out);
     let m = lay.mount();
-    assert!(lstat(lay.m("d")).file_type().is_symlink());
+    assert!(lstat_meta(lay.m("d")).file_type().is_symlink());
     assert_eq!(ls(&lay.mnt), strs(&["d"]));
     fs::remove_file(lay.m("d")).unwrap();
     m.umount();
@@ -61,7 +61,7 @@ fn copy_up_never_follows_a_symlink_planted_in_the_upper() {
     let m = lay.mount();
     assert_eq!(read_string(lay.m("a/b/file")), "lower data");
     // attacker (with write access to the upper dir) plants a/ -> outside
-    symlink(&out, lay.u("a"));
+    ln_s(&out, lay.u("a"));
     let _ = chmod(lay.m("a/b/file"), 0o600);
     let _ = fs::write(lay.m("a/b/file"), "through the mount");
     let _ = fs::write(lay.m("a/created"), "created");
@@ -87,9 +87,9 @@ fn create_never_follows_a_symlink_replacing_an_upper_dir() {
     write(lay.l(0, "a/g"), "g");
     let m = lay.mount();
     write(lay.m("a/first"), "1"); // a/ now exists in the upper
-    assert!(lstat(lay.u("a")).is_dir());
+    assert!(lstat_meta(lay.u("a")).is_dir());
     fs::rename(lay.u("a"), lay.u("a.moved")).unwrap();
-    symlink(&out, lay.u("a"));
+    ln_s(&out, lay.u("a"));
     type Op<'a> = (&'a str, Box<dyn Fn() + Send + Sync + 'a>);
     let ops: Vec<Op> = vec![
         (
@@ -160,7 +160,7 @@ fn lookup_never_follows_a_symlink_replacing_a_lower_dir() {
     assert_eq!(read_string(lay.m("a/b/inner")), "inner");
     // swap the lower directory for a symlink to outside
     fs::rename(lay.l(0, "a/b"), lay.l(0, "a/b.orig")).unwrap();
-    symlink(&out, lay.l(0, "a/b"));
+    ln_s(&out, lay.l(0, "a/b"));
     let got = fs::read(lay.m("a/b/secret"));
     if let Ok(data) = &got {
         assert_ne!(
@@ -176,7 +176,7 @@ fn lookup_never_follows_a_symlink_replacing_a_lower_dir() {
     let _ = fs::write(lay.m("a/b/dropped"), "pwned");
     drop(m);
     assert_same_tree("outside before", &before, "outside after", &snapshot(&out));
-    assert_eq!(lstat(out.join("secret")).mode() & 0o777, 0o644);
+    assert_eq!(lstat_meta(out.join("secret")).mode() & 0o777, 0o644);
 }
 
 #[test]
@@ -189,7 +189,7 @@ fn workdir_symlink_planted_during_mount_is_not_followed() {
     let w = lay.work.join("work");
     if w.is_dir() {
         fs::rename(&w, lay.work.join("work.moved")).unwrap();
-        symlink(&out, &w);
+        ln_s(&out, &w);
     }
     let _ = chmod(lay.m("f"), 0o600);
     let _ = fs::write(lay.m("g"), "g");
@@ -203,7 +203,7 @@ fn workdir_symlink_planted_during_mount_is_not_followed() {
 fn crafted_redirects_never_leave_the_layers() {
     let lay = Layout::new(1);
     let out = outside(&lay); // <test dir>/outside/secret
-    symlink(&out, lay.l(0, "link-out"));
+    ln_s(&out, lay.l(0, "link-out"));
     mkdirs(lay.l(0, "real"));
     write(lay.l(0, "real/inside"), "inside");
     for (name, redirect) in [

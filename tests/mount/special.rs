@@ -2,7 +2,7 @@
 //! SEEK_DATA/SEEK_HOLE, copy_file_range, locks, mmap, xattrs, ACLs, O_APPEND,
 //! O_DIRECT, O_TMPFILE, unlinked-but-open files.
 
-use crate::common::*;
+use crate::support::*;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
@@ -14,22 +14,22 @@ fn mknod_fifo_socket_and_devices() {
     let lay = Layout::new(1);
     let m = lay.mount();
     mkfifo(lay.m("fifo"), 0o640).unwrap();
-    assert!(lstat(lay.m("fifo")).file_type().is_fifo());
-    assert_eq!(lstat(lay.m("fifo")).mode() & 0o7777, 0o640);
+    assert!(lstat_meta(lay.m("fifo")).file_type().is_fifo());
+    assert_eq!(lstat_meta(lay.m("fifo")).mode() & 0o7777, 0o640);
     mknod(lay.m("null"), libc::S_IFCHR | 0o666, libc::makedev(1, 3)).unwrap();
     mknod(lay.m("blk"), libc::S_IFBLK | 0o600, libc::makedev(7, 0)).unwrap();
     mknod(lay.m("sock"), libc::S_IFSOCK | 0o755, 0).unwrap();
-    let st = lstat(lay.m("null"));
+    let st = lstat_meta(lay.m("null"));
     assert!(st.file_type().is_char_device());
     assert_eq!(st.rdev(), libc::makedev(1, 3));
-    let st = lstat(lay.m("blk"));
+    let st = lstat_meta(lay.m("blk"));
     assert!(st.file_type().is_block_device());
     assert_eq!(st.rdev(), libc::makedev(7, 0));
-    assert!(lstat(lay.m("sock")).file_type().is_socket());
+    assert!(lstat_meta(lay.m("sock")).file_type().is_socket());
     // a unix socket bound inside the mount (the sockets pin the mount: scope them)
     {
         let l = std::os::unix::net::UnixListener::bind(lay.m("bound.sock")).unwrap();
-        assert!(lstat(lay.m("bound.sock")).file_type().is_socket());
+        assert!(lstat_meta(lay.m("bound.sock")).file_type().is_socket());
         let mut c = std::os::unix::net::UnixStream::connect(lay.m("bound.sock")).unwrap();
         let (mut s, _) = l.accept().unwrap();
         c.write_all(b"ping").unwrap();
@@ -51,8 +51,8 @@ fn mknod_fifo_socket_and_devices() {
     t.join().unwrap();
     assert_eq!(s, "through the fifo");
     m.umount();
-    assert!(lstat(lay.u("fifo")).file_type().is_fifo());
-    assert_eq!(lstat(lay.u("null")).rdev(), libc::makedev(1, 3));
+    assert!(lstat_meta(lay.u("fifo")).file_type().is_fifo());
+    assert_eq!(lstat_meta(lay.u("null")).rdev(), libc::makedev(1, 3));
 }
 
 #[test]
@@ -163,7 +163,7 @@ fn fallocate_and_punch_hole() {
         1 << 20,
         "KEEP_SIZE changed the size"
     );
-    assert_eq!(lstat(lay.u("f")).len(), 1 << 20);
+    assert_eq!(lstat_meta(lay.u("f")).len(), 1 << 20);
     // punch a hole in a copied-up lower file
     let g = fs::OpenOptions::new()
         .read(true)
@@ -436,7 +436,7 @@ fn xattrs_on_every_kind_of_object() {
     let lay = Layout::new(1);
     mkdirs(lay.l(0, "dir"));
     write(lay.l(0, "file"), "f");
-    symlink("file", lay.l(0, "link"));
+    ln_s("file", lay.l(0, "link"));
     mkfifo(lay.l(0, "fifo"), 0o644).unwrap();
     let m = lay.mount();
     write(lay.m("newfile"), "n");
@@ -495,7 +495,7 @@ fn xattrs_on_every_kind_of_object() {
     assert_eq!(last_err().raw_os_error(), Some(libc::ERANGE));
     m.umount();
     assert_eq!(lgetxattr(lay.u("link"), "trusted.s").unwrap(), b"sv");
-    assert!(lstat(lay.u("link")).file_type().is_symlink());
+    assert!(lstat_meta(lay.u("link")).file_type().is_symlink());
     assert_eq!(lgetxattr(lay.u("file"), "trusted.k").unwrap(), b"t1");
     assert_eq!(
         llistxattr(lay.l(0, "file")).unwrap(),
@@ -711,6 +711,6 @@ fn large_sparse_offsets_and_truncate_through_fd() {
     f.read_exact_at(&mut b, off).unwrap();
     assert_eq!(&b, b"far");
     f.set_len(10).unwrap();
-    assert_eq!(lstat(lay.m("big")).len(), 10);
+    assert_eq!(lstat_meta(lay.m("big")).len(), 10);
     assert_eq!(read(lay.m("big")), vec![0u8; 10]);
 }

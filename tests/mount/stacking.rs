@@ -2,8 +2,8 @@
 //! a lower of the next mount, as container images do; redirects of directories
 //! renamed inside renamed directories.
 
-use crate::common::*;
 use crate::lookup::strata_vs_kernel;
+use crate::support::*;
 use std::fs;
 use std::path::Path;
 

@@ -1,8 +1,8 @@
 //! unlink/rmdir of lower objects, whiteouts and opaque directories in the kernel's
 //! format, and the other formats strata honours on read.
 
-use crate::common::*;
 use crate::lookup::strata_vs_kernel;
+use crate::support::*;
 use std::fs;
 
 #[test]
@@ -46,7 +46,7 @@ fn unlink_of_copied_up_file_leaves_a_whiteout() {
     write(lay.l(0, "f"), "lower");
     let m = lay.mount();
     write(lay.m("f"), "upper now");
-    assert!(lstat(lay.u("f")).is_file());
+    assert!(lstat_meta(lay.u("f")).is_file());
     fs::remove_file(lay.m("f")).unwrap();
     assert_errno(fs::metadata(lay.m("f")), libc::ENOENT, "stat");
     m.umount();
@@ -59,7 +59,7 @@ fn unlink_of_copied_up_file_leaves_a_whiteout() {
 #[test]
 fn unlink_of_lower_symlink_and_fifo() {
     let lay = Layout::new(1);
-    symlink("/nowhere", lay.l(0, "link"));
+    ln_s("/nowhere", lay.l(0, "link"));
     mkfifo(lay.l(0, "fifo"), 0o644).unwrap();
     let m = lay.mount();
     fs::remove_file(lay.m("link")).unwrap();
@@ -84,7 +84,7 @@ fn rmdir_of_lower_empty_dir_leaves_a_whiteout() {
     assert_eq!(ls(lay.m("a")), Vec::<String>::new());
     m.umount();
     assert!(is_whiteout(lay.u("a/empty")));
-    assert!(lstat(lay.l(0, "a/empty")).is_dir());
+    assert!(lstat_meta(lay.l(0, "a/empty")).is_dir());
 }
 
 #[test]
@@ -173,7 +173,7 @@ fn mkdir_over_a_whiteout_is_opaque() {
     write(lay.m("d/new"), "n");
     assert_eq!(ls(lay.m("d")), strs(&["new"]));
     m.umount();
-    assert!(lstat(lay.u("d")).is_dir());
+    assert!(lstat_meta(lay.u("d")).is_dir());
     assert_eq!(
         lgetxattr(lay.u("d"), "trusted.overlay.opaque").ok(),
         Some(b"y".to_vec()),
@@ -196,7 +196,7 @@ fn mkdir_over_whited_out_file_hides_nothing_it_should_not() {
     write(lay.m("x/in"), "1");
     assert_eq!(ls(lay.m("x")), strs(&["in"]));
     m.umount();
-    assert!(lstat(lay.u("x")).is_dir());
+    assert!(lstat_meta(lay.u("x")).is_dir());
     strata_vs_kernel(&lay, true);
 }
 

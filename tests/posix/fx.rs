@@ -29,8 +29,8 @@ pub struct Fx {
     pub upper: PathBuf,
     pub work: PathBuf,
     pub origin: Origin,
-    pub strata: Option<Strata>,
-    pub s: Scratch,
+    pub strata: Option<Mount>,
+    pub s: TestDir,
     pub _case: CaseGuard,
 }
 
@@ -94,7 +94,7 @@ pub fn fx(origin: Origin, build: impl FnOnce(&Mk)) -> Fx {
 
 /// Like `fx`, with extra mount options (`extra` starts with a comma, or is empty).
 pub fn fx_with(origin: Origin, extra: &str, build: impl FnOnce(&Mk)) -> Fx {
-    let s = Scratch::new("posix");
+    let s = TestDir::tagged("posix");
     let lower = s.dir("lower");
     let upper = s.dir("upper");
     let work = s.dir("work");
@@ -121,7 +121,7 @@ pub fn fx_with(origin: Origin, extra: &str, build: impl FnOnce(&Mk)) -> Fx {
             root: lower.clone(),
         });
     }
-    let strata = Strata::mount(
+    let strata = Mount::new(
         &format!(
             "{}{extra}",
             ovl_opts(std::slice::from_ref(&lower), Some(&upper), Some(&work))
@@ -148,13 +148,13 @@ pub fn fx_ro(build: impl FnOnce(&Mk)) -> Option<Fx> {
     if plain() {
         return None;
     }
-    let s = Scratch::new("posix-ro");
+    let s = TestDir::tagged("posix-ro");
     let lower = s.dir("lower");
     let mnt = s.dir("mnt");
     build(&Mk {
         root: lower.clone(),
     });
-    let strata = Strata::mount(&ovl_opts(std::slice::from_ref(&lower), None, None), &mnt);
+    let strata = Mount::new(&ovl_opts(std::slice::from_ref(&lower), None, None), &mnt);
     Some(Fx {
         root: mnt,
         lower: lower.clone(),
@@ -176,8 +176,8 @@ pub struct User {
 }
 
 impl User {
-    pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        as_user(self.uid, self.gid, &self.groups, f)
+    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        as_user(&Creds::user(self.uid, self.gid).groups(&self.groups), f)
     }
 }
 
@@ -220,9 +220,6 @@ pub fn mode_of(p: &Path) -> u32 {
 pub fn owner_of(p: &Path) -> (u32, u32) {
     let st = lstat(p).unwrap_or_else(|e| panic!("lstat {}: {e}", p.display()));
     (st.st_uid, st.st_gid)
-}
-pub fn exists(p: &Path) -> bool {
-    lstat(p).is_ok()
 }
 pub fn content(p: &Path) -> String {
     String::from_utf8(fs::read(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))).unwrap()

@@ -348,7 +348,7 @@ fn lower_dir_rename_survives_remount() {
         ..
     } = f;
     strata.unwrap().umount();
-    let _again = Strata::mount(
+    let _again = Mount::new(
         &ovl_opts(std::slice::from_ref(&lower), Some(&upper), Some(&work)),
         &root,
     );

@@ -1,21 +1,22 @@
-//! Helpers for the `strata run` integration tests: a busybox rootfs per test, running
-//! strata as root or as the unprivileged `strata-ci` user, delegated cgroups for rootless
-//! limit tests, and leftover checks. Everything is removed on drop, also when a test fails.
-#![allow(dead_code)]
+//! For the `strata run` suites: a busybox rootfs per test, running strata as root or
+//! as the unprivileged `strata-ci` user, delegated cgroups for rootless limit tests,
+//! and leftover checks. Everything is removed on drop, also when a test fails.
 
+use super::{mounts::*, procs::*, sys::lchown, users::*, STRATA};
 use std::ffi::CString;
-use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 pub const CI_USER: &str = "strata-ci";
 /// A user with no /etc/subuid range: strata falls back to a single-id map.
 pub const CI_USER_SINGLE: &str = "strata-ci1";
-pub const SETUP: &str = ".ci/launcher-setup.sh";
-pub const BIN: &str = env!("CARGO_BIN_EXE_strata");
+
+/// Bounds a container run or a wait for its effects (a hang guard, not a timing
+/// assertion): longer than `PATIENCE`, a container start does much more.
+pub const DEADLINE: Duration = Duration::from_secs(120);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -36,20 +37,9 @@ impl Mode {
     }
 }
 
-/// (uid, gid) of the CI user; fails the test with a pointer to the setup script.
+/// (uid, gid) of the CI user.
 pub fn ci_user() -> (u32, u32) {
-    user_ids(CI_USER)
-}
-
-pub fn user_ids(name: &str) -> (u32, u32) {
-    let passwd = std::fs::read_to_string("/etc/passwd").expect("read /etc/passwd");
-    for line in passwd.lines() {
-        let f: Vec<&str> = line.split(':').collect();
-        if f.len() > 3 && f[0] == name {
-            return (f[2].parse().unwrap(), f[3].parse().unwrap());
-        }
-    }
-    panic!("user {name} does not exist: run `sudo {SETUP}` first (it creates the test users, their subuid ranges and makes /dev/fuse 0666)");
+    user_id(CI_USER)
 }
 
 pub fn require_root() {
@@ -57,20 +47,8 @@ pub fn require_root() {
     assert_eq!(unsafe { libc::geteuid() }, 0, "the strata run tests must run as root (they also drop to {CI_USER} for the rootless cases)");
 }
 
-fn lchown(p: &Path, uid: u32, gid: u32) {
-    let c = CString::new(p.as_os_str().as_bytes()).unwrap();
-    // SAFETY: valid C string.
-    let r = unsafe { libc::lchown(c.as_ptr(), uid, gid) };
-    assert_eq!(r, 0, "lchown {}", p.display());
-}
-
-pub fn chown_tree(p: &Path, uid: u32, gid: u32) {
-    lchown(p, uid, gid);
-    if p.is_dir() && !p.is_symlink() {
-        for e in std::fs::read_dir(p).unwrap() {
-            chown_tree(&e.unwrap().path(), uid, gid);
-        }
-    }
+fn lchown_ok(p: &Path, uid: u32, gid: u32) {
+    lchown(p, uid, gid).unwrap_or_else(|e| panic!("lchown {}: {e}", p.display()));
 }
 
 /// Writes a busybox rootfs (Debian busybox-static) at `dir`.
@@ -78,7 +56,7 @@ pub fn busybox_rootfs(dir: &Path) {
     let bb = Path::new("/bin/busybox");
     assert!(
         bb.exists(),
-        "/bin/busybox missing: run `sudo {SETUP}` (installs busybox-static)"
+        "/bin/busybox missing: run scripts/setup as root (installs busybox-static)"
     );
     for d in ["bin", "etc", "proc", "sys", "dev", "tmp", "root"] {
         std::fs::create_dir_all(dir.join(d)).unwrap();
@@ -115,18 +93,18 @@ fn check_reachable(user: &str) {
             "/bin/sh",
             "-c",
             "test -x \"$0\"",
-            BIN,
+            STRATA,
         ])
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
-    assert!(ok, "user {user} cannot execute {BIN}: every directory above it must be world-searchable (o+x) for the rootless tests");
+    assert!(ok, "user {user} cannot execute {STRATA}: every directory above it must be world-searchable (o+x) for the rootless tests");
 }
 
 /// A test's world: temp dir with the rootfs, a TMPDIR for strata, and the mode.
 pub struct Env {
     pub mode: Mode,
-    pub dir: tempfile::TempDir,
+    pub dir: TestDir,
     pub rootfs: PathBuf,
     pub tmp: PathBuf,
     pub owner: (u32, u32),
@@ -135,10 +113,7 @@ pub struct Env {
 impl Env {
     pub fn new(mode: Mode) -> Env {
         require_root();
-        let dir = tempfile::Builder::new()
-            .prefix("strata-run-test-")
-            .tempdir()
-            .unwrap();
+        let dir = TestDir::tagged("run-test");
         let rootfs = dir.path().join("rootfs");
         busybox_rootfs(&rootfs);
         let tmp = dir.path().join("tmp");
@@ -146,7 +121,7 @@ impl Env {
         let owner = match mode.user() {
             None => (0, 0),
             Some(name) => {
-                let o = user_ids(name);
+                let o = user_id(name);
                 chown_tree(dir.path(), o.0, o.1);
                 o
             }
@@ -164,19 +139,19 @@ impl Env {
     pub fn mkdir(&self, name: &str) -> PathBuf {
         let p = self.dir.path().join(name);
         std::fs::create_dir_all(&p).unwrap();
-        lchown(&p, self.owner.0, self.owner.1);
+        lchown_ok(&p, self.owner.0, self.owner.1);
         p
     }
 
     /// `strata run ARGS` as root or as strata-ci, with TMPDIR inside the test dir.
     pub fn strata(&self, args: &[&str]) -> Command {
         let mut c = match self.mode.user() {
-            None => Command::new(BIN),
+            None => Command::new(STRATA),
             Some(name) => {
-                user_ids(name);
+                user_id(name);
                 check_reachable(name);
                 let mut c = Command::new("setpriv");
-                c.args(["--reuid", name, "--regid", name, "--init-groups", BIN]);
+                c.args(["--reuid", name, "--regid", name, "--init-groups", STRATA]);
                 c
             }
         };
@@ -189,12 +164,12 @@ impl Env {
     }
 
     /// `strata run --rootfs ROOTFS EXTRA -- sh -c SCRIPT`, waited for with a generous deadline.
-    pub fn sh(&self, extra: &[&str], script: &str) -> Output {
+    pub fn sh(&self, extra: &[&str], script: &str) -> CmdOut {
         let root = self.rootfs.to_str().unwrap().to_string();
         let mut args: Vec<&str> = vec!["--rootfs", &root];
         args.extend_from_slice(extra);
         args.extend_from_slice(&["--", "sh", "-c", script]);
-        run(self.strata(&args))
+        run_within(&mut self.strata(&args), DEADLINE)
     }
 
     /// Asserts nothing of strata's is left: no state dir, no mount under the test dir.
@@ -210,87 +185,12 @@ impl Env {
     }
 }
 
-/// Kills the child if the test panics while it runs.
-pub struct KillOnDrop(pub Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-pub const DEADLINE: Duration = Duration::from_secs(120);
-
-/// Runs to completion, capturing output; kills and fails after `DEADLINE` (a hang guard,
-/// not a timing assertion).
-pub fn run(mut cmd: Command) -> Output {
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = KillOnDrop(cmd.spawn().expect("spawn strata"));
-    let mut out = child.0.stdout.take().unwrap();
-    let mut err = child.0.stderr.take().unwrap();
-    let t_out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err.read_to_end(&mut v);
-        v
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "strata did not finish within {DEADLINE:?}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    Output {
-        status,
-        stdout: t_out.join().unwrap(),
-        stderr: t_err.join().unwrap(),
-    }
-}
-
-pub fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// Asserts success and returns stdout.
-pub fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "strata failed: {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        text(&o.stdout),
-        text(&o.stderr)
-    );
-    text(&o.stdout)
-}
-
-/// Polls `cond` until true; fails after `DEADLINE` with `what`.
-pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < DEADLINE, "gave up waiting: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// (controller mount, own path) for each v1 hierarchy named `ctl`, from /proc/self.
+/// The directory of this process's cgroup in the v1 hierarchy of controller `ctl`.
 pub fn v1_dir(ctl: &str) -> Option<PathBuf> {
-    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let mnt = mi.lines().find_map(|l| {
-        let (pre, post) = l.split_once(" - ")?;
-        let pre: Vec<&str> = pre.split(' ').collect();
-        let post: Vec<&str> = post.split(' ').collect();
-        (post[0] == "cgroup" && post[2].split(',').any(|o| o == ctl)).then(|| PathBuf::from(pre[4]))
-    })?;
+    let mnt = mounts()
+        .into_iter()
+        .find(|m| m.fstype == "cgroup" && m.super_opts.split(',').any(|o| o == ctl))?
+        .mount_point;
     let cg = std::fs::read_to_string("/proc/self/cgroup").unwrap();
     let own = cg.lines().find_map(|l| {
         let mut f = l.splitn(3, ':');
@@ -309,22 +209,6 @@ pub fn strata_cgroups(pid: u32, bases: &[PathBuf]) -> Vec<PathBuf> {
         .map(|b| b.join(format!("strata-{pid}")))
         .filter(|p| p.exists())
         .collect()
-}
-
-/// Processes whose command line contains `marker`.
-pub fn processes_with(marker: &str) -> Vec<u32> {
-    let mut v = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        if let Ok(c) = std::fs::read(e.path().join("cmdline")) {
-            if String::from_utf8_lossy(&c).contains(marker) && pid != std::process::id() {
-                v.push(pid);
-            }
-        }
-    }
-    v
 }
 
 /// A cgroup v1 subtree delegated to strata-ci (root chowns it, as the docs describe),
@@ -347,7 +231,7 @@ impl Delegation {
             let dir = base.join(&name);
             std::fs::create_dir(&dir).unwrap();
             for f in ["", "cgroup.procs", "tasks"] {
-                lchown(&dir.join(f), uid, gid);
+                lchown_ok(&dir.join(f), uid, gid);
             }
             d.procs
                 .push(CString::new(dir.join("cgroup.procs").as_os_str().as_bytes()).unwrap());
