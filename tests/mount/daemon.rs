@@ -6,7 +6,7 @@
 //! directory under it. Also: `strata umount` refuses other mounts, the fstype,
 //! the watchdog's name and signals, the log and pid files.
 
-use crate::common::*;
+use crate::support::*;
 use std::fs;
 use std::os::unix::process::CommandExt;
 use std::time::Duration;

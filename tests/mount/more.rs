@@ -422,7 +422,7 @@ fn aufs_branch_marked_ro_is_never_written_and_two_rw_are_refused() {
         is_whiteout(rw.join("x")),
         "the removal is a whiteout in the rw branch"
     );
-    assert!(lstat(d.join(".rw.strata-work")).is_dir());
+    assert!(lstat_meta(d.join(".rw.strata-work")).is_dir());
     // Every branch marked read-only: a read-only merge.
     let m = Mount::new(&format!("br:{}=ro:{}=rr", ro.display(), rw.display()), &mnt);
     assert_errno(

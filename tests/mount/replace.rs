@@ -10,7 +10,7 @@
 //! ctime, and at fsync and close; for the replaced file that SETATTR must act
 //! on the open object, never on the name (another file has it now).
 
-use crate::common::*;
+use crate::support::*;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, IntoRawFd};
@@ -151,7 +151,7 @@ fn check_saved_upper(lay: &Layout, what: &str) {
             "{what}: upper {name}"
         );
         assert_eq!(
-            lstat(lay.u(name)).mtime(),
+            lstat_meta(lay.u(name)).mtime(),
             NEW_MTIME,
             "{what}: upper {name} mtime"
         );
@@ -292,7 +292,11 @@ fn writes_through_the_old_fd_after_a_replace_stay_on_the_old_file() {
             assert_eq!(&buf[..n], b"DIRTY data+after", "{what}: old fd data");
             errno(close(f)).unwrap_or_else(|e| panic!("{what}: close of the old fd: {e}"));
             assert_eq!(read_string(lay.m(name)), "new version", "{what}: new file");
-            assert_eq!(lstat(lay.m(name)).mtime(), NEW_MTIME, "{what}: new mtime");
+            assert_eq!(
+                lstat_meta(lay.m(name)).mtime(),
+                NEW_MTIME,
+                "{what}: new mtime"
+            );
         }
         m.umount();
         for name in ["lower", "upper"] {
@@ -302,7 +306,7 @@ fn writes_through_the_old_fd_after_a_replace_stay_on_the_old_file() {
                 "[{extra}] upper {name}"
             );
             assert_eq!(
-                lstat(lay.u(name)).mtime(),
+                lstat_meta(lay.u(name)).mtime(),
                 NEW_MTIME,
                 "[{extra}] upper {name} mtime"
             );
@@ -394,16 +398,16 @@ fn replace_and_unlink_of_hard_linked_files() {
         fs::hard_link(mnt.join("u1"), mnt.join("u2")).unwrap();
         lutimens(mnt.join("u1"), (1_000_000_000, 0), (1_100_000_000, 0)).unwrap();
         for n in ["u1", "u2", "r1", "r2", "k1", "k2"] {
-            lstat(mnt.join(n));
+            lstat_meta(mnt.join(n));
         }
         // atomic replace of one name of an upper and of a lower hard link
         for (a, b, data) in [("u1", "u2", "upper link"), ("r1", "r2", "lower link")] {
-            let mtime = lstat(mnt.join(b)).mtime();
+            let mtime = lstat_meta(mnt.join(b)).mtime();
             bad.extend(save_with_old_fd_open(mnt, a, data, "new version", false));
             if read_string(mnt.join(b)) != data {
                 bad.push(format!("{b}: {:?}", read_string(mnt.join(b))));
             }
-            if lstat(mnt.join(b)).mtime() != mtime {
+            if lstat_meta(mnt.join(b)).mtime() != mtime {
                 bad.push(format!("{b}: mtime changed"));
             }
         }
@@ -446,7 +450,7 @@ fn replace_and_unlink_of_hard_linked_files() {
 fn chown_to_minus_one_copies_up_and_updates_ctime() {
     let prepare = |lay: &Layout| {
         write(lay.l(0, "f"), "lower file");
-        symlink("target", lay.l(0, "s"));
+        ln_s("target", lay.l(0, "s"));
         mkdirs(lay.l(0, "d"));
         write(lay.l(0, "d/x"), "x");
         write(lay.l(0, "g"), "lower file");
@@ -458,7 +462,7 @@ fn chown_to_minus_one_copies_up_and_updates_ctime() {
         let before: Vec<(i64, i64)> = names
             .iter()
             .map(|n| {
-                let st = lstat(mnt.join(n));
+                let st = lstat_meta(mnt.join(n));
                 (st.ctime(), st.ctime_nsec())
             })
             .collect();
@@ -483,7 +487,7 @@ fn chown_to_minus_one_copies_up_and_updates_ctime() {
                 }
             }
         }
-        let st = lstat(mnt.join("f"));
+        let st = lstat_meta(mnt.join("f"));
         if (st.uid(), st.gid(), st.mode() & 0o7777) != (0, 0, 0o644) {
             bad.push(format!("f: owner or mode changed: {st:?}"));
         }
@@ -529,15 +533,15 @@ fn chown_of_the_mount_root() {
     for extra in CONFIGS {
         let lay = Layout::new(1);
         let m = mount(&lay, extra);
-        let (uid, gid) = (lstat(&lay.mnt).uid(), lstat(&lay.mnt).gid());
+        let (uid, gid) = (lstat_meta(&lay.mnt).uid(), lstat_meta(&lay.mnt).gid());
         errno(chown(&lay.mnt, uid, gid))
             .unwrap_or_else(|e| panic!("[{extra}] chown of the mount root: {e}"));
         errno(chown(&lay.mnt, 4242, 4343))
             .unwrap_or_else(|e| panic!("[{extra}] chown of the mount root: {e}"));
-        let st = lstat(&lay.mnt);
+        let st = lstat_meta(&lay.mnt);
         assert_eq!((st.uid(), st.gid()), (4242, 4343), "[{extra}]");
         m.umount();
-        let st = lstat(&lay.upper);
+        let st = lstat_meta(&lay.upper);
         assert_eq!((st.uid(), st.gid()), (4242, 4343), "[{extra}] upper root");
     }
 }
