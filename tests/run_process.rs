@@ -254,7 +254,7 @@ both_modes!(terminal_passes_through, |mode| {
     let env = Env::new(mode);
     let root = env.rootfs.to_str().unwrap().to_string();
     // script(1) gives strata a pseudo-terminal; an interactive shell inside reads from it.
-    let inner = format!("{STRATA} run --rootfs {root} -- sh -i");
+    let inner = format!("{} run --rootfs {root} -- sh -i", strata_bin());
     let mut cmd = match mode.user() {
         None => {
             let mut c = Command::new("script");

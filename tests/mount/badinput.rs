@@ -288,7 +288,7 @@ fn no_usable_dev_fuse() {
     "#;
     let out = run(Command::new("unshare")
         .args(["-m", "--propagation", "private", "sh", "-c", script])
-        .env("STRATA", STRATA)
+        .env("STRATA", strata_bin())
         .env("OPTS", opts(c.l.to_str().unwrap(), &c.u, &c.w))
         .env("MNT", &c.mnt)
         .env("ERRF", &errf));

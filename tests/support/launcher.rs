@@ -2,7 +2,7 @@
 //! as the unprivileged `strata-ci` user, delegated cgroups for rootless limit tests,
 //! and leftover checks. Everything is removed on drop, also when a test fails.
 
-use super::{mounts::*, procs::*, sys::lchown, users::*, STRATA};
+use super::{mounts::*, procs::*, strata_bin, sys::lchown, users::*};
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
@@ -93,12 +93,12 @@ fn check_reachable(user: &str) {
             "/bin/sh",
             "-c",
             "test -x \"$0\"",
-            STRATA,
+            strata_bin(),
         ])
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
-    assert!(ok, "user {user} cannot execute {STRATA}: every directory above it must be world-searchable (o+x) for the rootless tests");
+    assert!(ok, "user {user} cannot execute {}: every directory above it must be world-searchable (o+x) for the rootless tests", strata_bin());
 }
 
 /// A test's world: temp dir with the rootfs, a TMPDIR for strata, and the mode.
@@ -146,12 +146,19 @@ impl Env {
     /// `strata run ARGS` as root or as strata-ci, with TMPDIR inside the test dir.
     pub fn strata(&self, args: &[&str]) -> Command {
         let mut c = match self.mode.user() {
-            None => Command::new(STRATA),
+            None => Command::new(strata_bin()),
             Some(name) => {
                 user_id(name);
                 check_reachable(name);
                 let mut c = Command::new("setpriv");
-                c.args(["--reuid", name, "--regid", name, "--init-groups", STRATA]);
+                c.args([
+                    "--reuid",
+                    name,
+                    "--regid",
+                    name,
+                    "--init-groups",
+                    strata_bin(),
+                ]);
                 c
             }
         };

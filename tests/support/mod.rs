@@ -43,7 +43,46 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-pub const STRATA: &str = env!("CARGO_BIN_EXE_strata");
+/// The strata binary, at a path every user can reach (the rootless tests run it as
+/// other users): the build's own when every directory above it is searchable by
+/// others, else a copy under /tmp named by the binary's size and mtime (a checkout
+/// under a 0700 home such as /root). The copy is made once, staged and renamed.
+pub fn strata_bin() -> &'static str {
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let built = Path::new(env!("CARGO_BIN_EXE_strata"));
+        let others_may_search = built
+            .ancestors()
+            .skip(1)
+            .all(|d| fs::metadata(d).is_ok_and(|m| m.mode() & 0o001 != 0));
+        if others_may_search {
+            return built.to_string_lossy().into_owned();
+        }
+        let meta = fs::metadata(built).expect("the built strata binary");
+        let dir = Path::new("/tmp").join(format!(
+            "strata-test-bin-{}-{}.{}",
+            meta.len(),
+            meta.mtime(),
+            meta.mtime_nsec()
+        ));
+        let bin = dir.join("strata");
+        if !bin.exists() {
+            fs::create_dir_all(&dir).expect("create the binary's directory");
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod 755");
+            let staged = dir.join(format!("strata.{}", std::process::id()));
+            fs::copy(built, &staged).expect("copy the strata binary");
+            fs::set_permissions(&staged, fs::Permissions::from_mode(0o755)).expect("chmod");
+            fs::rename(&staged, &bin).expect("rename the copied binary into place");
+        }
+        eprintln!(
+            "[support] {} is not reachable by other users; the tests run the copy at {}",
+            built.display(),
+            bin.display()
+        );
+        bin.to_string_lossy().into_owned()
+    })
+}
 
 /// How long we wait for something that should happen at once (a mount to appear or
 /// go away, a process to exit). Generous: it only bounds a hang, it asserts no speed.

@@ -1,7 +1,7 @@
 //! Mounts: /proc/self/mountinfo, temporary directories and layer layouts, and RAII
 //! guards for strata, kernel overlayfs and tmpfs mounts.
 
-use super::{config_opts, procs::*, sys::*, STRATA};
+use super::{config_opts, procs::*, strata_bin, sys::*};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -294,7 +294,7 @@ impl Layout {
 
 /// The strata binary, with the test's logging set-up.
 pub fn strata() -> Command {
-    let mut c = Command::new(STRATA);
+    let mut c = Command::new(strata_bin());
     c.env_remove("RUST_LOG");
     // STRATA_TEST_LOG=PREFIX: every daemon logs each FUSE op to PREFIX.<test pid>
     // (STRATA_TEST_LOG_LEVEL=strata=warn for less).
@@ -496,7 +496,7 @@ impl Drop for Mount {
             }
         };
         if is_mounted(&self.mnt) {
-            bounded(Command::new(STRATA).arg("umount").arg(&self.mnt));
+            bounded(Command::new(strata_bin()).arg("umount").arg(&self.mnt));
         }
         if is_mounted(&self.mnt) {
             bounded(Command::new("umount").arg("-l").arg(&self.mnt));
