@@ -217,8 +217,6 @@ impl Union {
                 return Err(libc::EEXIST);
             }
         }
-        // A chown drops security.capability; a chmod may rewrite the ACL.
-        self.forget_xattrs(node);
         if let (Some(size), Some(fd)) = (req.size, fd) {
             sys::ftruncate(fd, size).map_err(err)?;
         } else if let Some(size) = req.size {
@@ -235,7 +233,7 @@ impl Union {
         }
         if req.sets_meta() {
             self.copy_up(node, CopyData::Meta)?;
-            match (self.upper_at(node), fd) {
+            let changed = match (self.upper_at(node), fd) {
                 (Ok(at), _) => set_meta_at(&at, node.kind, &req),
                 // Unlinked but open: with the writeback cache the kernel
                 // writes the file's times back through its handle at fsync
@@ -255,7 +253,10 @@ impl Union {
                     }
                 }
                 (Err(e), _) => Err(e),
-            }?;
+            };
+            // A chown drops security.capability; a chmod may rewrite the ACL.
+            self.forget_xattrs(node);
+            changed?;
         }
         self.getattr(node, fd)
     }

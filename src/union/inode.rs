@@ -83,7 +83,14 @@ pub struct Node {
     /// The passthrough backing file while the node is open.
     pub backing: super::passthrough::NodeBacking,
     /// The names of the node's user-visible xattrs, once read.
-    pub xattr_names: Mutex<Option<Arc<Vec<Vec<u8>>>>>,
+    pub xattr_names: Mutex<XattrNames>,
+}
+
+/// A node's remembered xattr names, and how many changes they have seen.
+#[derive(Debug, Default)]
+pub struct XattrNames {
+    pub generation: u64,
+    pub names: Option<Arc<Vec<Vec<u8>>>>,
 }
 
 /// For one merged directory: in which of its lower layers each name appears
@@ -147,7 +154,7 @@ impl Node {
             copy_up: Mutex::new(()),
             lower_index: std::sync::OnceLock::new(),
             backing: Default::default(),
-            xattr_names: Mutex::new(None),
+            xattr_names: Mutex::default(),
         }
     }
 }
@@ -191,7 +198,7 @@ impl InodeTable {
             copy_up: Mutex::new(()),
             lower_index: std::sync::OnceLock::new(),
             backing: Default::default(),
-            xattr_names: Mutex::new(None),
+            xattr_names: Mutex::default(),
         });
         let mut tables = Tables::default();
         tables.nodes.insert(ROOT_ID, root);
@@ -263,7 +270,7 @@ impl InodeTable {
             copy_up: Mutex::new(()),
             lower_index: std::sync::OnceLock::new(),
             backing: Default::default(),
-            xattr_names: Mutex::new(None),
+            xattr_names: Mutex::default(),
         });
         t.nodes.insert(id, node.clone());
         t.by_key.insert(key, id);

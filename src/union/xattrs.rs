@@ -41,16 +41,16 @@ impl Union {
         Ok(out)
     }
 
-    /// The user-visible xattr names of a node, read once and remembered.
+    /// The user-visible xattr names of a node, read once and remembered. A list
+    /// read while a change was made is not kept: the generation tells.
     fn xattr_names(&self, node: &Node) -> OpResult<Arc<Vec<Vec<u8>>>> {
-        if let Some(names) = node
-            .xattr_names
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-        {
-            return Ok(names);
-        }
+        let generation = {
+            let cache = node.xattr_names.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(names) = &cache.names {
+                return Ok(names.clone());
+            }
+            cache.generation
+        };
         let at = self.locate(node)?;
         let names: Vec<Vec<u8>> = sys::xattr::list(at.dir(), &at.name)
             .map_err(err)?
@@ -58,13 +58,22 @@ impl Union {
             .filter(|n| !ovl::is_private_xattr(n))
             .collect();
         let names = Arc::new(names);
-        *node.xattr_names.lock().unwrap_or_else(|p| p.into_inner()) = Some(names.clone());
+        let mut cache = node.xattr_names.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.generation == generation {
+            cache.names = Some(names.clone());
+        }
         Ok(names)
     }
 
-    /// Drops the remembered xattr names of a node (its xattrs may change).
+    /// Drops the remembered xattr names of a node. Called after a change to its
+    /// xattrs (or one that may change them), so that no list read before the
+    /// change is kept: a reader racing the change could otherwise remember a
+    /// list without a name just set, and a removexattr right after the
+    /// setxattr would fail with ENODATA.
     pub fn forget_xattrs(&self, node: &Node) {
-        *node.xattr_names.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let mut cache = node.xattr_names.lock().unwrap_or_else(|p| p.into_inner());
+        cache.generation += 1;
+        cache.names = None;
     }
 
     pub fn setxattr(
@@ -80,9 +89,10 @@ impl Union {
         }
         let _r = self.rename_lock.read().unwrap_or_else(|p| p.into_inner());
         self.copy_up(node, CopyData::Meta)?;
-        self.forget_xattrs(node);
         let at = self.upper_at(node)?;
-        sys::xattr::set(at.dir(), &at.name, name, value, flags).map_err(err)
+        let set = sys::xattr::set(at.dir(), &at.name, name, value, flags).map_err(err);
+        self.forget_xattrs(node);
+        set
     }
 
     pub fn removexattr(&self, node: &Arc<Node>, name: &OsStr) -> OpResult<()> {
@@ -94,8 +104,9 @@ impl Union {
         // Removing what isn't there must not copy up.
         self.getxattr(node, name)?;
         self.copy_up(node, CopyData::Meta)?;
-        self.forget_xattrs(node);
         let at = self.upper_at(node)?;
-        sys::xattr::remove(at.dir(), &at.name, name).map_err(err)
+        let removed = sys::xattr::remove(at.dir(), &at.name, name).map_err(err);
+        self.forget_xattrs(node);
+        removed
     }
 }
