@@ -30,7 +30,7 @@ impl Guardian {
         let pid = sys::process::clone_fork(0).context(|| "clone".into())?;
         if pid == 0 {
             drop(w);
-            quiet_stdio();
+            sys::process::detach_stdio(); // never hold the caller's pipes
             if let Some(h) = &home_procs {
                 let _ = std::fs::write(h, "0");
             }
@@ -38,10 +38,10 @@ impl Guardian {
             let mut pids: Vec<libc::pid_t> = Vec::new();
             loop {
                 let mut msg = [0u8; 5];
-                match read_exact(r.as_raw_fd(), &mut msg[..1]) {
+                match sys::process::read_exact_raw(r.as_raw_fd(), &mut msg[..1]) {
                     Some(()) if msg[0] == b'd' => sys::process::exit_now(0), // strata cleaned up
                     Some(()) if msg[0] == b'k' => {
-                        if read_exact(r.as_raw_fd(), &mut msg[1..]).is_none() {
+                        if sys::process::read_exact_raw(r.as_raw_fd(), &mut msg[1..]).is_none() {
                             break;
                         }
                         pids.push(libc::pid_t::from_ne_bytes([msg[1], msg[2], msg[3], msg[4]]));
@@ -89,39 +89,6 @@ impl Guardian {
             sys::process::write_all_raw(p.as_raw_fd(), b"d");
         }
         let _ = sys::process::waitpid(self.pid, 0);
-    }
-}
-
-/// Reads exactly `buf.len()` bytes; `None` on EOF or error.
-fn read_exact(fd: libc::c_int, buf: &mut [u8]) -> Option<()> {
-    let mut off = 0;
-    while off < buf.len() {
-        // SAFETY: the slice is valid for writes of its length.
-        let n = unsafe { libc::read(fd, buf[off..].as_mut_ptr().cast(), buf.len() - off) };
-        if n == -1 && sys::process::last_errno() == libc::EINTR {
-            continue;
-        }
-        if n <= 0 {
-            return None;
-        }
-        off += n as usize;
-    }
-    Some(())
-}
-
-/// Points stdin/stdout/stderr at /dev/null so the guardian never holds the caller's pipes.
-fn quiet_stdio() {
-    // SAFETY: opening /dev/null and duplicating it over 0..2.
-    unsafe {
-        let fd = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-        if fd >= 0 {
-            for target in 0..3 {
-                libc::dup2(fd, target);
-            }
-            if fd > 2 {
-                libc::close(fd);
-            }
-        }
     }
 }
 

@@ -176,6 +176,25 @@ pub fn write_all_raw(fd: libc::c_int, buf: &[u8]) {
     }
 }
 
+/// Reads exactly `buf.len()` bytes, retrying EINTR; `None` on EOF or error.
+pub fn read_exact_raw(fd: libc::c_int, buf: &mut [u8]) -> Option<()> {
+    let mut off = 0;
+    while off < buf.len() {
+        // SAFETY: the slice is valid for writes of its length.
+        let n = unsafe { libc::read(fd, buf[off..].as_mut_ptr().cast(), buf.len() - off) };
+        if n == -1 && last_errno() == libc::EINTR {
+            continue;
+        }
+        if n <= 0 {
+            return None;
+        }
+        off += n as usize;
+    }
+    Some(())
+}
+
+/// Points stdin/stdout/stderr at /dev/null so the guardian never holds the caller's pipes.
+
 /// Reads until EOF; EINTR is retried.
 pub fn read_to_end_raw(fd: libc::c_int) -> Vec<u8> {
     let mut out = Vec::new();
