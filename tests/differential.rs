@@ -2066,6 +2066,13 @@ fn is_dir_at(p: &Path) -> bool {
 
 impl RenameWatch {
     fn before(s_mnt: &Path, s_up: &Path, k_mnt: &Path, k_up: &Path, from: &str, to: &str) -> Self {
+        // With the writeback cache (rootless configuration) earlier writes may still
+        // be dirty pages in the kernel: flush them, so that they do not land in the
+        // upper between this snapshot and the check.
+        if let Ok(f) = fs::File::open(s_mnt) {
+            // SAFETY: syncfs on an fd we own.
+            unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&f)) };
+        }
         let mut paths = Vec::new();
         for p in [from, to] {
             for mut q in [p.to_string(), resolve_dirs(k_mnt, p)] {

@@ -193,8 +193,6 @@ pub fn read_exact_raw(fd: libc::c_int, buf: &mut [u8]) -> Option<()> {
     Some(())
 }
 
-/// Points stdin/stdout/stderr at /dev/null so the guardian never holds the caller's pipes.
-
 /// Reads until EOF; EINTR is retried.
 pub fn read_to_end_raw(fd: libc::c_int) -> Vec<u8> {
     let mut out = Vec::new();
