@@ -432,6 +432,8 @@ mod tests {
             read_only: false,
             init: false,
             no_pivot: false,
+            tty: false,
+            interactive: false,
             command: vec!["sh".into()],
         }
     }

@@ -69,6 +69,12 @@ pub struct Spec {
     pub init: bool,
     /// Force the MS_MOVE + chroot fallback instead of pivot_root.
     pub no_pivot: bool,
+    /// Give the command a terminal of the container's own (a pty from its devpts),
+    /// relayed to strata's stdin and stdout.
+    pub tty: bool,
+    /// Pass strata's stdin on (relayed to the terminal with `tty`); else the command's
+    /// stdin is /dev/null (without `tty`) or nothing is typed into the terminal.
+    pub interactive: bool,
     pub command: Vec<String>,
 }
 
@@ -138,6 +144,8 @@ pub fn test_spec() -> Spec {
         read_only: false,
         init: false,
         no_pivot: false,
+        tty: false,
+        interactive: false,
         command: vec!["sh".into()],
     }
 }
