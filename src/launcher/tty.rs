@@ -56,7 +56,8 @@ pub struct Inside {
 /// Makes the channel before the container is cloned: the container's half, and strata's
 /// relay. `interactive`: relay strata's stdin to the terminal.
 pub fn channel(interactive: bool) -> Result<(Inside, Relay)> {
-    let (outside, inside) = sys::process::socketpair().context(|| "socketpair".into())?;
+    let (outside, inside) =
+        sys::process::socketpair().context(|| "socketpair for the terminal".into())?;
     let size = host_terminal().and_then(|t| sys::tty::window_size(t).ok());
     let relay = Relay {
         sock: Some(outside),
@@ -122,7 +123,8 @@ struct RawMode {
 
 impl RawMode {
     fn enter(fd: BorrowedFd) -> Result<RawMode> {
-        let saved = sys::tty::get_termios(fd).context(|| "read the terminal's settings".into())?;
+        let saved = sys::tty::get_termios(fd)
+            .context(|| "read the settings of the terminal on stdin".into())?;
         sys::tty::restore_on_fatal_signal(fd.as_raw_fd(), &saved);
         let mode = RawMode { saved };
         mode.again()?;
@@ -132,13 +134,13 @@ impl RawMode {
     /// (Again) raw: at the start, and after strata was stopped and continued.
     fn again(&self) -> Result<()> {
         sys::tty::set_termios(stdin(), &sys::tty::raw(&self.saved))
-            .context(|| "put the terminal in raw mode".into())
+            .context(|| "put the terminal on stdin in raw mode".into())
     }
 
     /// Back to the saved settings (before strata stops, and at the end).
     fn put_back(&self) {
         if let Err(e) = sys::tty::set_termios(stdin(), &self.saved) {
-            log::warn!("cannot restore the terminal's settings: {e}");
+            log::warn!("cannot restore the settings of the terminal on stdin: {e}");
         }
     }
 }
