@@ -235,7 +235,7 @@ both_modes!(bad_input_errors, |mode| {
 both_modes!(stdin_passes_through, |mode| {
     let env = Env::new(mode);
     let root = env.rootfs.to_str().unwrap().to_string();
-    let mut cmd = env.strata(&["--rootfs", &root, "--", "sh"]);
+    let mut cmd = env.strata(&["--rootfs", &root, "-i", "--", "sh"]);
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
     let mut child = KillOnDrop(cmd.spawn().unwrap());
     std::io::Write::write_all(

@@ -6,6 +6,7 @@
 use crate::launcher::error::{Error, Result};
 use crate::launcher::{self, BindMount, Limits, Net, RootSource, Spec};
 use clap::Args;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 /// `strata run` arguments. Boxed so the CLI's subcommand enum stays small.
@@ -68,6 +69,16 @@ pub struct RunOptions {
     /// Run a tiny init as PID 1 that reaps zombies and forwards signals
     #[arg(long)]
     pub init: bool,
+    /// Give the command a terminal of its own, relayed to this one [default: true when
+    /// stdin is a terminal]
+    #[arg(short = 't', long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub tty: Option<bool>,
+    /// Keep stdin open for the command [default: as --tty]; without it and without a
+    /// terminal the command's stdin is /dev/null
+    #[arg(short = 'i', long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub interactive: Option<bool>,
     /// Use MS_MOVE + chroot instead of pivot_root (also: STRATA_NO_PIVOT=1)
     #[arg(long, hide = true)]
     pub no_pivot: bool,
@@ -82,7 +93,8 @@ pub struct RunOptions {
 pub fn run_main(args: RunArgs) -> i32 {
     super::init_logging(None);
     let no_pivot = std::env::var("STRATA_NO_PIVOT").ok();
-    let result = spec_from_args(*args.opts, no_pivot.as_deref()).and_then(|mut spec| {
+    let stdin_tty = std::io::stdin().is_terminal();
+    let result = spec_from_args(*args.opts, no_pivot.as_deref(), stdin_tty).and_then(|mut spec| {
         spec.check_paths()?;
         launcher::run(spec, &|msg| eprintln!("strata run: warning: {msg}"))
     });
@@ -95,8 +107,9 @@ pub fn run_main(args: RunArgs) -> i32 {
     }
 }
 
-/// Builds a spec from the arguments; `no_pivot_env` is `STRATA_NO_PIVOT`.
-pub fn spec_from_args(a: RunOptions, no_pivot_env: Option<&str>) -> Result<Spec> {
+/// Builds a spec from the arguments; `no_pivot_env` is `STRATA_NO_PIVOT`, `stdin_tty`
+/// whether strata's stdin is a terminal (the default of `--tty`).
+pub fn spec_from_args(a: RunOptions, no_pivot_env: Option<&str>, stdin_tty: bool) -> Result<Spec> {
     if let Some(image) = &a.image {
         if a.layers.is_some() || a.rootfs.is_some() {
             return Err(Error::usage(format!(
@@ -152,6 +165,7 @@ pub fn spec_from_args(a: RunOptions, no_pivot_env: Option<&str>) -> Result<Spec>
             workdir.display()
         )));
     }
+    let tty = a.tty.unwrap_or(stdin_tty);
     let tmpfs = a
         .tmpfs
         .iter()
@@ -178,6 +192,8 @@ pub fn spec_from_args(a: RunOptions, no_pivot_env: Option<&str>) -> Result<Spec>
         init: a.init,
         no_pivot: a.no_pivot || matches!(no_pivot_env, Some(v) if !v.is_empty() && v != "0"),
         private_mount_points: false,
+        tty,
+        interactive: a.interactive.unwrap_or(tty),
         command: a.command,
     })
 }
@@ -428,6 +444,7 @@ mod tests {
         let s = spec_from_args(
             args(&["--rootfs", "/r", "--memory", "64M", "--", "sh", "-c", "x"]),
             None,
+            false,
         )
         .unwrap();
         assert_eq!(s.root, RootSource::Rootfs("/r".into()));
@@ -435,24 +452,55 @@ mod tests {
         assert_eq!(s.command, vec!["sh", "-c", "x"]);
         assert!(!s.needs_union());
         assert!(!s.no_pivot);
-        let s = spec_from_args(args(&["--layers", "/a:/b", "--", "true"]), Some("1")).unwrap();
+        let s =
+            spec_from_args(args(&["--layers", "/a:/b", "--", "true"]), Some("1"), false).unwrap();
         assert!(s.needs_union());
         assert!(s.no_pivot);
     }
 
     #[test]
     fn spec_rejects_image_and_missing_parts() {
-        let e = spec_from_args(args(&["busybox", "--", "sh"]), None).unwrap_err();
+        let e = spec_from_args(args(&["busybox", "--", "sh"]), None, false).unwrap_err();
         assert!(e.msg.contains("IMAGE"), "{}", e.msg);
-        assert!(spec_from_args(args(&["--", "sh"]), None).is_err());
-        assert!(spec_from_args(args(&["--rootfs", "/r"]), None).is_err());
-        assert!(
-            spec_from_args(args(&["--rootfs", "/r", "--pids", "x", "--", "sh"]), None).is_err()
-        );
+        assert!(spec_from_args(args(&["--", "sh"]), None, false).is_err());
+        assert!(spec_from_args(args(&["--rootfs", "/r"]), None, false).is_err());
         assert!(spec_from_args(
-            args(&["--rootfs", "/r", "--net", "bridge", "--", "sh"]),
-            None
+            args(&["--rootfs", "/r", "--pids", "x", "--", "sh"]),
+            None,
+            false
         )
         .is_err());
+        assert!(spec_from_args(
+            args(&["--rootfs", "/r", "--net", "bridge", "--", "sh"]),
+            None,
+            false
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn tty_and_interactive() {
+        let spec = |extra: &[&str], stdin_tty: bool| {
+            let mut v = vec!["--rootfs", "/r"];
+            v.extend_from_slice(extra);
+            v.extend_from_slice(&["--", "sh"]);
+            let s = spec_from_args(args(&v), None, stdin_tty).unwrap();
+            (s.tty, s.interactive)
+        };
+        // Defaults follow strata's stdin: a terminal gets one, a pipe gets /dev/null.
+        assert_eq!(spec(&[], true), (true, true));
+        assert_eq!(spec(&[], false), (false, false));
+        assert_eq!(spec(&["-t"], false), (true, true));
+        assert_eq!(spec(&["--tty"], false), (true, true));
+        assert_eq!(spec(&["--tty=false"], true), (false, false));
+        assert_eq!(spec(&["-t=false", "-i"], true), (false, true));
+        assert_eq!(spec(&["-i"], false), (false, true));
+        assert_eq!(spec(&["--interactive"], false), (false, true));
+        assert_eq!(spec(&["-it"], false), (true, true));
+        assert_eq!(spec(&["-ti"], false), (true, true));
+        assert_eq!(spec(&["-t", "--interactive=false"], false), (true, false));
+        // `-t` takes its value only with `=`: the next word is not eaten.
+        let s = spec_from_args(args(&["--rootfs", "/r", "-t", "--", "true"]), None, false).unwrap();
+        assert_eq!(s.command, vec!["true"]);
     }
 }

@@ -1,9 +1,11 @@
 //! The last steps before the command runs: environment, working directory, user,
-//! no_new_privs, the capability bounding set, a new session, and execve.
+//! no_new_privs, the capability bounding set, a new session (with its controlling
+//! terminal under `-t`), and execve.
 
 use super::error::{check, cstr, Context};
 use super::error::{Error, Result, EXIT_CANNOT_EXEC, EXIT_NOT_FOUND};
 use super::spec::Spec;
+use super::tty;
 use crate::sys;
 use std::ffi::CString;
 use std::os::unix::fs::PermissionsExt;
@@ -104,9 +106,13 @@ fn prepare_and_exec(spec: &Spec) -> Result<std::convert::Infallible> {
     check(unsafe { libc::chdir(wd.as_ptr()) }, || {
         format!("--workdir {}", spec.workdir.display())
     })?;
-    // Own session: the command cannot push input into strata's terminal (TIOCSTI).
+    // Own session: the command cannot push input into strata's terminal (TIOCSTI). With
+    // `-t` the container's terminal becomes the session's controlling terminal.
     // SAFETY: plain syscall; EPERM only if already a session leader.
     unsafe { libc::setsid() };
+    if spec.tty {
+        tty::take_control()?;
+    }
     sys::process::prctl(libc::PR_SET_NO_NEW_PRIVS, 1)
         .context(|| "prctl(PR_SET_NO_NEW_PRIVS)".into())?;
     drop_bounding_caps()?;

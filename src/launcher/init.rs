@@ -1,9 +1,10 @@
-//! Process supervision: strata outside the container forwards signals to it and returns
-//! its exit status; with `--init`, a tiny init inside is PID 1, reaps zombies and
+//! Process supervision: strata outside the container forwards signals to it (and relays
+//! its terminal, with `tty`) and returns its exit status; with `--init`, a tiny init inside is PID 1, reaps zombies and
 //! forwards the same signals to the command.
 
 use super::error::{check, Context, EXIT_LAUNCHER};
 use super::error::{Error, Result};
+use super::tty;
 use crate::sys;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
@@ -34,9 +35,17 @@ pub fn block_signals() -> Result<()> {
 
 /// Waits for the container process `child`, forwarding signals, and returns its exit
 /// code. `err` is the read end of the error pipe: the child writes `[code, message...]`
-/// there if it fails before exec; at exec the pipe closes empty.
-pub fn supervise(child: libc::pid_t, err: OwnedFd) -> Result<i32> {
-    let set = handled_set();
+/// there if it fails before exec; at exec the pipe closes empty. With `-t`, `tty` relays
+/// the container's terminal meanwhile, and takes the signals that concern it.
+pub fn supervise(child: libc::pid_t, err: OwnedFd, mut tty: Option<tty::Relay>) -> Result<i32> {
+    let mut signals = FORWARDED.to_vec();
+    signals.push(libc::SIGCHLD);
+    if let Some(t) = &tty {
+        signals.extend(t.signals());
+        sys::process::sigmask(libc::SIG_BLOCK, &sys::process::sigset(&t.signals()))
+            .context(|| "sigprocmask".into())?;
+    }
+    let set = sys::process::sigset(&signals);
     // SAFETY: set is a valid sigset; the fd is owned below.
     let sfd = unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC) };
     check(sfd, || "signalfd".into())?;
@@ -51,7 +60,7 @@ pub fn supervise(child: libc::pid_t, err: OwnedFd) -> Result<i32> {
         {
             break status;
         }
-        let mut fds = [
+        let mut fds = vec![
             libc::pollfd {
                 fd: sfd.as_raw_fd(),
                 events: libc::POLLIN,
@@ -63,14 +72,12 @@ pub fn supervise(child: libc::pid_t, err: OwnedFd) -> Result<i32> {
                 revents: 0,
             },
         ];
-        // SAFETY: fds is a valid array of two pollfd.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-        if n == -1 {
-            if sys::process::last_errno() == libc::EINTR {
-                continue;
-            }
-            return Err(Error::last_os("poll"));
+        let mut timeout = -1;
+        if let Some(t) = &tty {
+            t.poll_fds(&mut fds);
+            timeout = t.timeout();
         }
+        sys::process::poll(&mut fds, timeout).context(|| "poll".into())?;
         if fds[1].revents != 0 {
             if let Some(f) = &err_fd {
                 let mut buf = [0u8; 512];
@@ -83,6 +90,9 @@ pub fn supervise(child: libc::pid_t, err: OwnedFd) -> Result<i32> {
                 }
             }
         }
+        if let Some(t) = &mut tty {
+            t.ready(&fds[2..])?;
+        }
         if fds[0].revents != 0 {
             // SAFETY: signalfd_siginfo is plain data; read fills it.
             let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
@@ -94,12 +104,23 @@ pub fn supervise(child: libc::pid_t, err: OwnedFd) -> Result<i32> {
                     size,
                 )
             };
-            if r as usize == size && info.ssi_signo as libc::c_int != libc::SIGCHLD {
-                log::debug!("forwarding signal {} to {child}", info.ssi_signo);
-                sys::process::kill(child, info.ssi_signo as libc::c_int);
+            let sig = info.ssi_signo as libc::c_int;
+            if r as usize != size || sig == libc::SIGCHLD {
+                continue;
             }
+            if let Some(t) = &mut tty {
+                if t.on_signal(sig)? {
+                    continue;
+                }
+            }
+            log::debug!("forwarding signal {sig} to {child}");
+            sys::process::kill(child, sig);
         }
     };
+    if let Some(t) = &mut tty {
+        t.finish();
+    }
+    drop(tty);
     if let Some(f) = err_fd {
         message.extend(sys::process::read_to_end_raw(f.as_raw_fd()));
     }

@@ -12,8 +12,12 @@
 //!       pivots into the union, execs the command (or, with --init, runs it as a child)
 //! ```
 //!
+//! With `-t` the container opens a pty of its own devpts and sends the master to strata,
+//! which relays it to its own terminal (`tty`).
+//!
 //! One module per kernel concept: `userns`, `namespaces`, `cgroups`, `rootfs`, `union`,
-//! `init` (signals, reaping), `exec` (credentials, caps, execve), `cleanup`, `spec`.
+//! `init` (signals, reaping), `exec` (credentials, caps, execve), `tty` (the terminal,
+//! stdin), `cleanup`, `spec`.
 //!
 //! It takes a `Spec` and returns the command's status or an `Error`; it never parses
 //! argv or prints (warnings go to the caller's `warn`), and it reaches the union
@@ -28,6 +32,7 @@ mod mounts;
 mod namespaces;
 mod rootfs;
 pub mod spec;
+mod tty;
 mod union;
 mod userns;
 
@@ -124,20 +129,24 @@ fn start(spec: &Spec, rootless: bool, res: &mut Resources) -> Result<i32> {
         .map(|c| c.procs_files())
         .unwrap_or_default();
     let guardian_fd = res.guardian.as_ref().and_then(|g| g.fd());
+    let (tty_inside, relay) = match spec.tty {
+        true => tty::channel(spec.interactive).map(|(i, r)| (Some(i), Some(r)))?,
+        false => (None, None),
+    };
     let pid =
         sys::process::clone_fork(namespaces::clone_flags(spec.net)).context(|| "clone".into())?;
     if pid == 0 {
-        drop((err_r, go_w));
+        drop((err_r, go_w, relay));
         if let Some(fd) = guardian_fd {
             // SAFETY: our copy of the guardian's pipe; the container must not hold it.
             unsafe { libc::close(fd) };
         }
-        container(spec, &root, rootless, &procs, go_r, err_w);
+        container(spec, &root, rootless, &procs, go_r, err_w, tty_inside);
     }
-    drop((err_w, go_r));
+    drop((err_w, go_r, tty_inside));
     sys::process::write_all_raw(go_w.as_raw_fd(), b"g");
     drop(go_w);
-    init::supervise(pid, err_r)
+    init::supervise(pid, err_r, relay)
 }
 
 /// Mounts the union at STATE/merged, in a new private mount namespace of strata's own.
@@ -202,6 +211,7 @@ fn container(
     procs: &[PathBuf],
     go: OwnedFd,
     err: OwnedFd,
+    tty: Option<tty::Inside>,
 ) -> ! {
     let err_fd = err.as_raw_fd();
     std::mem::forget(err); // stays open until exec (close-on-exec)
@@ -231,7 +241,12 @@ fn container(
         if spec.read_only {
             remount_ro(root)?;
         }
-        rootfs::switch_root(root, spec.no_pivot)
+        rootfs::switch_root(root, spec.no_pivot)?;
+        match tty {
+            Some(t) => t.attach(spec.user),
+            None if !spec.interactive => tty::stdin_null(),
+            None => Ok(()),
+        }
     };
     if let Err(e) = setup() {
         init::fail(err_fd, &e);

@@ -522,6 +522,8 @@ mod tests {
             init: false,
             no_pivot: false,
             private_mount_points: false,
+            tty: false,
+            interactive: false,
             command: vec!["sh".into()],
         }
     }

@@ -72,6 +72,12 @@ pub struct Spec {
     /// Set by `check_paths`: a read-only `--rootfs` lacks mount points, which are
     /// then made in a throwaway layer of the union instead of in the directory.
     pub private_mount_points: bool,
+    /// Give the command a terminal of the container's own (a pty from its devpts),
+    /// relayed to strata's stdin and stdout.
+    pub tty: bool,
+    /// Pass strata's stdin on (relayed to the terminal with `tty`); else the command's
+    /// stdin is /dev/null (without `tty`) or nothing is typed into the terminal.
+    pub interactive: bool,
     pub command: Vec<String>,
 }
 
@@ -154,6 +160,8 @@ pub fn test_spec() -> Spec {
         init: false,
         no_pivot: false,
         private_mount_points: false,
+        tty: false,
+        interactive: false,
         command: vec!["sh".into()],
     }
 }

@@ -8,13 +8,15 @@
 //!   outside that layer;
 //! - `xattr`: extended attributes of objects named by (directory fd, name);
 //! - `mount`: mount, umount, unshare, statfs, /proc/self/mountinfo;
-//! - `process`: fork/clone, wait, pipes, prctl, signal masks.
+//! - `process`: fork/clone, wait, pipes, descriptor passing, poll, prctl, signal masks;
+//! - `tty`: pseudo-terminals, termios, window sizes, the controlling terminal.
 //!
 //! It imports nothing else of strata, and adds no context to errors: callers say
 //! which path or layer failed.
 
 pub mod mount;
 pub mod process;
+pub mod tty;
 pub mod xattr;
 
 use std::ffi::{CStr, CString, OsStr, OsString};
@@ -442,6 +444,21 @@ pub fn pwrite(fd: BorrowedFd, buf: &[u8], offset: u64) -> io::Result<usize> {
             offset as libc::off_t,
         )
     })
+}
+
+pub fn read(fd: BorrowedFd, buf: &mut [u8]) -> io::Result<usize> {
+    retry_eintr(|| unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) })
+}
+
+pub fn write(fd: BorrowedFd, buf: &[u8]) -> io::Result<usize> {
+    retry_eintr(|| unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) })
+}
+
+/// Sets O_NONBLOCK on the open file `fd` refers to (shared with every copy of it).
+pub fn set_nonblocking(fd: BorrowedFd) -> io::Result<()> {
+    // SAFETY: plain fcntl calls on a valid descriptor.
+    let flags = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
+    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) }).map(drop)
 }
 
 /// Reads until `buf` is full or end of file.

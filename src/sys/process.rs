@@ -1,11 +1,12 @@
-//! Processes and signals: fork/clone, wait, pipes, prctl, signal masks.
+//! Processes and signals: fork/clone, wait, pipes, descriptors passed over a socket
+//! pair, poll, prctl, signal masks.
 //!
 //! Used by the mount daemon (going to the background, the watchdog) and by the
 //! launcher (namespaces, PID 1). Errors are plain `io::Error`s; callers add context.
 
 use super::cvt;
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 /// The errno of the last failed call.
 pub fn last_errno() -> i32 {
@@ -19,6 +20,139 @@ pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
     // SAFETY: the kernel just gave us these two descriptors.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// A connected pair of unix sockets (SOCK_SEQPACKET: one message per send), both
+/// close-on-exec, to pass descriptors between two processes.
+pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    let ty = libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC;
+    // SAFETY: fds has room for two descriptors.
+    cvt(unsafe { libc::socketpair(libc::AF_UNIX, ty, 0, fds.as_mut_ptr()) })?;
+    // SAFETY: the kernel just gave us these two descriptors.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Room for the control message of `MAX_FDS` descriptors.
+const MAX_FDS: usize = 4;
+#[repr(C, align(8))]
+struct CmsgBuf([u8; 64]);
+
+/// Sends copies of `fds` (at most 4) over the socket `sock`, with one byte of data
+/// (SCM_RIGHTS).
+pub fn send_fds(sock: BorrowedFd, fds: &[BorrowedFd]) -> io::Result<()> {
+    if fds.len() > MAX_FDS {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    let payload_len = std::mem::size_of_val(raw.as_slice());
+    let mut data = [b'T'];
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    let mut cbuf = CmsgBuf([0; 64]);
+    // SAFETY: msghdr is plain data; the CMSG macros stay inside cbuf, which is large
+    // and aligned enough for MAX_FDS descriptors.
+    unsafe {
+        let space = libc::CMSG_SPACE(payload_len as u32) as usize;
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.0.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(payload_len as u32) as _;
+        std::ptr::copy_nonoverlapping(
+            raw.as_ptr().cast::<u8>(),
+            libc::CMSG_DATA(cmsg),
+            payload_len,
+        );
+        loop {
+            let r = libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL);
+            if r >= 0 {
+                return Ok(());
+            }
+            if last_errno() != libc::EINTR {
+                return Err(io::Error::last_os_error());
+            }
+        }
+    }
+}
+
+/// Receives the descriptors of one `send_fds` message (close-on-exec); an empty list
+/// when the peer closed its end without sending. With `wait == false`, EAGAIN when no
+/// message is there yet.
+pub fn recv_fds(sock: BorrowedFd, wait: bool) -> io::Result<Vec<OwnedFd>> {
+    let mut data = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    let mut cbuf = CmsgBuf([0; 64]);
+    let mut flags = libc::MSG_CMSG_CLOEXEC;
+    if !wait {
+        flags |= libc::MSG_DONTWAIT;
+    }
+    // SAFETY: msghdr is plain data pointing at live buffers; the kernel writes at most
+    // msg_controllen bytes of control data, which the CMSG macros then walk.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.0.as_mut_ptr().cast();
+        msg.msg_controllen = cbuf.0.len() as _;
+        let n = loop {
+            let r = libc::recvmsg(sock.as_raw_fd(), &mut msg, flags);
+            if r >= 0 {
+                break r;
+            }
+            if last_errno() != libc::EINTR {
+                return Err(io::Error::last_os_error());
+            }
+        };
+        let mut out = Vec::new();
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let len = (*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+                let count = len / std::mem::size_of::<RawFd>();
+                let p = libc::CMSG_DATA(cmsg).cast::<RawFd>();
+                for i in 0..count {
+                    out.push(OwnedFd::from_raw_fd(std::ptr::read_unaligned(p.add(i))));
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+        if n == 0 && out.is_empty() {
+            return Ok(Vec::new());
+        }
+        if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+            return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
+        }
+        Ok(out)
+    }
+}
+
+/// `poll(2)`; an interruption by a signal counts as "nothing ready" (Ok(0)).
+pub fn poll(fds: &mut [libc::pollfd], timeout_ms: libc::c_int) -> io::Result<usize> {
+    // SAFETY: fds is a valid array of pollfd of the given length.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    if n == -1 {
+        if last_errno() == libc::EINTR {
+            return Ok(0);
+        }
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// `dup2(2)`: makes `target` a copy of `fd` (without close-on-exec).
+pub fn dup2(fd: BorrowedFd, target: RawFd) -> io::Result<()> {
+    // SAFETY: plain syscall; target is replaced atomically.
+    cvt(unsafe { libc::dup2(fd.as_raw_fd(), target) }).map(drop)
 }
 
 /// `fork(2)`: 0 in the child. Only safe to use from a single-threaded process
@@ -213,6 +347,26 @@ pub fn read_to_end_raw(fd: libc::c_int) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn descriptors_pass_over_a_socketpair() {
+        let (a, b) = socketpair().unwrap();
+        assert_eq!(
+            recv_fds(b.as_fd(), false).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+        let (r, w) = pipe().unwrap();
+        send_fds(a.as_fd(), &[r.as_fd(), w.as_fd()]).unwrap();
+        let got = recv_fds(b.as_fd(), true).unwrap();
+        assert_eq!(got.len(), 2);
+        // The received write end feeds the original read end.
+        write_all_raw(got[1].as_raw_fd(), b"hi");
+        drop((w, got));
+        assert_eq!(read_to_end_raw(r.as_raw_fd()), b"hi");
+        drop(a);
+        assert!(recv_fds(b.as_fd(), true).unwrap().is_empty(), "EOF");
+    }
 
     #[test]
     fn status_codes() {
