@@ -6,6 +6,7 @@ use super::copyup::CopyData;
 use super::inode::{Node, ROOT_ID};
 use super::{layers, Config, Union};
 use std::ffi::{OsStr, OsString};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -147,4 +148,45 @@ fn an_unlink_racing_a_copy_up_reaches_the_node() {
     let linked = f.union.link(&file, &d, OsStr::new("g")).map(drop);
     assert_eq!(linked, Err(libc::ENOENT), "link from the removed node");
     assert_eq!(f.staged(), Vec::<OsString>::new(), "left in the workdir");
+}
+
+/// An unlink of an upper file lands while an open of it has located the file
+/// by name but not opened it yet (the kernel holds no lock across the two).
+/// The open used to open what was at the name by then: the whiteout, ENXIO.
+#[test]
+fn an_unlink_racing_an_open_leaves_the_open_its_file() {
+    let f = fixture(&["f"]);
+    let d = f.lookup(&f.root(), "d");
+    let file = f.lookup(&d, "f");
+    f.union.copy_up(&file, CopyData::Full).expect("copy-up");
+
+    let (reached, release) = hold_at(&f.union, "open:located");
+    let opener = {
+        let (u, n) = (f.union.clone(), file.clone());
+        std::thread::spawn(move || {
+            u.open_file(&n, libc::O_WRONLY)
+                .and_then(|(fd, _)| crate::sys::fstat(fd.as_fd()).map_err(super::err))
+        })
+    };
+    reached
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the open located the file");
+    let remover = {
+        let (u, d) = (f.union.clone(), d.clone());
+        std::thread::spawn(move || {
+            let res = u.remove(&d, OsStr::new("f"), false);
+            let _ = release.send(());
+            res
+        })
+    };
+    assert_eq!(remover.join().unwrap(), Ok(()), "unlink of f");
+    let opened = opener.join().unwrap();
+    match opened {
+        Ok(st) => assert_eq!(
+            crate::sys::file_type(st.st_mode),
+            libc::S_IFREG,
+            "the open got something else than the file"
+        ),
+        Err(e) => panic!("open of f while it was unlinked: errno {e}"),
+    }
 }
