@@ -29,43 +29,100 @@ pub enum CopyData {
 impl Union {
     /// Makes sure `node` exists in the upper layer (copying up its parents first).
     pub fn copy_up(&self, node: &Arc<Node>, data: CopyData) -> OpResult<()> {
-        self.check_writable()?;
-        let (upper, metacopy) = {
-            let st = node.state();
-            (st.upper, st.metacopy)
-        };
-        if upper {
-            if metacopy && data != CopyData::Meta {
-                return self.copy_up_data(node, data);
+        loop {
+            self.check_writable()?;
+            let (upper, metacopy) = {
+                let st = node.state();
+                (st.upper, st.metacopy)
+            };
+            if upper {
+                if metacopy && data != CopyData::Meta {
+                    return self.copy_up_data(node, data);
+                }
+                return Ok(());
             }
-            return Ok(());
+            let data = match data {
+                CopyData::Meta if !self.metacopy || node.kind != libc::S_IFREG => CopyData::Full,
+                d => d,
+            };
+            let parent_id = node.state().parent;
+            let parent = self.node(parent_id)?;
+            self.copy_up(&parent, CopyData::Full)?;
+            if self.copy_up_into(node, &parent, data)? {
+                return Ok(());
+            }
+            // Its name moved to another directory meanwhile (an unlink of
+            // one name of a lower hard link): again, there.
         }
-        let data = match data {
-            CopyData::Meta if !self.metacopy || node.kind != libc::S_IFREG => CopyData::Full,
-            d => d,
-        };
-        let parent_id = node.state().parent;
-        let parent = self.node(parent_id)?;
-        self.copy_up(&parent, CopyData::Full)?;
+    }
 
+    /// Copies `node` up under its name in `parent` (already in the upper).
+    /// Returns false, having changed nothing, when the name went elsewhere.
+    fn copy_up_into(&self, node: &Arc<Node>, parent: &Arc<Node>, data: CopyData) -> OpResult<bool> {
         let _guard = node.copy_up.lock().unwrap_or_else(|p| p.into_inner());
         let lower = {
             let st = node.state();
             if st.upper {
-                return Ok(());
+                return Ok(true);
             }
             if st.unlinked {
                 return Err(libc::ENOENT);
+            }
+            if st.parent != parent.id {
+                return Ok(false);
             }
             st.lowers.first().cloned().ok_or(libc::ENOENT)?
         };
         let path = self.path(node)?;
         let src = self.lower(lower.layer).at(&lower.path).map_err(err)?;
         let dst_parent = self.upper()?.at(&path).map_err(err)?;
+        let work = self.work_fd()?;
+        // The copy is built in the workdir holding no lock that other
+        // requests wait for: a big file takes its time.
+        let (tmp, real_ino) = self.stage_copy(&src, work, data)?;
+        let discard = || {
+            let _ = super::layers::remove_tree(work, &tmp);
+        };
+        // Then it is published: renamed into place and the node told so, as
+        // one step for whoever changes names in that directory. For a
+        // non-directory that step holds the directory's lock, as a create
+        // there does: the kernel does not serialise an open for write (which
+        // copies up) with an unlink of the same file. The unlink then comes
+        // before (the copy is dropped: ENOENT) or after, and finds the node by
+        // its upper inode. In between, it would find no node for the upper
+        // object, and the node would go on naming the whiteout put there.
+        // A directory goes without the lock (its copy-up runs under the locks
+        // of lookups, creates and removals inside it): the kernel holds its
+        // lock for every request that copies it up and could race its rmdir,
+        // and a copy-up below it keeps it from being empty.
+        let _dir = (!node.is_dir()).then(|| self.dir_exclusive(parent));
+        {
+            let st = node.state();
+            if st.unlinked || st.parent != parent.id || st.name != dst_parent.name {
+                let unlinked = st.unlinked;
+                drop(st);
+                discard();
+                return if unlinked {
+                    Err(libc::ENOENT)
+                } else {
+                    Ok(false)
+                };
+            }
+        }
         // Copy-up is not a change the user made to the parent: keep its times
         // (as the kernel does).
         let parent_times = sys::fstat(dst_parent.dir()).ok();
-        let real_ino = self.copy_object(&src, dst_parent.dir(), &dst_parent.name, data, false)?;
+        if let Err(e) = sys::rename_at(
+            work,
+            &tmp,
+            dst_parent.dir(),
+            &dst_parent.name,
+            libc::RENAME_NOREPLACE,
+        ) {
+            discard();
+            return Err(err(e));
+        }
+        self.race_point("copy-up:published");
         if let Some(pst) = parent_times {
             restore_times(dst_parent.dir(), &pst);
         }
@@ -77,6 +134,7 @@ impl Union {
             st.metacopy = data == CopyData::Meta;
         }
         self.inodes.rekey(node, Key::Upper(real_ino));
+        drop(_dir);
         if node.is_dir() && !node.state().lowers.is_empty() {
             self.invalidate_attr(node);
         }
@@ -89,7 +147,7 @@ impl Union {
             }
         }
         log::debug!("copied up {}", path.display());
-        Ok(())
+        Ok(true)
     }
 
     /// Completes a metacopy file: copies the lower data into the upper file,
@@ -160,31 +218,27 @@ impl Union {
         Ok(())
     }
 
-    /// Copies the object `src` to `dst_dir/dst_name` through the workdir.
-    /// With `replace`, an existing destination (a whiteout) is replaced.
-    /// Returns the new upper inode number.
-    pub fn copy_object(
+    /// Builds a copy of the object `src` in the workdir, with all its
+    /// metadata. Returns its staged name and inode number; on failure nothing
+    /// is left there.
+    fn stage_copy(
         &self,
         src: &At,
-        dst_dir: BorrowedFd,
-        dst_name: &OsStr,
+        work: BorrowedFd,
         data: CopyData,
-        replace: bool,
-    ) -> OpResult<u64> {
+    ) -> OpResult<(std::ffi::OsString, u64)> {
         let st = src.stat().map_err(err)?;
-        let work = self.work_fd()?;
         let tmp = self.tmp_name();
-        let result = self.build_copy(src, &st, work, &tmp, data);
-        if let Err(e) = result {
-            let _ = super::layers::remove_tree(work, &tmp);
-            return Err(e);
+        let staged = self
+            .build_copy(src, &st, work, &tmp, data)
+            .and_then(|()| sys::stat_at(work, &tmp).map_err(err));
+        match staged {
+            Ok(staged) => Ok((tmp, staged.st_ino)),
+            Err(e) => {
+                let _ = super::layers::remove_tree(work, &tmp);
+                Err(e)
+            }
         }
-        let flags = if replace { 0 } else { libc::RENAME_NOREPLACE };
-        if let Err(e) = sys::rename_at(work, &tmp, dst_dir, dst_name, flags) {
-            let _ = super::layers::remove_tree(work, &tmp);
-            return Err(err(e));
-        }
-        Ok(sys::stat_at(dst_dir, dst_name).map_err(err)?.st_ino)
     }
 
     /// Creates the staged copy `work/tmp` with all metadata of `src`.

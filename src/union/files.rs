@@ -4,7 +4,7 @@ use super::copyup::CopyData;
 use super::inode::Node;
 use super::{err, OpResult, Union};
 use crate::sys;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -42,7 +42,8 @@ impl Union {
                 .map(|fd| (fd, from_lower))
                 .map_err(err);
         }
-        let fd = match sys::open_beneath(at.dir(), Path::new(&at.name), bflags, 0) {
+        self.race_point("open:located");
+        let opened = match sys::open_beneath(at.dir(), Path::new(&at.name), bflags, 0) {
             // The read half was only for the writeback cache; a file the
             // daemon may not read is still opened as asked.
             Err(e)
@@ -58,8 +59,30 @@ impl Union {
                 .map_err(err)
             }
             r => r.map_err(err),
-        }?;
-        Ok((fd, from_lower))
+        };
+        // An unlink of the name may land between locate and the open (the
+        // kernel holds no lock across an open and an unlink; renames wait for
+        // `paths_stable`). The name then holds a whiteout (ENXIO, a 0/0
+        // device) or nothing. The unlink gives the node an fd of its object
+        // before it touches the name: a node that has one now is reached
+        // through it, as on a local filesystem, where the open wins.
+        if !node.is_dir() {
+            let orphan = {
+                let st = node.state();
+                if st.upper && !st.metacopy {
+                    st.orphan.clone()
+                } else {
+                    None
+                }
+            };
+            if let Some(orphan) = orphan {
+                drop(opened);
+                return sys::reopen(orphan.as_fd(), bflags)
+                    .map(|fd| (fd, false))
+                    .map_err(err);
+            }
+        }
+        Ok((opened?, from_lower))
     }
 
     /// Flags for the backing file of an open(2) through the mount. With the

@@ -331,8 +331,8 @@ impl Union {
             let mut st = node.state();
             // The layers below may be learnt better now (e.g. after a rename).
             // A resolution that saw no upper may predate a copy-up that ran
-            // meanwhile (copy-up does not hold the directory): a node that is
-            // in the upper stays there while it is linked.
+            // meanwhile (a directory's copy-up does not hold the directory it
+            // is in): a node that is in the upper stays there while it is linked.
             let stale = !r.upper && st.upper && !st.unlinked;
             if r.is_dir() || st.lowers.is_empty() {
                 st.lowers = r.lowers.clone();

@@ -19,6 +19,8 @@ pub mod lookup;
 pub mod namespace;
 pub mod ovl;
 pub mod passthrough;
+#[cfg(test)]
+mod races;
 pub mod readdir;
 pub mod xattrs;
 
@@ -46,6 +48,10 @@ pub type OpResult<T> = Result<T, i32>;
 pub fn err(e: io::Error) -> i32 {
     sys::errno(&e)
 }
+
+/// Called with the name of each `race_point` reached (unit tests only).
+#[cfg(test)]
+pub(crate) type RaceHook = Arc<dyn Fn(&'static str) + Send + Sync>;
 
 /// The mounted union: layers, inode table, open handles.
 pub struct Union {
@@ -78,13 +84,19 @@ pub struct Union {
     dir_fds: std::sync::Mutex<std::collections::HashMap<(u64, u32), Arc<OwnedFd>>>,
     /// Striped per-directory locks: lookups (the kernel revalidates entries
     /// without holding the directory) take a stripe shared, creates and
-    /// removals in that directory take it exclusive.
+    /// removals in that directory take it exclusive, and so does a copy-up
+    /// of a non-directory while it puts the copy in place. Whoever holds a
+    /// stripe never copies up a non-directory (that could wait for its own
+    /// stripe, or for one held by a thread waiting for this one).
     dir_locks: Vec<RwLock<()>>,
     /// Names of lower hard-linked files removed through this mount, by
     /// (lower layer, inode): the other names show that many links less.
     pub removed_lower_links: std::sync::Mutex<std::collections::HashMap<(usize, u64), u32>>,
     /// Name (in the workdir) of the whiteout that new whiteouts link to.
     pub shared_whiteout: std::sync::Mutex<Option<std::ffi::OsString>>,
+    /// Unit tests hold a thread at a `race_point` with this, to force a race.
+    #[cfg(test)]
+    pub(crate) race_hook: std::sync::Mutex<Option<RaceHook>>,
 }
 
 /// An object named inside a directory of one layer: the directory's fd and
@@ -170,6 +182,8 @@ impl Union {
             dir_locks: (0..DIR_LOCK_STRIPES).map(|_| RwLock::new(())).collect(),
             removed_lower_links: Default::default(),
             shared_whiteout: Default::default(),
+            #[cfg(test)]
+            race_hook: Default::default(),
             layers,
         })
     }
@@ -184,6 +198,23 @@ impl Union {
 
     pub fn lower(&self, layer: usize) -> &layers::Layer {
         &self.layers.lowers[layer]
+    }
+
+    /// A place where a unit test may hold this thread (`race_hook`), to make
+    /// another one run in between. Nothing outside `cfg(test)`.
+    #[inline]
+    pub(crate) fn race_point(&self, _at: &'static str) {
+        #[cfg(test)]
+        {
+            let hook = self
+                .race_hook
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            if let Some(hook) = hook {
+                hook(_at);
+            }
+        }
     }
 
     /// A fresh name for staging in the workdir.
@@ -320,7 +351,8 @@ impl Union {
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Creates and removals in `dir` hold this exclusive.
+    /// Creates and removals in `dir`, and a copy-up of a non-directory into
+    /// it, hold this exclusive.
     pub fn dir_exclusive(&self, dir: &Node) -> std::sync::RwLockWriteGuard<'_, ()> {
         self.dir_locks[(dir.id as usize) % DIR_LOCK_STRIPES]
             .write()

@@ -297,16 +297,38 @@ impl Union {
             return Err(libc::EPERM);
         }
         let _r = self.rename_lock.read().unwrap_or_else(|p| p.into_inner());
-        let _dir = self.dir_exclusive(newparent);
-        self.check_free(newparent, newname)?;
-        self.copy_up(node, CopyData::Full)?;
-        let src = self.upper_at(node)?;
-        self.create_entry(newparent, newname, None, node.kind, 0, |dir, n| {
-            sys::link_at(src.dir(), &src.name, dir, n)
-        })?;
-        inode::add_alias(node, newparent.id, newname);
-        self.inodes.add_ref(node);
-        src.stat().map_err(err)
+        loop {
+            let dir = self.dir_exclusive(newparent);
+            self.check_free(newparent, newname)?;
+            let copied = {
+                let st = node.state();
+                st.upper && !st.metacopy
+            };
+            if !copied {
+                // A copy-up publishes under the lock of the source's
+                // directory (maybe this one, or one on the same stripe):
+                // never while holding a directory lock.
+                drop(dir);
+                self.copy_up(node, CopyData::Full)?;
+                continue;
+            }
+            let src = self.upper_at(node)?;
+            // Link only the node's own object. A whiteout at its name (had
+            // the node lost track of it) would be linked into the workdir,
+            // and renaming that over a target whiteout, the same inode, does
+            // nothing: the staged name would stay.
+            let st = src.stat().map_err(err)?;
+            if sys::file_type(st.st_mode) != node.kind || sys::is_whiteout_stat(&st) {
+                log::warn!("link: node {} does not name its object; refused", node.id);
+                return Err(libc::ENOENT);
+            }
+            self.create_entry(newparent, newname, None, node.kind, 0, |dir, n| {
+                sys::link_at(src.dir(), &src.name, dir, n)
+            })?;
+            inode::add_alias(node, newparent.id, newname);
+            self.inodes.add_ref(node);
+            return src.stat().map_err(err);
+        }
     }
 
     /// unlink and rmdir: remove the upper object, leave a whiteout where a
