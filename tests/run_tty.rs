@@ -4,13 +4,13 @@
 //! keystrokes and reads the screen. Every read is bounded (poll with a deadline).
 
 mod support;
-use support::*;
 use std::ffi::CStr;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 use std::time::Instant;
+use support::*;
 
 /// A pty pair made by the test (close-on-exec, so no other test's child inherits it).
 fn openpty(rows: u16, cols: u16) -> (OwnedFd, OwnedFd) {
@@ -225,7 +225,9 @@ fn sleep_state(secs: &str) -> Option<(u32, char)> {
 }
 
 fn wait_sleep(secs: &str, what: &str, ok: impl Fn(char) -> bool) {
-    wait_for(what, DEADLINE, || sleep_state(secs).is_some_and(|(_, s)| ok(s)));
+    wait_for(what, DEADLINE, || {
+        sleep_state(secs).is_some_and(|(_, s)| ok(s))
+    });
 }
 
 fn wait_sleep_gone(secs: &str) {
