@@ -38,6 +38,8 @@ mod more;
 mod perms;
 #[path = "mount/privs.rs"]
 mod privs;
+#[path = "mount/privs_kernel.rs"]
+mod privs_kernel;
 #[path = "mount/randomized.rs"]
 mod randomized;
 #[path = "mount/readdir.rs"]
@@ -56,5 +58,7 @@ mod security;
 mod special;
 #[path = "mount/stacking.rs"]
 mod stacking;
+#[path = "mount/times.rs"]
+mod times;
 #[path = "mount/whiteout.rs"]
 mod whiteout;

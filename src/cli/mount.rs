@@ -50,8 +50,13 @@ Options (-o, comma separated; a backslash escapes ',' and ':' in paths):
   allow_other          let other users in (default when root)
   allow_root           let root in as well as the mounting user
   default_permissions  accepted; permissions are always checked by the kernel
-  ro, rw, suid, nosuid, dev, nodev, exec, noexec, noatime, atime
+  ro, rw, suid, nosuid, dev, nodev, exec, noexec
                        as for any mount (as root: suid and dev are the default)
+  relatime, noatime, strictatime, atime, nostrictatime, diratime, nodiratime
+                       when a read updates atime of upper objects (default relatime)
+  sync, async, dirsync, lazytime, nolazytime
+                       as for any mount; with sync or dirsync strata also syncs the
+                       upper directory after each change of names in it
   fsname=NAME          source name shown in /proc/mounts (default strata)
   context=LABEL        accepted and ignored (podman passes it)
 An unknown option is an error (exit 2).";

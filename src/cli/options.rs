@@ -5,6 +5,7 @@
 //! `\,` and `\:` put commas and colons inside paths, as the kernel allows.
 
 use crate::daemon::MountConfig;
+use crate::union::Atime;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -14,6 +15,21 @@ struct Parse {
     config: MountConfig,
     /// `dirs=A:B:...` was used (A is the upper, the workdir automatic).
     aufs_dirs: bool,
+    /// The MS_NOATIME and MS_STRICTATIME flags, as mount(8) sets and clears them.
+    noatime: bool,
+    strictatime: bool,
+}
+
+impl Parse {
+    /// The kernel's rule for the flags (`path_mount`): strictatime wins over
+    /// noatime, and relatime is the default.
+    fn atime(&self) -> Atime {
+        match (self.strictatime, self.noatime) {
+            (true, _) => Atime::Always,
+            (false, true) => Atime::Never,
+            (false, false) => Atime::Relative,
+        }
+    }
 }
 
 /// A rejected option, with the reason.
@@ -152,6 +168,7 @@ pub fn parse<S: AsRef<str>>(groups: &[S]) -> Result<MountConfig, OptionError> {
             p.apply(&opt)?;
         }
     }
+    p.config.union.atime = p.atime();
     let u = &p.config.union;
     if u.lowers.is_empty() {
         return Err(OptionError(
@@ -230,8 +247,30 @@ impl Parse {
             "nodev" => session.dev = Some(false),
             "exec" => session.exec = Some(true),
             "noexec" => session.exec = Some(false),
-            "noatime" => session.noatime = true,
-            "atime" | "relatime" => session.noatime = false,
+            // The atime options set and clear flags as mount(8) does; the
+            // kernel's rule then decides (see `Parse::atime`). The daemon
+            // updates atime itself: the kernel never does on FUSE.
+            "noatime" => self.noatime = true,
+            "atime" => self.noatime = false,
+            "strictatime" => self.strictatime = true,
+            "nostrictatime" => self.strictatime = false,
+            "relatime" | "norelatime" => {}
+            "diratime" => u.dir_atime = true,
+            "nodiratime" => u.dir_atime = false,
+            "lazytime" => session.lazytime = true,
+            "nolazytime" => session.lazytime = false,
+            "sync" => {
+                session.sync = true;
+                u.sync_dirs = true;
+            }
+            "async" => {
+                session.sync = false;
+                u.sync_dirs = session.dirsync;
+            }
+            "dirsync" => {
+                session.dirsync = true;
+                u.sync_dirs = true;
+            }
             "volatile" => u.volatile = true,
             "redirect_dir" => {
                 let v = need(value)?;
@@ -305,6 +344,22 @@ mod tests {
     }
 
     #[test]
+    fn atime_flags_resolve_as_the_kernel_does() {
+        let rule = |o: &str| parse(&["lowerdir=/l", o]).unwrap().union.atime;
+        assert_eq!(rule("rw"), Atime::Relative);
+        assert_eq!(rule("noatime"), Atime::Never);
+        assert_eq!(rule("noatime,relatime"), Atime::Never);
+        assert_eq!(rule("noatime,atime"), Atime::Relative);
+        assert_eq!(rule("strictatime,noatime"), Atime::Always);
+        assert_eq!(rule("noatime,strictatime"), Atime::Always);
+        assert_eq!(rule("strictatime,nostrictatime"), Atime::Relative);
+        let c = parse(&["lowerdir=/l", "nodiratime,dirsync"]).unwrap();
+        assert!(!c.union.dir_atime && c.union.sync_dirs && c.session.dirsync);
+        let c = parse(&["lowerdir=/l", "sync,async,lazytime"]).unwrap();
+        assert!(!c.union.sync_dirs && !c.session.sync && c.session.lazytime);
+    }
+
+    #[test]
     fn escaped_comma_in_path() {
         let o = parse(&[r"lowerdir=/a\,b"]).unwrap().union;
         assert_eq!(o.lowers, vec![PathBuf::from("/a,b")]);
@@ -348,7 +403,7 @@ mod tests {
     #[test]
     fn several_groups_merge() {
         let o = parse(&["lowerdir=/l", "ro,allow_other,noatime"]).unwrap();
-        assert!(o.union.read_only && o.session.allow_other && o.session.noatime);
+        assert!(o.union.read_only && o.session.allow_other && o.union.atime == Atime::Never);
     }
 
     #[test]

@@ -10,7 +10,7 @@ mod process;
 pub use process::{unmount, unmount_strata, FSTYPE};
 
 use crate::sys;
-use crate::union::{fs::StrataFs, layers, Config, Union};
+use crate::union::{fs::StrataFs, layers, Atime, Config, Union};
 use fuser::{MountOption, SessionACL};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,7 +26,10 @@ pub struct SessionOptions {
     pub suid: Option<bool>,
     pub dev: Option<bool>,
     pub exec: Option<bool>,
-    pub noatime: bool,
+    /// The superblock's `lazytime`, `sync` and `dirsync` flags.
+    pub lazytime: bool,
+    pub sync: bool,
+    pub dirsync: bool,
     /// Request-serving threads (default: CPUs, clamped to 2..=8).
     pub threads: Option<usize>,
 }
@@ -106,7 +109,7 @@ pub fn serve(config: &MountConfig, mountpoint: &Path, foreground: bool) -> Resul
         Ok(u) => Arc::new(u),
         Err(e) => return Err(report.failed(format!("{}: {e}", mountpoint.display()))),
     };
-    let fuse_config = fuser_config(&config.session, union.read_only);
+    let fuse_config = fuser_config(&config.session, &config.union, union.read_only);
     let fs = StrataFs {
         union: union.clone(),
         negative_ttl: true,
@@ -120,6 +123,13 @@ pub fn serve(config: &MountConfig, mountpoint: &Path, foreground: bool) -> Resul
             )))
         }
     };
+    if let Err(e) = set_flags_after_mount(&config.session, &config.union, &mountpoint) {
+        let _ = unmount(&mountpoint, true);
+        return Err(report.failed(format!(
+            "mountpoint {}: setting the mount's flags: {e}",
+            mountpoint.display()
+        )));
+    }
     let watchdog = match process::start_watchdog(&mountpoint) {
         Ok(w) => w,
         Err(e) => {
@@ -173,6 +183,41 @@ pub fn serve(config: &MountConfig, mountpoint: &Path, foreground: bool) -> Resul
             Err(Error::Failed(msg))
         }
     }
+}
+
+/// Sets the flags fuser's own mount(2) cannot (`strictatime`, `nodiratime`,
+/// `lazytime`) with a remount, which gives the mount all its flags anew. Only
+/// where the daemon mounted directly (as root, or root of a user namespace);
+/// fusermount3 gets them as options instead.
+fn set_flags_after_mount(
+    opts: &SessionOptions,
+    union: &Config,
+    mountpoint: &Path,
+) -> std::io::Result<()> {
+    let wanted = union.atime == Atime::Always || !union.dir_atime || opts.lazytime;
+    if sys::geteuid() != 0 || !wanted {
+        return Ok(());
+    }
+    let root = true;
+    let mut flags = libc::MS_REMOUNT;
+    let set = |on: bool, flag: libc::c_ulong, flags: &mut libc::c_ulong| {
+        if on {
+            *flags |= flag;
+        }
+    };
+    set(union.read_only, libc::MS_RDONLY, &mut flags);
+    set(opts.sync, libc::MS_SYNCHRONOUS, &mut flags);
+    set(opts.lazytime, libc::MS_LAZYTIME, &mut flags);
+    set(!opts.suid.unwrap_or(root), libc::MS_NOSUID, &mut flags);
+    set(!opts.dev.unwrap_or(root), libc::MS_NODEV, &mut flags);
+    set(!opts.exec.unwrap_or(true), libc::MS_NOEXEC, &mut flags);
+    set(!union.dir_atime, libc::MS_NODIRATIME, &mut flags);
+    flags |= match union.atime {
+        Atime::Never => libc::MS_NOATIME,
+        Atime::Relative => libc::MS_RELATIME,
+        Atime::Always => libc::MS_STRICTATIME,
+    };
+    sys::mount::mount(None, mountpoint, None, flags, None)
 }
 
 /// Runs the session until the kernel ends it, and then leaves the mount alone.
@@ -250,8 +295,9 @@ pub fn default_threads() -> usize {
         .clamp(2, 8)
 }
 
-fn fuser_config(opts: &SessionOptions, read_only: bool) -> fuser::Config {
+fn fuser_config(opts: &SessionOptions, union: &Config, read_only: bool) -> fuser::Config {
     let root = sys::geteuid() == 0;
+    let atime = union.atime;
     let mut mo = vec![
         MountOption::FSName(opts.fsname.clone().unwrap_or_else(|| "strata".into())),
         MountOption::Subtype("strata".into()),
@@ -285,8 +331,17 @@ fn fuser_config(opts: &SessionOptions, read_only: bool) -> fuser::Config {
         Some(false) => mo.push(MountOption::NoExec),
         None => {}
     }
-    if opts.noatime {
+    // strictatime, nodiratime and lazytime: fuser has no flag for them, and
+    // fusermount3 (3.14) refuses them; as root `set_flags_after_mount` sets
+    // them. The union keeps the atime rule itself either way.
+    if atime == Atime::Never {
         mo.push(MountOption::NoAtime);
+    }
+    if opts.sync {
+        mo.push(MountOption::Sync);
+    }
+    if opts.dirsync {
+        mo.push(MountOption::DirSync);
     }
     let mut config = fuser::Config::default();
     config.mount_options = mo;

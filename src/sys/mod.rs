@@ -36,7 +36,7 @@ pub fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-fn cvt_long(ret: libc::c_long) -> io::Result<libc::c_long> {
+pub fn cvt_long(ret: libc::c_long) -> io::Result<libc::c_long> {
     if ret == -1 {
         Err(io::Error::last_os_error())
     } else {
@@ -132,6 +132,21 @@ pub fn open_beneath(dir: BorrowedFd, path: &Path, flags: i32, mode: u32) -> io::
     }
 }
 
+/// `open_beneath` with O_NOATIME, so that the daemon's own reads leave atime
+/// alone (the union decides when atime changes). A file the caller may not
+/// open that way (EPERM: not its owner, no CAP_FOWNER) is opened without it.
+pub fn open_beneath_noatime(
+    dir: BorrowedFd,
+    path: &Path,
+    flags: i32,
+    mode: u32,
+) -> io::Result<OwnedFd> {
+    match open_beneath(dir, path, flags | libc::O_NOATIME, mode) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => open_beneath(dir, path, flags, mode),
+        r => r,
+    }
+}
+
 /// An O_PATH handle on one name in `dir` itself, symlink or not (kept to
 /// reach an object after its name is gone).
 pub fn open_path_nofollow(dir: BorrowedFd, name: &OsStr) -> io::Result<OwnedFd> {
@@ -154,14 +169,23 @@ pub fn reopen(fd: BorrowedFd, flags: i32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// `reopen` with O_NOATIME where the caller may (see `open_beneath_noatime`).
+pub fn reopen_noatime(fd: BorrowedFd, flags: i32) -> io::Result<OwnedFd> {
+    match reopen(fd, flags | libc::O_NOATIME) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => reopen(fd, flags),
+        r => r,
+    }
+}
+
 /// Opens a directory beneath `dir` as an O_PATH handle (cheap, no read permission needed).
 pub fn open_dir_path(dir: BorrowedFd, path: &Path) -> io::Result<OwnedFd> {
     open_beneath(dir, path, libc::O_PATH | libc::O_DIRECTORY, 0)
 }
 
-/// Opens a directory beneath `dir` for reading its entries.
+/// Opens a directory beneath `dir` for reading its entries (leaving its atime
+/// alone where the caller may).
 pub fn open_dir_read(dir: BorrowedFd, path: &Path) -> io::Result<OwnedFd> {
-    open_beneath(dir, path, libc::O_RDONLY | libc::O_DIRECTORY, 0)
+    open_beneath_noatime(dir, path, libc::O_RDONLY | libc::O_DIRECTORY, 0)
 }
 
 /// lstat of one name in `dir` ("" for `dir` itself).
@@ -697,4 +721,50 @@ pub fn timespec(sec: i64, nsec: i64) -> libc::timespec {
         tv_sec: sec as libc::time_t,
         tv_nsec: nsec as _,
     }
+}
+
+/// The wall clock as (seconds, nanoseconds), as file times are kept.
+pub fn now() -> (i64, i64) {
+    let mut ts = timespec(0, 0);
+    // SAFETY: a valid timespec to fill; CLOCK_REALTIME always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    (ts.tv_sec, ts.tv_nsec)
+}
+
+/// Reads from the object of `fd` (one byte of a file, one batch of a
+/// directory's entries) through a new fd without O_NOATIME: the filesystem
+/// updates atime as for any read, by its own mount's rule.
+pub fn read_updating_atime(fd: BorrowedFd, is_dir: bool) -> io::Result<()> {
+    let flags = libc::O_RDONLY | if is_dir { libc::O_DIRECTORY } else { 0 };
+    read_once(reopen(fd, flags)?.as_fd(), is_dir)
+}
+
+/// `read_updating_atime` of `path` beneath `dir`.
+pub fn read_updating_atime_at(dir: BorrowedFd, path: &Path, is_dir: bool) -> io::Result<()> {
+    let flags = libc::O_RDONLY | if is_dir { libc::O_DIRECTORY } else { 0 };
+    read_once(open_beneath(dir, path, flags, 0)?.as_fd(), is_dir)
+}
+
+fn read_once(fresh: BorrowedFd, is_dir: bool) -> io::Result<()> {
+    if is_dir {
+        let mut buf = [0u8; 1024];
+        // SAFETY: a valid fd and a buffer of the given length.
+        let n = unsafe {
+            libc::syscall(
+                libc::SYS_getdents64,
+                fresh.as_raw_fd(),
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        };
+        cvt_long(n).map(drop)
+    } else {
+        let mut buf = [0u8; 1];
+        pread(fresh, &mut buf, 0).map(drop)
+    }
+}
+
+/// Sets the atime of `fd`'s object to now, leaving mtime (ctime changes too).
+pub fn touch_atime_explicitly(fd: BorrowedFd) -> io::Result<()> {
+    utimens_o_path(fd, Some(timespec(0, libc::UTIME_NOW)), None)
 }

@@ -344,6 +344,21 @@ pub fn read_to_end_raw(fd: libc::c_int) -> Vec<u8> {
     }
 }
 
+/// The supplementary groups of process `pid` (the `Groups:` line of its
+/// /proc status).
+pub fn supplementary_groups(pid: u32) -> io::Result<Vec<u32>> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    Ok(status
+        .lines()
+        .find_map(|l| l.strip_prefix("Groups:"))
+        .map(|g| {
+            g.split_whitespace()
+                .filter_map(|n| n.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

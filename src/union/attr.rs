@@ -117,7 +117,7 @@ impl SetAttr {
     /// kernel's ctime only). Still a change, as for the kernel overlayfs:
     /// the object is copied up and its ctime updated, by a chown(-1, -1) of
     /// the upper object (the kernel's notify_change(ATTR_CTIME) of it).
-    fn is_touch(&self) -> bool {
+    pub fn is_touch(&self) -> bool {
         self.mode.is_none()
             && self.uid.is_none()
             && self.gid.is_none()

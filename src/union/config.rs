@@ -36,6 +36,25 @@ pub struct Config {
     pub passthrough: bool,
     /// Ask for the kernel's writeback cache when passthrough is not granted.
     pub writeback: bool,
+    /// When a read updates atime (the mount's noatime, relatime, strictatime).
+    pub atime: Atime,
+    /// Reading a directory updates its atime too (off with `nodiratime`).
+    pub dir_atime: bool,
+    /// Sync the upper directory after each change of names in it (`dirsync`, `sync`).
+    pub sync_dirs: bool,
+}
+
+/// When reading an object updates its atime. As in kernel overlayfs, only upper
+/// objects are touched: reading a lower object never copies it up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Atime {
+    /// `noatime`: never.
+    Never,
+    /// `relatime` (the default): when atime is not newer than mtime or ctime,
+    /// or is a day old.
+    Relative,
+    /// `strictatime`: on every read.
+    Always,
 }
 
 impl Default for Config {
@@ -54,6 +73,9 @@ impl Default for Config {
             metacopy: false,
             passthrough: true,
             writeback: true,
+            atime: Atime::Relative,
+            dir_atime: true,
+            sync_dirs: false,
         }
     }
 }

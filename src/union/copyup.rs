@@ -168,8 +168,9 @@ impl Union {
         let size = sys::fstat(dst.as_fd()).map_err(err)?.st_size as u64;
         if let (Some(lower), CopyData::Full) = (lower, data) {
             let src = self.lower(lower.layer).at(&lower.path).map_err(err)?;
-            let srcfd = sys::open_beneath(src.dir(), Path::new(&src.name), libc::O_RDONLY, 0)
-                .map_err(err)?;
+            let srcfd =
+                sys::open_beneath_noatime(src.dir(), Path::new(&src.name), libc::O_RDONLY, 0)
+                    .map_err(err)?;
             sys::copy_data(srcfd.as_fd(), dst.as_fd(), size).map_err(err)?;
             if !self.volatile {
                 sys::fsync(dst.as_fd(), false).map_err(err)?;
@@ -266,9 +267,13 @@ impl Union {
                     // Same size, no blocks: the data stays below for now.
                     sys::ftruncate(dst.as_fd(), st.st_size as u64).map_err(err)?;
                 } else if data == CopyData::Full && st.st_size > 0 {
-                    let srcfd =
-                        sys::open_beneath(src.dir(), Path::new(&src.name), libc::O_RDONLY, 0)
-                            .map_err(err)?;
+                    let srcfd = sys::open_beneath_noatime(
+                        src.dir(),
+                        Path::new(&src.name),
+                        libc::O_RDONLY,
+                        0,
+                    )
+                    .map_err(err)?;
                     sys::copy_data(srcfd.as_fd(), dst.as_fd(), st.st_size as u64).map_err(err)?;
                 }
                 if !self.volatile && data == CopyData::Full && st.st_size > 0 {

@@ -38,19 +38,19 @@ impl Union {
         };
         let bflags = self.backing_flags(flags);
         if at.name.is_empty() && !node.is_dir() {
-            return sys::reopen(at.dir(), bflags)
+            return sys::reopen_noatime(at.dir(), bflags)
                 .map(|fd| (fd, from_lower))
                 .map_err(err);
         }
         self.race_point("open:located");
-        let opened = match sys::open_beneath(at.dir(), Path::new(&at.name), bflags, 0) {
+        let opened = match sys::open_beneath_noatime(at.dir(), Path::new(&at.name), bflags, 0) {
             // The read half was only for the writeback cache; a file the
             // daemon may not read is still opened as asked.
             Err(e)
                 if e.raw_os_error() == Some(libc::EACCES)
                     && bflags != super::fs::backing_flags(flags) =>
             {
-                sys::open_beneath(
+                sys::open_beneath_noatime(
                     at.dir(),
                     Path::new(&at.name),
                     super::fs::backing_flags(flags),
@@ -77,7 +77,7 @@ impl Union {
             };
             if let Some(orphan) = orphan {
                 drop(opened);
-                return sys::reopen(orphan.as_fd(), bflags)
+                return sys::reopen_noatime(orphan.as_fd(), bflags)
                     .map(|fd| (fd, false))
                     .map_err(err);
             }

@@ -4,6 +4,7 @@
 use super::attr::SetAttr;
 use super::handles::Handle;
 use super::namespace::Owner;
+use super::privs::Caller;
 use super::{OpResult, Union};
 use crate::sys;
 use fuser::{
@@ -101,9 +102,13 @@ impl StrataFs {
                 };
                 if copied {
                     if let Ok(at) = self.union.upper_at(&n) {
-                        let fd =
-                            sys::open_beneath(at.dir(), Path::new(&at.name), libc::O_RDONLY, 0)
-                                .map_err(super::err)?;
+                        let fd = sys::open_beneath_noatime(
+                            at.dir(),
+                            Path::new(&at.name),
+                            libc::O_RDONLY,
+                            0,
+                        )
+                        .map_err(super::err)?;
                         return Ok(ReadFd::Upper(fd));
                     }
                 }
@@ -121,9 +126,17 @@ impl StrataFs {
             Ok((node, r)) => {
                 let attr = self.union.attr_of(&node, &r.stat);
                 log::debug!("  entry {} {:?}", node.id, attr.kind);
-                reply.entry(&self.union.ttl, &attr, Generation(0));
+                reply.entry(&self.union.attr_ttl(&node), &attr, Generation(0));
             }
             Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn caller(req: &Request) -> Caller {
+        Caller {
+            uid: req.uid(),
+            gid: req.gid(),
+            pid: req.pid(),
         }
     }
 
@@ -143,7 +156,9 @@ impl fuser::Filesystem for StrataFs {
             | InitFlags::FUSE_EXPORT_SUPPORT
             | InitFlags::FUSE_CACHE_SYMLINKS
             // The kernel enforces ACLs from system.posix_acl_* (cached per inode).
-            | InitFlags::FUSE_POSIX_ACL;
+            | InitFlags::FUSE_POSIX_ACL
+            // The umask comes to us: a default ACL decides instead (privs.rs).
+            | InitFlags::FUSE_DONT_MASK;
         let _ = config.add_capabilities(wanted & config.capabilities());
         // Passthrough needs CAP_SYS_ADMIN in the initial namespace (checked
         // by the kernel when a backing file is registered).
@@ -242,17 +257,20 @@ impl fuser::Filesystem for StrataFs {
         let _paths = self.union.paths_stable();
         let res = self.union.node(ino.0).and_then(|node| {
             let h = fh.and_then(|fh| self.current_file(fh, &node, false));
-            self.union.getattr(&node, h.as_deref().and_then(Handle::fd))
+            let attr = self
+                .union
+                .getattr(&node, h.as_deref().and_then(Handle::fd))?;
+            Ok((attr, self.union.attr_ttl(&node)))
         });
         match res {
-            Ok(attr) => reply.attr(&self.union.ttl, &attr),
+            Ok((attr, ttl)) => reply.attr(&ttl, &attr),
             Err(e) => reply.error(errno(e)),
         }
     }
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -272,7 +290,8 @@ impl fuser::Filesystem for StrataFs {
             "setattr {} mode={mode:?} uid={uid:?} gid={gid:?} size={size:?}",
             ino.0
         );
-        let req = SetAttr {
+        let caller = Self::caller(req);
+        let mut req = SetAttr {
             mode,
             uid,
             gid,
@@ -282,12 +301,15 @@ impl fuser::Filesystem for StrataFs {
             ctime: ctime.is_some(),
         };
         let res = self.union.node(ino.0).and_then(|node| {
+            self.union.drop_setid_bits(&node, caller, &mut req);
             let h = fh.and_then(|fh| self.current_file(fh, &node, true));
-            self.union
-                .setattr(&node, req, h.as_deref().and_then(Handle::fd))
+            let attr = self
+                .union
+                .setattr(&node, req, h.as_deref().and_then(Handle::fd))?;
+            Ok((attr, self.union.attr_ttl(&node)))
         });
         match res {
-            Ok(attr) => reply.attr(&self.union.ttl, &attr),
+            Ok((attr, ttl)) => reply.attr(&ttl, &attr),
             Err(e) => reply.error(errno(e)),
         }
     }
@@ -312,12 +334,13 @@ impl fuser::Filesystem for StrataFs {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        log::debug!("mknod {} {:?} {mode:o}", parent.0, name);
+        log::debug!("mknod {} {:?} {mode:o} umask={umask:o}", parent.0, name);
         let res = self.union.node(parent.0).and_then(|p| {
+            let mode = self.union.creation_mode(&p, mode, umask);
             self.union
                 .make_node(&p, name, Self::owner(req), mode, rdev as u64, None)
         });
@@ -330,11 +353,12 @@ impl fuser::Filesystem for StrataFs {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         reply: ReplyEntry,
     ) {
-        log::debug!("mkdir {} {:?} {mode:o}", parent.0, name);
+        log::debug!("mkdir {} {:?} {mode:o} umask={umask:o}", parent.0, name);
         let res = self.union.node(parent.0).and_then(|p| {
+            let mode = self.union.creation_mode(&p, mode, umask);
             self.union.make_node(
                 &p,
                 name,
@@ -438,21 +462,25 @@ impl fuser::Filesystem for StrataFs {
         match res {
             Ok((node, st)) => {
                 let attr = self.union.attr_of(&node, &st);
-                reply.entry(&self.union.ttl, &attr, Generation(0));
+                reply.entry(&self.union.attr_ttl(&node), &attr, Generation(0));
             }
             Err(e) => reply.error(errno(e)),
         }
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         log::debug!("open {} flags={:#x}", ino.0, flags.0);
-        match self
-            .union
-            .node(ino.0)
-            .and_then(|n| self.union.open_file(&n, flags.0).map(|fd| (n, fd)))
-        {
+        match self.union.node(ino.0).and_then(|n| {
+            let opened = self.union.open_file(&n, flags.0)?;
+            if flags.0 & libc::O_TRUNC != 0 {
+                self.union.truncated_by(&n, Self::caller(req))?;
+            }
+            Ok((n, opened))
+        }) {
             Ok((node, (fd, from_lower))) => {
                 let mode = self.union.open_mode(&node, |b| reply.open_backing(b));
+                self.union
+                    .opened(&node, flags.0, &mode, fd.as_fd(), from_lower);
                 let (backing, flags) = open_reply_parts(&mode);
                 let fh = self.union.handles.insert(Handle::File {
                     fd,
@@ -583,6 +611,7 @@ impl fuser::Filesystem for StrataFs {
         log::debug!("opendir {}", ino.0);
         match self.union.node(ino.0) {
             Ok(n) if n.is_dir() => {
+                self.union.listed(&n);
                 // The listing is made at the first readdir: when the kernel
                 // answers from its cached listing, no readdir comes at all.
                 let fh = self.union.handles.insert(Handle::Dir {
@@ -689,7 +718,7 @@ impl fuser::Filesystem for StrataFs {
                 INodeNo(node.id),
                 next,
                 &item.name,
-                &self.union.ttl,
+                &self.union.attr_ttl(&node),
                 &attr,
                 Generation(0),
             ) {
@@ -764,7 +793,7 @@ impl fuser::Filesystem for StrataFs {
 
     fn setxattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         name: &OsStr,
         value: &[u8],
@@ -773,11 +802,13 @@ impl fuser::Filesystem for StrataFs {
         reply: ReplyEmpty,
     ) {
         log::debug!("setxattr {} {:?}", ino.0, name);
-        match self
-            .union
-            .node(ino.0)
-            .and_then(|n| self.union.setxattr(&n, name, value, flags))
-        {
+        match self.union.node(ino.0).and_then(|n| {
+            self.union.setxattr(&n, name, value, flags)?;
+            if name == "system.posix_acl_access" {
+                self.union.acl_set_by(&n, Self::caller(req))?;
+            }
+            Ok(())
+        }) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(e)),
         }
@@ -832,12 +863,17 @@ impl fuser::Filesystem for StrataFs {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         flags: i32,
         reply: ReplyCreate,
     ) {
-        log::debug!("create {} {:?} {mode:o} flags={flags:#x}", parent.0, name);
+        log::debug!(
+            "create {} {:?} {mode:o} umask={umask:o} flags={flags:#x}",
+            parent.0,
+            name
+        );
         let res = self.union.node(parent.0).and_then(|p| {
+            let mode = self.union.creation_mode(&p, mode, umask);
             self.union
                 .create_file(&p, name, Self::owner(req), mode, flags)
         });
@@ -845,6 +881,7 @@ impl fuser::Filesystem for StrataFs {
             Ok((node, r, fd)) => {
                 let attr = self.union.attr_of(&node, &r.stat);
                 let mode = self.union.open_mode(&node, |b| reply.open_backing(b));
+                self.union.created(&node, &mode);
                 let (backing, flags) = open_reply_parts(&mode);
                 let fh = self.union.handles.insert(Handle::File {
                     fd,
@@ -852,7 +889,7 @@ impl fuser::Filesystem for StrataFs {
                     backing: backing.clone(),
                     from_lower: false,
                 });
-                let ttl = self.union.ttl;
+                let ttl = self.union.attr_ttl(&node);
                 match backing {
                     Some(id) => reply.created_passthrough(
                         &ttl,

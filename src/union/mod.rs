@@ -7,6 +7,7 @@
 //! `Documentation/filesystems/overlayfs.rst`: lower, upper, workdir, whiteout,
 //! opaque, copy-up, redirect, metacopy.
 
+pub mod atime;
 pub mod attr;
 mod config;
 pub mod copyup;
@@ -19,13 +20,14 @@ pub mod lookup;
 pub mod namespace;
 pub mod ovl;
 pub mod passthrough;
+pub mod privs;
 #[cfg(test)]
 mod races;
 pub mod readdir;
 pub mod xattrs;
 
 use crate::sys;
-pub use config::{Config, DEFAULT_TTL};
+pub use config::{Atime, Config, DEFAULT_TTL};
 use inode::{InodeTable, Key, LowerLoc, Node, NodeState};
 use layers::LayerStack;
 use std::ffi::OsStr;
@@ -65,6 +67,15 @@ pub struct Union {
     pub volatile: bool,
     /// chmod/chown/utimens/xattr changes copy up metadata only.
     pub metacopy: bool,
+    /// When reads update atime (`atime.rs`).
+    pub atime: Atime,
+    pub dir_atime: bool,
+    /// The upper layer through a private copy of its mount that has the
+    /// union's atime rule (as root): reads through it, the kernel's passthrough
+    /// reads included, update atime exactly as that rule says.
+    pub atime_view: Option<OwnedFd>,
+    /// fsync the upper directory after each change of names in it.
+    pub sync_dirs: bool,
     /// Running as root (in our user namespace): ownership can be set freely.
     pub privileged: bool,
     /// Renames take it for writing; every op that walks paths takes it for
@@ -170,6 +181,10 @@ impl Union {
             redirect_dir: config.redirect_dir,
             volatile: config.volatile,
             metacopy: config.metacopy,
+            atime: config.atime,
+            dir_atime: config.dir_atime,
+            atime_view: atime::view(&layers, config),
+            sync_dirs: config.sync_dirs,
             privileged: sys::geteuid() == 0,
             rename_lock: RwLock::new(()),
             tmp_counter: AtomicU64::new(0),

@@ -107,6 +107,18 @@ impl Union {
         sys::mknod_at(dir, name, libc::S_IFCHR, 0)
     }
 
+    /// With `dirsync` (or `sync`): a change of names in `dir` is on disk
+    /// before the operation returns, as on a local filesystem mounted so.
+    fn sync_names(&self, dir: &Node) -> OpResult<()> {
+        if !self.sync_dirs || self.volatile {
+            return Ok(());
+        }
+        // The cached fd is O_PATH, which fsync refuses.
+        let path_fd = self.dir_fd(dir, None)?;
+        let fd = sys::reopen(path_fd.as_fd(), libc::O_RDONLY | libc::O_DIRECTORY).map_err(err)?;
+        sys::fsync(fd.as_fd(), false).map_err(err)
+    }
+
     /// Puts a new object at (parent, name). `make` creates it at the (dir,
     /// name) it is given: in place, or in the workdir when a whiteout has to
     /// be replaced atomically. The caller holds the rename lock for reading
@@ -186,6 +198,7 @@ impl Union {
         if has_aufs_wh {
             let _ = sys::unlink_at(dir, &aufs_wh, false);
         }
+        self.sync_names(parent)?;
         Ok(out)
     }
 
@@ -392,7 +405,7 @@ impl Union {
                 self.inodes.unkey(&node);
             }
         }
-        Ok(())
+        self.sync_names(parent)
     }
 
     /// For a node the kernel knows whose upper object is about to lose
@@ -495,7 +508,8 @@ impl Union {
         let dst = self.resolve(newparent, newname)?;
         if flags & libc::RENAME_EXCHANGE != 0 {
             let dst = dst.ok_or(libc::ENOENT)?;
-            return self.rename_exchange(parent, name, &src, newparent, newname, &dst);
+            self.rename_exchange(parent, name, &src, newparent, newname, &dst)?;
+            return self.sync_rename(parent, newparent);
         }
         if let Some(d) = &dst {
             if flags & libc::RENAME_NOREPLACE != 0 {
@@ -528,7 +542,16 @@ impl Union {
             dst.as_ref(),
         );
         self.inodes.forget(src_node.id, 1);
-        res
+        res?;
+        self.sync_rename(parent, newparent)
+    }
+
+    fn sync_rename(&self, parent: &Node, newparent: &Node) -> OpResult<()> {
+        self.sync_names(parent)?;
+        if newparent.id != parent.id {
+            self.sync_names(newparent)?;
+        }
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]

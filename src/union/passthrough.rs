@@ -13,14 +13,21 @@ use super::inode::Node;
 use super::{err, OpResult, Union};
 use crate::sys;
 use fuser::BackingId;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 /// How the open files of one node are served.
 #[derive(Default, Debug)]
 pub struct NodeBacking {
     slot: Mutex<Slot>,
+    /// The kernel has had the file open for writing through passthrough: it
+    /// writes the upper file itself, by write(2) or through a shared mapping
+    /// (which can outlive every open), and the file's times change where the
+    /// daemon does not see it. Its attributes are then never cached.
+    kernel_writes: AtomicBool,
 }
 
 #[derive(Default, Debug)]
@@ -71,15 +78,61 @@ impl Union {
         OpenMode::Cached
     }
 
+    /// Bookkeeping once the open of `node` with `flags` is decided: whether the
+    /// kernel now writes the file itself, and atime (`atime.rs`), unless the
+    /// kernel's passthrough reads keep it (through the atime view).
+    pub fn opened(
+        &self,
+        node: &Node,
+        flags: i32,
+        mode: &OpenMode,
+        fd: BorrowedFd,
+        from_lower: bool,
+    ) {
+        let passthrough = matches!(mode, OpenMode::Passthrough(_));
+        if passthrough && flags & libc::O_ACCMODE != libc::O_RDONLY {
+            node.backing.kernel_writes.store(true, Ordering::Relaxed);
+        }
+        let kernel_keeps_atime = passthrough && self.atime_view.is_some();
+        if flags & libc::O_ACCMODE != libc::O_WRONLY && !from_lower && !kernel_keeps_atime {
+            self.accessed(node, fd);
+        }
+    }
+
+    /// `opened` for a file just created (and opened for writing).
+    pub fn created(&self, node: &Node, mode: &OpenMode) {
+        if matches!(mode, OpenMode::Passthrough(_)) {
+            node.backing.kernel_writes.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// The attribute (and entry) timeout for `node`: none for a file the
+    /// kernel writes itself (see `NodeBacking::kernel_writes`).
+    pub fn attr_ttl(&self, node: &Node) -> Duration {
+        if node.backing.kernel_writes.load(Ordering::Relaxed) {
+            Duration::ZERO
+        } else {
+            self.ttl
+        }
+    }
+
     pub fn release_cached(&self, node: &Node) {
         let mut slot = node.backing.slot.lock().unwrap_or_else(|p| p.into_inner());
         slot.cached_opens = slot.cached_opens.saturating_sub(1);
     }
 
     /// The upper file opened read-write: it serves every later open mode.
+    /// The kernel opens its own file on the backing fd's path, with the
+    /// caller's flags: through the atime view, its reads keep the union's
+    /// atime rule.
     fn backing_fd(&self, node: &Node) -> OpResult<OwnedFd> {
+        if let Some(view) = &self.atime_view {
+            let _paths = self.paths_stable();
+            let path = self.path(node)?;
+            return sys::open_beneath(view.as_fd(), &path, libc::O_RDWR, 0).map_err(err);
+        }
         let at = self.upper_at(node)?;
-        sys::open_beneath(at.dir(), Path::new(&at.name), libc::O_RDWR, 0).map_err(err)
+        sys::open_beneath_noatime(at.dir(), Path::new(&at.name), libc::O_RDWR, 0).map_err(err)
     }
 
     pub fn passthrough_enabled(&self) -> bool {
