@@ -26,8 +26,8 @@ pub struct CompatArgs {
     /// Stay in the foreground instead of going to the background once mounted
     #[arg(short = 'f', long = "foreground")]
     pub foreground: bool,
-    /// [SOURCE] MOUNTPOINT: where to mount the union; a SOURCE before it (as
-    /// mount.fuse3 passes) names the mount in /proc/mounts
+    /// MOUNTPOINT, or SOURCE MOUNTPOINT (as mount.fuse3 passes them): where to
+    /// mount the union; SOURCE names the mount in /proc/mounts
     #[arg(value_name = "MOUNTPOINT", num_args = 1..=2, required = true)]
     pub paths: Vec<PathBuf>,
 }

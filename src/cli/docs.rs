@@ -73,6 +73,10 @@ pub fn man_page() -> std::io::Result<Vec<u8>> {
         subs = subs.replace(&format!("strata\\-{name}(1)"), &format!("strata {name}"));
     }
     page.extend_from_slice(subs.as_bytes());
+    if let Some(forms) = cmd.get_after_help() {
+        writeln!(page, ".SH \"OTHER FORMS, MOUNT(8) AND FSTAB\"")?;
+        literal(&mut page, &forms.to_string())?;
+    }
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
         let name = sub.get_bin_name().unwrap_or(sub.get_name()).to_string();
         writeln!(page, ".SH \"{}\"", name.to_uppercase())?;
@@ -88,15 +92,21 @@ pub fn man_page() -> std::io::Result<Vec<u8>> {
         page.extend_from_slice(part.as_bytes());
         if let Some(notes) = sub.get_after_long_help().or(sub.get_after_help()) {
             // A table laid out with spaces (the -o options): kept as it is.
-            writeln!(page, ".SS NOTES\n.nf")?;
-            for line in notes.to_string().lines() {
-                writeln!(page, "{}", roff_line(line))?;
-            }
-            writeln!(page, ".fi")?;
+            writeln!(page, ".SS NOTES")?;
+            literal(&mut page, &notes.to_string())?;
         }
     }
     top.render_version_section(&mut page)?;
     Ok(page)
+}
+
+/// `text` without filling: tables laid out with spaces stay as they are.
+fn literal(page: &mut Vec<u8>, text: &str) -> std::io::Result<()> {
+    writeln!(page, ".nf")?;
+    for line in text.lines() {
+        writeln!(page, "{}", roff_line(line))?;
+    }
+    writeln!(page, ".fi")
 }
 
 /// `line` as literal roff text.

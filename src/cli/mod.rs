@@ -19,6 +19,7 @@ use clap::{Parser, Subcommand};
     override_usage = "strata <COMMAND>\n       \
         strata -o OPTIONS [-f] [SOURCE] MOUNTPOINT   (as strata mount; the form of \
         fuse-overlayfs and mount.fuse3)",
+    after_help = OTHER_FORMS,
     arg_required_else_help = true,
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true
@@ -29,6 +30,19 @@ struct Cli {
     #[command(flatten)]
     compat: compat::CompatArgs,
 }
+
+const OTHER_FORMS: &str = "\
+Without a subcommand, strata mounts as `strata mount` does, in the forms other
+programs use (options: strata mount --help):
+  strata -o OPTIONS MERGED               containers-storage's mount_program (podman, buildah)
+  strata SOURCE MOUNTPOINT -o OPTIONS    mount.fuse3's, for mount -t fuse.strata
+  mount.fuse.strata SOURCE MOUNTPOINT -o OPTIONS
+                                         mount(8)'s helper (a link to strata, made by
+                                         scripts/install)
+mount(8) and /etc/fstab:
+  mount -t fuse.strata -o lowerdir=L,upperdir=U,workdir=W strata MOUNTPOINT
+  strata MOUNTPOINT fuse.strata noauto,user,lowerdir=L,upperdir=U,workdir=W 0 0
+mount(8)'s own options (noauto, user, _netdev, nofail, x-*...) are dropped.";
 
 #[derive(Subcommand, Debug)]
 enum Command {
