@@ -74,9 +74,19 @@ pub struct UmountArgs {
 }
 
 pub fn mount_main(args: MountArgs) -> i32 {
+    mount_as("strata mount", args, None)
+}
+
+/// Mounts as `strata mount` does; errors are prefixed with `prog`, and `source`
+/// (the SOURCE of mount(8)'s forms) names the mount in /proc/mounts unless an
+/// `fsname=` option does.
+pub fn mount_as(prog: &str, args: MountArgs, source: Option<String>) -> i32 {
     super::init_logging(args.log_level.as_deref());
     let config = match options::parse(&args.options) {
         Ok(mut c) => {
+            if c.session.fsname.is_none() {
+                c.session.fsname = source;
+            }
             c.daemon.log_file = args
                 .log_file
                 .or_else(|| std::env::var_os("STRATA_LOG_FILE").map(PathBuf::from))
@@ -86,7 +96,7 @@ pub fn mount_main(args: MountArgs) -> i32 {
             c
         }
         Err(e) => {
-            eprintln!("strata mount: {e}");
+            eprintln!("{prog}: {e}");
             return 2;
         }
     };
@@ -94,7 +104,7 @@ pub fn mount_main(args: MountArgs) -> i32 {
         Ok(Served::Launched | Served::Unmounted) => 0,
         Err(daemon::Error::Reported) => 1,
         Err(daemon::Error::Failed(msg)) => {
-            eprintln!("strata mount: {msg}");
+            eprintln!("{prog}: {msg}");
             1
         }
     }
