@@ -24,6 +24,8 @@ mod fx;
 mod chmod;
 #[path = "posix/chown.rs"]
 mod chown;
+#[path = "posix/handles.rs"]
+mod handles;
 #[path = "posix/link.rs"]
 mod link;
 #[path = "posix/mkdir.rs"]

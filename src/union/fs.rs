@@ -140,7 +140,7 @@ impl fuser::Filesystem for StrataFs {
         let wanted = InitFlags::FUSE_PARALLEL_DIROPS
             | InitFlags::FUSE_DO_READDIRPLUS
             | InitFlags::FUSE_READDIRPLUS_AUTO
-            | InitFlags::FUSE_EXPORT_SUPPORT
+            | super::export::init_flags(config.capabilities())
             | InitFlags::FUSE_CACHE_SYMLINKS
             // The kernel enforces ACLs from system.posix_acl_* (cached per inode).
             | InitFlags::FUSE_POSIX_ACL;

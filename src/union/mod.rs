@@ -10,6 +10,7 @@
 pub mod attr;
 mod config;
 pub mod copyup;
+pub mod export;
 pub mod files;
 pub mod fs;
 pub mod handles;
