@@ -26,6 +26,8 @@ mod chmod;
 mod chown;
 #[path = "posix/handles.rs"]
 mod handles;
+#[path = "posix/ioctl.rs"]
+mod ioctl;
 #[path = "posix/link.rs"]
 mod link;
 #[path = "posix/mkdir.rs"]

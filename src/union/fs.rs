@@ -8,9 +8,9 @@ use super::{OpResult, Union};
 use crate::sys;
 use fuser::{
     AccessFlags, BsdFileFlags, CopyFileRangeFlags, Errno, FileHandle, FopenFlags, Generation,
-    INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen,
-    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl,
+    ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -453,7 +453,10 @@ impl fuser::Filesystem for StrataFs {
         {
             Ok((node, (fd, from_lower))) => {
                 let mode = self.union.open_mode(&node, |b| reply.open_backing(b));
-                let (backing, flags) = open_reply_parts(&mode);
+                let (backing, mut flags) = open_reply_parts(&mode);
+                if self.union.needs_direct_io(fd.as_fd()) {
+                    flags |= FopenFlags::FOPEN_DIRECT_IO;
+                }
                 let fh = self.union.handles.insert(Handle::File {
                     fd,
                     node: ino.0,
@@ -884,6 +887,32 @@ impl fuser::Filesystem for StrataFs {
             sys::fallocate(fd, mode, offset, length).map_err(super::err)
         }) {
             Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn ioctl(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        flags: IoctlFlags,
+        cmd: u32,
+        in_data: &[u8],
+        out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        log::debug!(
+            "ioctl {} cmd={cmd:#x} flags={flags:?} in={} out={out_size}",
+            ino.0,
+            in_data.len()
+        );
+        match self
+            .union
+            .node(ino.0)
+            .and_then(|n| self.union.ioctl(&n, cmd, in_data, out_size))
+        {
+            Ok(out) => reply.ioctl(0, &out),
             Err(e) => reply.error(errno(e)),
         }
     }

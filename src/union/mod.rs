@@ -15,6 +15,7 @@ pub mod files;
 pub mod fs;
 pub mod handles;
 pub mod inode;
+pub mod ioctl;
 pub mod layers;
 pub mod lookup;
 pub mod namespace;
