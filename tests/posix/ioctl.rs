@@ -64,7 +64,7 @@ fn build(m: &Mk) {
 
 both!(lsattr_shows_the_real_flags, |o| {
     let f = fx(o, build);
-    backing_has_flags(&f.s.path().to_path_buf());
+    backing_has_flags(f.s.path());
     let flags = assert_ok(get_flags(&f.p("f")), "GETFLAGS of a file");
     let dflags = assert_ok(get_flags(&f.p("d")), "GETFLAGS of a directory");
     if plain() {
@@ -95,7 +95,7 @@ both!(lsattr_shows_the_real_flags, |o| {
 
 both!(chattr_append_only, |o| {
     let f = fx(o, build);
-    backing_has_flags(&f.s.path().to_path_buf());
+    backing_has_flags(f.s.path());
     let p = f.p("f");
     assert_ok(add_flags(&p, FS_APPEND_FL), "chattr +a");
     eq(
@@ -140,7 +140,7 @@ both!(chattr_append_only, |o| {
 
 both!(chattr_on_a_directory, |o| {
     let f = fx(o, build);
-    backing_has_flags(&f.s.path().to_path_buf());
+    backing_has_flags(f.s.path());
     let d = f.p("d");
     assert_ok(add_flags(&d, FS_NOATIME_FL | FS_NODUMP_FL), "chattr +Ad");
     eq(
