@@ -8,9 +8,9 @@ use super::{OpResult, Union};
 use crate::sys;
 use fuser::{
     AccessFlags, BsdFileFlags, CopyFileRangeFlags, Errno, FileHandle, FopenFlags, Generation,
-    INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr,
-    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl,
-    ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -896,11 +896,11 @@ impl fuser::Filesystem for StrataFs {
         _req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
-        flags: IoctlFlags,
+        flags: fuser::IoctlFlags,
         cmd: u32,
         in_data: &[u8],
         out_size: u32,
-        reply: ReplyIoctl,
+        reply: fuser::ReplyIoctl,
     ) {
         log::debug!(
             "ioctl {} cmd={cmd:#x} flags={flags:?} in={} out={out_size}",
