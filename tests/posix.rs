@@ -24,6 +24,12 @@ mod fx;
 mod chmod;
 #[path = "posix/chown.rs"]
 mod chown;
+#[path = "posix/fileops.rs"]
+mod fileops;
+#[path = "posix/handles.rs"]
+mod handles;
+#[path = "posix/ioctl.rs"]
+mod ioctl;
 #[path = "posix/link.rs"]
 mod link;
 #[path = "posix/mkdir.rs"]

@@ -7,6 +7,7 @@
 //!   `AT_SYMLINK_NOFOLLOW`, so a symlink inside a layer can never take the daemon
 //!   outside that layer;
 //! - `xattr`: extended attributes of objects named by (directory fd, name);
+//! - `fileattr`: inode flags and fsxattr of an open file (chattr's ioctls);
 //! - `mount`: mount, umount, unshare, statfs, /proc/self/mountinfo;
 //! - `process`: fork/clone, wait, pipes, descriptor passing, poll, prctl, signal masks;
 //! - `tty`: pseudo-terminals, termios, window sizes, the controlling terminal.
@@ -14,6 +15,7 @@
 //! It imports nothing else of strata, and adds no context to errors: callers say
 //! which path or layer failed.
 
+pub mod fileattr;
 pub mod mount;
 pub mod process;
 pub mod tty;
@@ -476,6 +478,12 @@ pub fn read(fd: BorrowedFd, buf: &mut [u8]) -> io::Result<usize> {
 
 pub fn write(fd: BorrowedFd, buf: &[u8]) -> io::Result<usize> {
     retry_eintr(|| unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) })
+}
+
+/// The status flags of the open file `fd` refers to (F_GETFL).
+pub fn status_flags(fd: BorrowedFd) -> io::Result<i32> {
+    // SAFETY: a plain fcntl call on a valid descriptor.
+    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })
 }
 
 /// Sets O_NONBLOCK on the open file `fd` refers to (shared with every copy of it).

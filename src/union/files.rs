@@ -45,9 +45,11 @@ impl Union {
         self.race_point("open:located");
         let opened = match sys::open_beneath_noatime(at.dir(), Path::new(&at.name), bflags, 0) {
             // The read half was only for the writeback cache; a file the
-            // daemon may not read is still opened as asked.
+            // daemon may not read is still opened as asked. So is an
+            // append-only file (chattr +a), which opens for writing only
+            // with O_APPEND, which the writeback cache drops.
             Err(e)
-                if e.raw_os_error() == Some(libc::EACCES)
+                if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM))
                     && bflags != super::fs::backing_flags(flags) =>
             {
                 sys::open_beneath_noatime(
@@ -83,6 +85,15 @@ impl Union {
             }
         }
         Ok((opened?, from_lower))
+    }
+
+    /// Whether the kernel must send the writes of an open file as they come,
+    /// bypassing its page cache: with the writeback cache it writes whole pages
+    /// back at their offsets, which a backing fd that kept O_APPEND (an
+    /// append-only upper file) would put at the end of the file instead.
+    pub fn needs_direct_io(&self, fd: std::os::fd::BorrowedFd) -> bool {
+        self.writeback.load(std::sync::atomic::Ordering::Relaxed)
+            && sys::status_flags(fd).is_ok_and(|f| f & libc::O_APPEND != 0)
     }
 
     /// Flags for the backing file of an open(2) through the mount. With the

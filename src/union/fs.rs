@@ -153,7 +153,7 @@ impl fuser::Filesystem for StrataFs {
         let wanted = InitFlags::FUSE_PARALLEL_DIROPS
             | InitFlags::FUSE_DO_READDIRPLUS
             | InitFlags::FUSE_READDIRPLUS_AUTO
-            | InitFlags::FUSE_EXPORT_SUPPORT
+            | super::export::init_flags(config.capabilities())
             | InitFlags::FUSE_CACHE_SYMLINKS
             // The kernel enforces ACLs from system.posix_acl_* (cached per inode).
             | InitFlags::FUSE_POSIX_ACL
@@ -481,7 +481,10 @@ impl fuser::Filesystem for StrataFs {
                 let mode = self.union.open_mode(&node, |b| reply.open_backing(b));
                 self.union
                     .opened(&node, flags.0, &mode, fd.as_fd(), from_lower);
-                let (backing, flags) = open_reply_parts(&mode);
+                let (backing, mut flags) = open_reply_parts(&mode);
+                if self.union.needs_direct_io(fd.as_fd()) {
+                    flags |= FopenFlags::FOPEN_DIRECT_IO;
+                }
                 let fh = self.union.handles.insert(Handle::File {
                     fd,
                     node: ino.0,
@@ -921,6 +924,32 @@ impl fuser::Filesystem for StrataFs {
             sys::fallocate(fd, mode, offset, length).map_err(super::err)
         }) {
             Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn ioctl(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        flags: fuser::IoctlFlags,
+        cmd: u32,
+        in_data: &[u8],
+        out_size: u32,
+        reply: fuser::ReplyIoctl,
+    ) {
+        log::debug!(
+            "ioctl {} cmd={cmd:#x} flags={flags:?} in={} out={out_size}",
+            ino.0,
+            in_data.len()
+        );
+        match self
+            .union
+            .node(ino.0)
+            .and_then(|n| self.union.ioctl(&n, cmd, in_data, out_size))
+        {
+            Ok(out) => reply.ioctl(0, &out),
             Err(e) => reply.error(errno(e)),
         }
     }
