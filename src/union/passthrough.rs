@@ -90,8 +90,12 @@ impl Union {
         from_lower: bool,
     ) {
         let passthrough = matches!(mode, OpenMode::Passthrough(_));
-        if passthrough && flags & libc::O_ACCMODE != libc::O_RDONLY {
-            node.backing.kernel_writes.store(true, Ordering::Relaxed);
+        if passthrough
+            && flags & libc::O_ACCMODE != libc::O_RDONLY
+            && !node.backing.kernel_writes.swap(true, Ordering::Relaxed)
+        {
+            // The kernel holds attributes from before, with the full timeout.
+            self.invalidate_attr(node);
         }
         let kernel_keeps_atime = passthrough && self.atime_view.is_some();
         if flags & libc::O_ACCMODE != libc::O_WRONLY && !from_lower && !kernel_keeps_atime {
