@@ -218,3 +218,52 @@ fn nobody_cannot_mount_on_roots_directory() {
         out.stderr
     );
 }
+
+/// nobody's mount (through fusermount3, which knows no strictatime or
+/// nodiratime) still keeps the mount's atime rule: reads of upper objects
+/// update atime by it, lower objects are never touched.
+#[test]
+fn nobody_mount_keeps_the_atime_rule() {
+    let day = 24 * 60 * 60;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    // (option, atime of the objects before the read, whether the upper file's
+    // and the upper directory's atime change)
+    let cases = [
+        ("relatime", now - 2 * day, (true, true)),
+        ("relatime", now + 30, (false, false)),
+        ("noatime", now - 2 * day, (false, false)),
+        ("strictatime", now + 30, (true, true)),
+        ("strictatime,nodiratime", now + 30, (true, false)),
+    ];
+    for (opts, atime, (file_updated, dir_updated)) in cases {
+        let lay = Layout::new(1);
+        write(lay.l(0, "lf"), "lower");
+        write(lay.u("uf"), "upper");
+        mkdirs(lay.u("ud/x"));
+        chown_tree(lay.dir.path(), NOBODY, NOGROUP);
+        lchown(lay.dir.path(), 0, 0).unwrap();
+        for p in [lay.l(0, "lf"), lay.u("uf"), lay.u("ud")] {
+            utimensat(&p, (atime, 0), (now - 3 * day, 0), 0).unwrap();
+        }
+        let atime_of = |p: &std::path::Path| lstat(p).unwrap().st_atime;
+        let out = run(as_nobody(&mut strata())
+            .arg("mount")
+            .arg("-o")
+            .arg(format!("{},{opts}", lay.opts()))
+            .arg(&lay.mnt));
+        let m = Mount::adopt(out, &lay.mnt, "strata mount (as nobody)");
+        as_user(&nobody(), || {
+            read(lay.m("lf"));
+            read(lay.m("uf"));
+            ls(lay.m("ud"));
+        });
+        let what = format!("-o {opts}, atime {atime}");
+        assert_eq!(atime_of(&lay.l(0, "lf")), atime, "{what}: lower file touched");
+        assert_eq!(atime_of(&lay.u("uf")) != atime, file_updated, "{what}: upper file");
+        assert_eq!(atime_of(&lay.u("ud")) != atime, dir_updated, "{what}: upper directory");
+        m.umount();
+    }
+}
