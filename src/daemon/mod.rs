@@ -187,8 +187,9 @@ pub fn serve(config: &MountConfig, mountpoint: &Path, foreground: bool) -> Resul
 
 /// Sets the flags fuser's own mount(2) cannot (`strictatime`, `nodiratime`,
 /// `lazytime`) with a remount, which gives the mount all its flags anew. Only
-/// where the daemon mounted directly (as root, or root of a user namespace);
-/// fusermount3 gets them as options instead.
+/// where the daemon mounted directly (as root, or root of a user namespace):
+/// fusermount3 (3.14) refuses them, and an ordinary user's mount goes without
+/// (the union keeps the atime rule either way).
 fn set_flags_after_mount(
     opts: &SessionOptions,
     union: &Config,
@@ -198,25 +199,21 @@ fn set_flags_after_mount(
     if sys::geteuid() != 0 || !wanted {
         return Ok(());
     }
-    let root = true;
-    let mut flags = libc::MS_REMOUNT;
-    let set = |on: bool, flag: libc::c_ulong, flags: &mut libc::c_ulong| {
-        if on {
-            *flags |= flag;
-        }
-    };
-    set(union.read_only, libc::MS_RDONLY, &mut flags);
-    set(opts.sync, libc::MS_SYNCHRONOUS, &mut flags);
-    set(opts.lazytime, libc::MS_LAZYTIME, &mut flags);
-    set(!opts.suid.unwrap_or(root), libc::MS_NOSUID, &mut flags);
-    set(!opts.dev.unwrap_or(root), libc::MS_NODEV, &mut flags);
-    set(!opts.exec.unwrap_or(true), libc::MS_NOEXEC, &mut flags);
-    set(!union.dir_atime, libc::MS_NODIRATIME, &mut flags);
-    flags |= match union.atime {
-        Atime::Never => libc::MS_NOATIME,
-        Atime::Relative => libc::MS_RELATIME,
-        Atime::Always => libc::MS_STRICTATIME,
-    };
+    let flag = |on: bool, flag: libc::c_ulong| if on { flag } else { 0 };
+    // As root, suid and dev are on unless asked off (see `fuser_config`).
+    let flags = libc::MS_REMOUNT
+        | flag(union.read_only, libc::MS_RDONLY)
+        | flag(opts.sync, libc::MS_SYNCHRONOUS)
+        | flag(opts.lazytime, libc::MS_LAZYTIME)
+        | flag(opts.suid == Some(false), libc::MS_NOSUID)
+        | flag(opts.dev == Some(false), libc::MS_NODEV)
+        | flag(opts.exec == Some(false), libc::MS_NOEXEC)
+        | flag(!union.dir_atime, libc::MS_NODIRATIME)
+        | match union.atime {
+            Atime::Never => libc::MS_NOATIME,
+            Atime::Relative => libc::MS_RELATIME,
+            Atime::Always => libc::MS_STRICTATIME,
+        };
     sys::mount::mount(None, mountpoint, None, flags, None)
 }
 
