@@ -107,6 +107,17 @@ impl Union {
         sys::mknod_at(dir, name, libc::S_IFCHR, 0)
     }
 
+    /// A new directory `name` in the workdir with the default ACL `acl`.
+    fn staging_dir(&self, work: BorrowedFd, name: &OsStr, acl: &[u8]) -> OpResult<OwnedFd> {
+        sys::mkdir_at(work, name, 0o700).map_err(err)?;
+        let made = sys::xattr::set(work, name, OsStr::new(DEFAULT_ACL), acl, 0)
+            .and_then(|()| sys::open_dir_path(work, Path::new(name)));
+        made.map_err(|e| {
+            let _ = super::layers::remove_tree(work, name);
+            err(e)
+        })
+    }
+
     /// With `dirsync` (or `sync`): a change of names in `dir` is on disk
     /// before the operation returns, as on a local filesystem mounted so.
     fn sync_names(&self, dir: &Node) -> OpResult<()> {
@@ -153,16 +164,41 @@ impl Union {
                 o.gid
             },
         });
-        let work;
-        let tmp;
-        let (target_dir, target_name): (BorrowedFd, &OsStr) = if whiteout.is_some() {
-            work = self.work_fd()?;
-            tmp = self.tmp_name();
-            (work, &tmp)
-        } else {
-            (dir, name)
+        let tmp = self.tmp_name();
+        let work = match whiteout {
+            Some(_) => Some(self.work_fd()?),
+            None => None,
         };
-        let out = make(target_dir, target_name).map_err(err)?;
+        // Made over a whiteout, the object is made in the workdir, which has
+        // no default ACL: under a parent with one it is made in a staging
+        // directory of the workdir that carries the parent's default ACL, so
+        // that the upper filesystem applies it (as the kernel's
+        // ovl_create_over_whiteout does).
+        let mut staging: Option<OwnedFd> = None;
+        let (target_dir, target_name): (BorrowedFd, &OsStr) = match work {
+            Some(work) => {
+                if let Some(acl) = default_acl(dir)? {
+                    staging = Some(self.staging_dir(work, &tmp, &acl)?);
+                }
+                match &staging {
+                    Some(stage) => (stage.as_fd(), name),
+                    None => (work, &tmp),
+                }
+            }
+            None => (dir, name),
+        };
+        let drop_staging = || {
+            if let (Some(_), Some(work)) = (&staging, work) {
+                let _ = super::layers::remove_tree(work, &tmp);
+            }
+        };
+        let out = match make(target_dir, target_name) {
+            Ok(out) => out,
+            Err(e) => {
+                drop_staging();
+                return Err(err(e));
+            }
+        };
         let finish = || -> OpResult<()> {
             if let Some(o) = owner {
                 self.set_owner(target_dir, target_name, o.uid, o.gid)?;
@@ -193,8 +229,11 @@ impl Union {
         };
         if let Err(e) = finish() {
             let _ = super::layers::remove_tree(target_dir, target_name);
+            drop_staging();
             return Err(e);
         }
+        // Empty now, or holding the whiteout a directory was swapped with.
+        drop_staging();
         if has_aufs_wh {
             let _ = sys::unlink_at(dir, &aufs_wh, false);
         }
@@ -710,4 +749,11 @@ impl Union {
         self.inodes.forget(nb.id, 1);
         res
     }
+}
+
+const DEFAULT_ACL: &str = "system.posix_acl_default";
+
+/// The default ACL of the directory `dir` (an fd of it), if it has one.
+fn default_acl(dir: BorrowedFd) -> OpResult<Option<Vec<u8>>> {
+    sys::xattr::get(dir, OsStr::new(""), OsStr::new(DEFAULT_ACL)).map_err(err)
 }

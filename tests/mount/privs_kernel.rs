@@ -147,3 +147,18 @@ fn a_default_acl_decides_instead_of_the_umask() {
     assert!(out.contains("d/f -rw-r--r--"), "{out}");
     assert!(out.contains("d/s drwxr-xr-x"), "{out}");
 }
+
+#[test]
+fn a_default_acl_applies_to_an_object_made_over_a_whiteout() {
+    // Each name was deleted first (a whiteout), so the new object is made in
+    // the workdir and renamed into place.
+    let out = same(
+        "mkdir d; touch d/f d/g; mkdir d/s; setfacl -d -m u::rwx,g::r-x,o::--- d",
+        "rm -r d/f d/g d/s\n\
+         (umask 022; touch d/f; mkdir d/s; mkfifo d/g)\n\
+         stat -c '%n %A' d/f d/s d/g\n\
+         getfacl -cp d/f d/s | sort\n",
+    );
+    assert!(out.contains("d/f -rw-r-----"), "{out}");
+    assert!(out.contains("d/s drwxr-x---"), "{out}");
+}
