@@ -116,17 +116,15 @@ impl Union {
         if self.atime == Atime::Never || !self.dir_atime || !node.state().upper {
             return;
         }
+        // The directory's cached fd: no walk for the common case, where
+        // the rule says the atime stays.
         let fd = {
             let _paths = self.paths_stable();
-            match self
-                .path(node)
-                .and_then(|p| self.upper()?.open_dir_path(&p).map_err(super::err))
-            {
-                Ok(fd) => fd,
-                Err(_) => return,
-            }
+            self.dir_fd(node, None)
         };
-        self.accessed(node, fd.as_fd());
+        if let Ok(fd) = fd {
+            self.accessed(node, fd.as_fd());
+        }
     }
 }
 
