@@ -81,7 +81,7 @@ case $s in
 *) exit 3 ;;
 esac
 echo $((s+1)) > /stage
-echo "stage $s ok"
+echo "stage $s ok on $(busybox awk '$2 == "/" { t = $3 } END { print t }' /proc/mounts)"
 "#;
 
 /// RUN steps that create, delete and rename files of earlier layers and chown.
@@ -160,6 +160,8 @@ struct World {
     /// (name, uid, gid) when rootless.
     user: Option<(&'static str, u32, u32)>,
     dir: TestDir,
+    /// The mount_program storage.conf names now.
+    mp: std::cell::Cell<Option<Mp>>,
     done: bool,
 }
 
@@ -175,6 +177,7 @@ impl World {
             mode,
             user,
             dir,
+            mp: std::cell::Cell::new(mp),
             done: false,
         };
         for d in ["tmp", "vartmp", "net", "home", "xdg", "ctx", "out"] {
@@ -209,7 +212,9 @@ default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
 log_driver = "k8s-file"
 [engine]
 cgroup_manager = "cgroupfs"
-events_logger = "file"
+# not "file": a --rm container's asynchronous `podman container cleanup` writes tmp/events
+# while `system reset` removes it, and reset then fails ("directory not empty")
+events_logger = "none"
 runtime = "runc"
 pull_policy = "never"
 tmp_dir = "{d}/tmp"
@@ -224,6 +229,7 @@ network_config_dir = "{d}/net"
     /// (Re)writes storage.conf: the same graphroot with another mount_program (None:
     /// kernel overlayfs).
     fn set_mount_program(&self, mp: Option<Mp>) {
+        self.mp.set(mp);
         let d = self.dir.path().display();
         let mut text = format!(
             "[storage]\ndriver = \"overlay\"\ngraphroot = \"{d}/root\"\nrunroot = \"{d}/runroot\"\n\
@@ -341,7 +347,8 @@ network_config_dir = "{d}/net"
     }
 
     /// The /data listing of a container (`podman mount`) or image (`podman image
-    /// mount`) as the host sees it through the mount_program's mount.
+    /// mount`) as the host sees it through the mount_program's mount, which must be the
+    /// one storage.conf names.
     fn mounted_listing(&self, what: &str, name: &str) -> String {
         let (mount, umount) = match what {
             "container" => ("mount", "umount"),
@@ -349,12 +356,19 @@ network_config_dir = "{d}/net"
         };
         let script = format!(
             r#"M=$(podman {mount} "$1") || exit 1
-grep -F " $M " /proc/self/mountinfo >&2
+grep -F " $M " /proc/self/mountinfo | sed 's/.* - //; s/ .*//'
 busybox sh "$2" "$M"; rc=$?
 podman {umount} "$1" >/dev/null || rc=1
 exit $rc"#
         );
-        self.in_ns(&script, &["sh", name, &self.path("list-data")])
+        let out = self.in_ns(&script, &["sh", name, &self.path("list-data")]);
+        let (fstype, listing) = out.split_once('\n').unwrap_or((&out, ""));
+        let want = self.mp.get().map_or("overlay", Mp::fstype);
+        assert_eq!(
+            fstype, want,
+            "the mount of podman {what} mount {name}:\n{out}"
+        );
+        listing.to_string()
     }
 
     fn pause_pid(&self) -> Option<i32> {
@@ -827,7 +841,10 @@ both_modes!(store_shared_with_fuse_overlayfs, |mode| {
     w.ok(&["create", "--name", "c1", IMG, "stages"]);
 
     // fuse-overlayfs writes: new file, lower file deleted, lower dir renamed, chown.
-    assert_eq!(w.ok(&["start", "-a", "c1"]), "stage 0 ok\n");
+    assert_eq!(
+        w.ok(&["start", "-a", "c1"]),
+        "stage 0 ok on fuse.fuse-overlayfs\n"
+    );
     let by_fo = w.mounted_listing("container", "c1");
     assert_modified_listing(&by_fo, "podman mount c1 through fuse-overlayfs");
 
@@ -847,7 +864,7 @@ both_modes!(store_shared_with_fuse_overlayfs, |mode| {
     );
     // The container checks fuse-overlayfs' changes through strata, then strata writes:
     // deletes (a copied-up file, a lower file), a directory over a whiteout, a new file.
-    assert_eq!(w.ok(&["start", "-a", "c1"]), "stage 1 ok\n");
+    assert_eq!(w.ok(&["start", "-a", "c1"]), "stage 1 ok on fuse.strata\n");
     let by_strata = w.mounted_listing("container", "c1");
     assert_has(
         &by_strata,
@@ -864,7 +881,10 @@ both_modes!(store_shared_with_fuse_overlayfs, |mode| {
         lines(&by_strata),
         "podman mount c1: fuse-overlayfs vs. strata on strata's upper"
     );
-    assert_eq!(w.ok(&["start", "-a", "c1"]), "stage 2 ok\n");
+    assert_eq!(
+        w.ok(&["start", "-a", "c1"]),
+        "stage 2 ok on fuse.fuse-overlayfs\n"
+    );
     w.ok(&["commit", "-q", "c1", "localhost/bb:stage2"]);
     let img = w.ok(&["run", "--rm", "localhost/bb:stage2", "list-data", "/"]);
     assert_eq!(
