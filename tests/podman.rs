@@ -410,7 +410,14 @@ exit $rc"#
                 unsafe { libc::kill(p, libc::SIGKILL) };
             }
             if let Some(p) = pause.filter(|&p| is_pause(p)) {
+                // Rootless mounts live in its mount namespace, not in ours.
+                let ns = fs::read_to_string(format!("/proc/{p}/mountinfo")).unwrap_or_default();
+                let marker = format!(" {}/", self.dir.path().display());
+                for l in ns.lines().filter(|l| l.contains(&marker)) {
+                    problems.push(format!("mount left in the pause process' namespace: {l}"));
+                }
                 problems.push(format!("pause process {p} left: {}", cmdline(p)));
+                // Its namespaces, and the mounts in them, go with it.
                 unsafe { libc::kill(p, libc::SIGKILL) };
             }
         }
