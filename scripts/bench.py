@@ -963,6 +963,173 @@ def wl_startup(b, impl):
     return {"startup": statistics.median(times)}
 
 
+# ----------------------------------------------------------------------------- podman
+# podman 4 / buildah with each implementation as containers-storage's overlay
+# `mount_program` (kernel: native overlay, no mount_program), as root, each run in a
+# private world (containers.conf + storage.conf under runs/IMPL/podman, netns none,
+# pull_policy never, the image imported from a local busybox-static tar).
+
+PODMAN_DIRS, PODMAN_FILES_PER_DIR = 30, 100  # the build context: 3,000 files of 1 KiB
+PODMAN_CONTAINERFILE = """FROM localhost/bench:latest
+COPY files /files
+RUN for f in /files/d0*/f*; do echo modified >> "$f"; done && rm -r /files/d10 && \\
+    mv /files/d11 /files/d11-moved && chmod -R go-r /files/d12 && chown -R 1234:5678 /files/d13
+"""
+# after the build: d10's 100 files gone, d00-d09 appended to, d13 chowned
+PODMAN_CHECK = ("find /files -type f | wc -l; tail -n 1 /files/d00/f0000; stat -c %u:%g /files/d13/f0099; "
+                "test -d /files/d11-moved && test ! -e /files/d11 && echo renamed")
+PODMAN_EXPECT = f"{(PODMAN_DIRS - 1) * PODMAN_FILES_PER_DIR}\nmodified\n1234:5678\nrenamed\n"
+
+
+def gen_podman(root):
+    """rootfs.tar (busybox-static with every applet, owned by 0:0) and ctx/ (Containerfile
+    and files/dNN/fNNNN)."""
+    bb = "/bin/busybox"
+    applets = subprocess.run([bb, "--list"], capture_output=True, check=True).stdout.decode().split()
+    with tarfile.open(f"{root}/rootfs.tar", "w") as t:
+        def add(name, kind, data=b"", mode=0o755, target=""):
+            ti = tarfile.TarInfo(name)
+            ti.type, ti.mode, ti.uid, ti.gid, ti.mtime = kind, mode, 0, 0, 1700000000
+            if kind == tarfile.SYMTYPE:
+                ti.linkname = target
+            ti.size = len(data)
+            t.addfile(ti, io.BytesIO(data) if data else None)
+        for d in ("bin", "dev", "proc", "sys", "etc", "root", "run"):
+            add(d, tarfile.DIRTYPE)
+        add("tmp", tarfile.DIRTYPE, mode=0o1777)
+        add("bin/busybox", tarfile.REGTYPE, open(bb, "rb").read())
+        for a in applets:
+            if a != "busybox":
+                add(f"bin/{a}", tarfile.SYMTYPE, target="busybox", mode=0o777)
+        add("etc/passwd", tarfile.REGTYPE, b"root:x:0:0:root:/root:/bin/sh\n", 0o644)
+        add("etc/group", tarfile.REGTYPE, b"root:x:0:\n", 0o644)
+    os.makedirs(f"{root}/ctx")
+    wfile(f"{root}/ctx/Containerfile", PODMAN_CONTAINERFILE.encode())
+    block = b"x" * 1023 + b"\n"
+    for d in range(PODMAN_DIRS):
+        os.makedirs(f"{root}/ctx/files/d{d:02d}")
+        for i in range(PODMAN_FILES_PER_DIR):
+            wfile(f"{root}/ctx/files/d{d:02d}/f{i:04d}", block)
+
+
+class PodmanWorld:
+    """A private podman configuration and storage for one implementation; close() runs
+    `podman rm -af` and `podman system reset -f`, unmounts what is left and removes it."""
+
+    def __init__(self, b, impl):
+        if impl == "strata" and b.a.strata_error:
+            raise Failed(b.a.strata_error)
+        for tool in ("podman", "runc", "conmon"):
+            if not shutil.which(tool):
+                raise Skip(f"{tool} is not installed (apt-get install podman buildah runc conmon catatonit)")
+        self.b = b
+        self.dir = d = f"{b.runs}/{impl}/podman"
+        rmtree(d)
+        for sub in ("tmp", "vartmp", "net"):
+            os.makedirs(f"{d}/{sub}")
+        with open(f"{d}/containers.conf", "w") as f:
+            f.write(f"""[containers]
+netns = "none"
+default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
+log_driver = "k8s-file"
+[engine]
+cgroup_manager = "cgroupfs"
+# not "file": a --rm container's asynchronous `podman container cleanup` writes tmp/events
+# while `system reset` removes it
+events_logger = "none"
+runtime = "runc"
+pull_policy = "never"
+tmp_dir = "{d}/tmp"
+volume_path = "{d}/root/volumes"
+[network]
+network_config_dir = "{d}/net"
+""")
+        mp = "" if impl == "kernel" else f'mount_program = "{b.bins[impl]}"\n'
+        with open(f"{d}/storage.conf", "w") as f:
+            f.write(f'[storage]\ndriver = "overlay"\ngraphroot = "{d}/root"\nrunroot = "{d}/runroot"\n'
+                    f'[storage.options.overlay]\n{mp}')
+        self.env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": d, "TMPDIR": f"{d}/vartmp",
+                    "CONTAINERS_CONF": f"{d}/containers.conf", "CONTAINERS_STORAGE_CONF": f"{d}/storage.conf"}
+        self.src, _ = b.layer("podman", gen_podman)
+
+    def podman(self, *args, timeout=None):
+        return run(["podman", *args], timeout=timeout or self.b.a.timeout, env=self.env, cwd=self.dir)
+
+    def timed(self, *args):
+        t0 = time.perf_counter()
+        out, _ = self.podman(*args)
+        return time.perf_counter() - t0, out
+
+    def procs(self):
+        """Live processes whose command line names this world's directory."""
+        out = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if (self.dir + "/").encode() not in f.read():
+                        continue
+                with open(f"/proc/{pid}/stat") as f:
+                    if f.read().rsplit(")", 1)[-1].split()[0] == "Z":
+                        continue
+            except OSError:
+                continue
+            out.append(int(pid))
+        return out
+
+    def close(self):
+        for args in (("rm", "-af", "-t", "0"), ("system", "reset", "-f")):
+            try:
+                self.podman(*args, timeout=120)
+            except Failed as e:
+                log(f"podman {' '.join(args)}: {e}")
+        # conmon, `podman container cleanup` and FUSE daemons exit asynchronously: let them
+        # finish so that they do not overlap the next implementation's run
+        deadline = time.time() + 10
+        while time.time() < deadline and (any(mp.startswith(self.dir + "/") for mp, _, _ in mountinfo())
+                                          or self.procs()):
+            time.sleep(0.1)
+        for pid in self.procs():
+            log(f"podman: killing leftover process {pid}")
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for mp, _, _ in reversed(mountinfo()):
+            if mp.startswith(self.dir + "/"):
+                log(f"podman: unmounting leftover {mp}")
+                abort_fuse(mp)
+                subprocess.run(["umount", "-l", mp], stderr=subprocess.DEVNULL)
+        rmtree(self.dir)
+
+
+def wl_podman_run(b, impl):
+    w = PodmanWorld(b, impl)
+    try:
+        w.podman("import", "-q", f"{w.src}/rootfs.tar", "localhost/bench:latest")
+        _, out = w.timed("run", "--rm", "localhost/bench:latest", "sh", "-c", "echo ok; awk '$2 == \"/\" {print $3}' /proc/mounts")
+        want = {"kernel": "overlay", "strata": "fuse.strata", "fo110": "fuse.fuse-overlayfs"}[impl]
+        if out.decode().split() != ["ok", want]:
+            raise Failed(f"podman run printed {out!r}, expected ok and a {want} root")
+        times = [w.timed("run", "--rm", "localhost/bench:latest", "true")[0] * 1000 for _ in range(10)]
+        return {"podman_run": statistics.median(times)}
+    finally:
+        w.close()
+
+
+def wl_podman_build(b, impl):
+    w = PodmanWorld(b, impl)
+    try:
+        w.podman("import", "-q", f"{w.src}/rootfs.tar", "localhost/bench:latest")
+        t, _ = w.timed("build", "--layers", "--no-cache", "--network", "none", "-t", "localhost/bench:built",
+                       f"{w.src}/ctx")
+        out, _ = w.podman("run", "--rm", "localhost/bench:built", "sh", "-c", PODMAN_CHECK)
+        if out.decode() != PODMAN_EXPECT:
+            raise Failed(f"the built image shows {out.decode()!r}, expected {PODMAN_EXPECT!r}")
+        return {"podman_build": t}
+    finally:
+        w.close()
+
+
 # metric: (label, unit, better, target, ratio_base)
 #   target: None | ("le", x) ratio ≤ x | ("ge", x) ratio ≥ x | ("ge_impl", impl) | ("abs_le", x)
 #           | ("abs_lt", x) | ("near_start",)
@@ -996,6 +1163,10 @@ METRICS = {
     "l100_ratio": ("100 layers: bottom/top stat time", "×", "lower", ("abs_le", 2)),
     "startup": ("`strata run --rootfs R -- /bin/true` (median of 20)", "ms", "lower",
                 ("ref", "ref.: crun 47 ms, youki 112 ms")),
+    "podman_run": ("`podman run --rm IMAGE true`, root (median of 10)", "ms", "lower",
+                   None),
+    "podman_build": ("`podman build`: COPY 3,000 files, RUN appending to 1,000, rm/mv/chmod/chown 400", "s",
+                     "lower", None),
 }
 
 # rows whose ratio is taken against another row's kernel figure
@@ -1025,6 +1196,8 @@ WORKLOADS = {
     "rss-bigdir": (wl_rss_bigdir, ["bigdir_ls", "bigdir_rss", "bigdir_hwm"], False, None),
     "layers100": (wl_layers100, ["l100_mount", "l100_top", "l100_bottom", "l100_ratio"], True, None),
     "startup": (wl_startup, ["startup"], True, ["strata"]),
+    "podman-run": (wl_podman_run, ["podman_run"], True, ["kernel", "strata", "fo110"]),
+    "podman-build": (wl_podman_build, ["podman_build"], False, ["kernel", "strata", "fo110"]),
 }
 
 
