@@ -190,6 +190,12 @@ impl Union {
         if removed > 0 {
             attr.nlink = attr.nlink.saturating_sub(removed).max(1);
         }
+        if self.static_nlink && node.is_dir() {
+            attr.nlink = 1;
+        }
+        let (uid, gid) = self.ids.shown(st.st_uid, st.st_gid);
+        attr.uid = uid;
+        attr.gid = gid;
         attr
     }
 
@@ -197,10 +203,13 @@ impl Union {
     pub fn setattr(
         &self,
         node: &Arc<Node>,
-        req: SetAttr,
+        mut req: SetAttr,
         fd: Option<BorrowedFd>,
     ) -> OpResult<FileAttr> {
         self.check_writable()?;
+        // The owner asked for is as the mount shows it.
+        req.uid = req.uid.map(|u| self.ids.layer_uid(u));
+        req.gid = req.gid.map(|g| self.ids.layer_gid(g));
         let _r = self.rename_lock.read().unwrap_or_else(|p| p.into_inner());
         let (upper, unlinked) = {
             let s = node.state();

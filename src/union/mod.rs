@@ -15,6 +15,7 @@ pub mod export;
 pub mod files;
 pub mod fs;
 pub mod handles;
+pub mod idmap;
 pub mod inode;
 pub mod ioctl;
 pub mod layers;
@@ -78,6 +79,12 @@ pub struct Union {
     pub atime_view: Option<OwnedFd>,
     /// fsync the upper directory after each change of names in it.
     pub sync_dirs: bool,
+    /// Owners as the mount shows them (`idmap.rs`).
+    pub ids: idmap::Ids,
+    /// Directories report one link.
+    pub static_nlink: bool,
+    /// FUSE_POSIX_ACL is asked for.
+    pub posix_acl: bool,
     /// Running as root (in our user namespace): ownership can be set freely.
     pub privileged: bool,
     /// Renames take it for writing; every op that walks paths takes it for
@@ -187,6 +194,9 @@ impl Union {
             dir_atime: config.dir_atime,
             atime_view: atime::view(&layers, config),
             sync_dirs: config.sync_dirs,
+            ids: config.ids.clone(),
+            static_nlink: config.static_nlink,
+            posix_acl: config.posix_acl,
             privileged: sys::geteuid() == 0,
             rename_lock: RwLock::new(()),
             tmp_counter: AtomicU64::new(0),

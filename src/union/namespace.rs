@@ -28,6 +28,15 @@ struct UpperDir {
 }
 
 impl Union {
+    /// The owner of an object created by the caller (uid, gid), as the
+    /// layers keep it: the caller's ids are as the mount shows them.
+    pub fn creator(&self, uid: u32, gid: u32) -> Owner {
+        Owner {
+            uid: self.ids.layer_uid(uid),
+            gid: self.ids.layer_gid(gid),
+        }
+    }
+
     fn upper_dir(&self, dir: &Arc<Node>) -> OpResult<UpperDir> {
         self.copy_up(dir, CopyData::Full)?;
         let fd = self.dir_fd(dir, None)?;

@@ -136,7 +136,10 @@ impl Union {
 
     fn current_stat(&self, node: &Node) -> OpResult<sys::Stat> {
         let _paths = self.paths_stable();
-        self.locate(node).and_then(|at| at.stat().map_err(err))
+        let mut st = self.locate(node).and_then(|at| at.stat().map_err(err))?;
+        // Compared with the caller's ids: as the mount shows them.
+        (st.st_uid, st.st_gid) = self.ids.shown(st.st_uid, st.st_gid);
+        Ok(st)
     }
 
     fn set_mode(&self, node: &Node, mode: u32) -> OpResult<()> {

@@ -8,6 +8,7 @@
 //! drops the list (see `forget_xattrs`).
 
 use super::copyup::CopyData;
+use super::idmap;
 use super::inode::Node;
 use super::ovl;
 use super::{err, OpResult, Union};
@@ -26,9 +27,13 @@ impl Union {
             return Err(libc::ENODATA);
         }
         let at = self.locate(node)?;
-        sys::xattr::get(at.dir(), &at.name, name)
+        let value = sys::xattr::get(at.dir(), &at.name, name)
             .map_err(err)?
-            .ok_or(libc::ENODATA)
+            .ok_or(libc::ENODATA)?;
+        if idmap::is_acl_xattr(name.as_bytes()) {
+            return Ok(self.ids.acl_to_mount(&value));
+        }
+        Ok(value)
     }
 
     /// Names, NUL terminated, as listxattr(2) returns them.
@@ -88,6 +93,13 @@ impl Union {
             return Err(libc::EPERM);
         }
         let _r = self.rename_lock.read().unwrap_or_else(|p| p.into_inner());
+        let shifted;
+        let value = if idmap::is_acl_xattr(name.as_bytes()) {
+            shifted = self.ids.acl_to_layer(value);
+            &shifted[..]
+        } else {
+            value
+        };
         self.copy_up(node, CopyData::Meta)?;
         let at = self.upper_at(node)?;
         let set = sys::xattr::set(at.dir(), &at.name, name, value, flags).map_err(err);
