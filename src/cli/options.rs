@@ -6,6 +6,7 @@
 
 use crate::daemon::MountConfig;
 use crate::union::idmap::{IdMap, IdRange};
+use crate::union::override_stat::XattrPermissions;
 use crate::union::Atime;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -389,6 +390,19 @@ impl Parse {
             "squash_to_uid" => u.ids.squash_uid = Some(parse_id(key, &need(value)?)?),
             "squash_to_gid" => u.ids.squash_gid = Some(parse_id(key, &need(value)?)?),
             "static_nlink" => u.static_nlink = true,
+            "xattr_permissions" => {
+                let v = need(value)?;
+                u.xattr_permissions = match v.as_str() {
+                    "0" => None,
+                    "1" => Some(XattrPermissions::Privileged),
+                    "2" => Some(XattrPermissions::User),
+                    _ => {
+                        return Err(OptionError(format!(
+                            "xattr_permissions={v}: expected 0, 1 or 2"
+                        )))
+                    }
+                };
+            }
             "noacl" => u.posix_acl = false,
             "threaded" => {
                 let v = need(value)?;
@@ -590,6 +604,14 @@ mod tests {
             parse(&["lowerdir=/l,noacl,static_nlink,xino=auto,threaded=0,fast_ino=0,noxattrs=0"])
                 .unwrap();
         assert!(!c.union.posix_acl && c.union.static_nlink);
+        let x = |o: &str| parse(&["lowerdir=/l", o]).map(|c| c.union.xattr_permissions);
+        assert_eq!(x("xattr_permissions=2"), Ok(Some(XattrPermissions::User)));
+        assert_eq!(
+            x("xattr_permissions=1"),
+            Ok(Some(XattrPermissions::Privileged))
+        );
+        assert_eq!(x("xattr_permissions=0"), Ok(None));
+        assert!(x("xattr_permissions=3").is_err());
         assert_eq!(c.session.threads, Some(1));
         let c = parse(&["lowerdir=/l,threaded=1,context=\"system_u:object_r:x:s0\""]).unwrap();
         assert!(c.union.posix_acl && c.session.threads.is_none());

@@ -5,6 +5,7 @@
 //! here. Paths are as given: `layers::open` resolves and checks them.
 
 use super::idmap::Ids;
+use super::override_stat::XattrPermissions;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -50,6 +51,8 @@ pub struct Config {
     /// Ask the kernel to enforce POSIX ACLs (FUSE_POSIX_ACL); off with `noacl`,
     /// where ACL xattrs are kept and read back as any other xattr.
     pub posix_acl: bool,
+    /// Owners and modes kept in override xattrs (`xattr_permissions=1|2`).
+    pub xattr_permissions: Option<XattrPermissions>,
 }
 
 /// When reading an object updates its atime. As in kernel overlayfs, only upper
@@ -87,6 +90,7 @@ impl Default for Config {
             ids: Ids::default(),
             static_nlink: false,
             posix_acl: true,
+            xattr_permissions: None,
         }
     }
 }

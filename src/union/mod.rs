@@ -21,6 +21,7 @@ pub mod ioctl;
 pub mod layers;
 pub mod lookup;
 pub mod namespace;
+pub mod override_stat;
 pub mod ovl;
 pub mod passthrough;
 pub mod privs;
@@ -85,6 +86,8 @@ pub struct Union {
     pub static_nlink: bool,
     /// FUSE_POSIX_ACL is asked for.
     pub posix_acl: bool,
+    /// Owners and modes in override xattrs: the names each layer holds.
+    pub overrides: Option<override_stat::Overrides>,
     /// Running as root (in our user namespace): ownership can be set freely.
     pub privileged: bool,
     /// Renames take it for writing; every op that walks paths takes it for
@@ -182,6 +185,14 @@ impl Union {
             key: Key::Upper(root_st.st_ino),
         };
         let read_only = config.read_only || layers.upper.is_none();
+        let overrides = match config.xattr_permissions {
+            Some(mode) => {
+                let lowers: Vec<BorrowedFd> = layers.lowers.iter().map(|l| l.fd()).collect();
+                let upper = layers.upper.as_ref().map(|u| u.fd());
+                Some(override_stat::open(mode, upper, !read_only, &lowers)?)
+            }
+            None => None,
+        };
         Ok(Union {
             inodes: InodeTable::new(root),
             handles: handles::HandleTable::default(),
@@ -197,6 +208,7 @@ impl Union {
             ids: config.ids.clone(),
             static_nlink: config.static_nlink,
             posix_acl: config.posix_acl,
+            overrides,
             privileged: sys::geteuid() == 0,
             rename_lock: RwLock::new(()),
             tmp_counter: AtomicU64::new(0),

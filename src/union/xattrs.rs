@@ -10,6 +10,7 @@
 use super::copyup::CopyData;
 use super::idmap;
 use super::inode::Node;
+use super::override_stat;
 use super::ovl;
 use super::{err, OpResult, Union};
 use crate::sys;
@@ -18,8 +19,15 @@ use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 
 impl Union {
+    /// Not shown nor settable through the mount: the overlay's own xattrs,
+    /// and the override xattrs of a mount that keeps owners in them.
+    fn hidden_xattr(&self, name: &[u8]) -> bool {
+        ovl::is_private_xattr(name)
+            || (self.overrides.is_some() && override_stat::is_override_xattr(name))
+    }
+
     pub fn getxattr(&self, node: &Node, name: &OsStr) -> OpResult<Vec<u8>> {
-        if ovl::is_private_xattr(name.as_bytes()) {
+        if self.hidden_xattr(name.as_bytes()) {
             return Err(libc::ENODATA);
         }
         let names = self.xattr_names(node)?;
@@ -60,7 +68,7 @@ impl Union {
         let names: Vec<Vec<u8>> = sys::xattr::list(at.dir(), &at.name)
             .map_err(err)?
             .into_iter()
-            .filter(|n| !ovl::is_private_xattr(n))
+            .filter(|n| !self.hidden_xattr(n))
             .collect();
         let names = Arc::new(names);
         let mut cache = node.xattr_names.lock().unwrap_or_else(|p| p.into_inner());
@@ -89,7 +97,7 @@ impl Union {
         flags: i32,
     ) -> OpResult<()> {
         self.check_writable()?;
-        if ovl::is_private_xattr(name.as_bytes()) {
+        if self.hidden_xattr(name.as_bytes()) {
             return Err(libc::EPERM);
         }
         let _r = self.rename_lock.read().unwrap_or_else(|p| p.into_inner());
@@ -109,7 +117,7 @@ impl Union {
 
     pub fn removexattr(&self, node: &Arc<Node>, name: &OsStr) -> OpResult<()> {
         self.check_writable()?;
-        if ovl::is_private_xattr(name.as_bytes()) {
+        if self.hidden_xattr(name.as_bytes()) {
             return Err(libc::ENODATA);
         }
         let _r = self.rename_lock.read().unwrap_or_else(|p| p.into_inner());

@@ -285,6 +285,10 @@ fn fuse_overlayfs_options_strata_refuses() {
             "plugins=/x.so: a fuse-overlayfs option strata does not support",
         ),
         ("uidmapping=0:100000", "uidmapping=0:100000: expected"),
+        (
+            "xattr_permissions=3",
+            "xattr_permissions=3: expected 0, 1 or 2",
+        ),
     ] {
         let out = strata_mount(&format!("{},{opt}", lay.opts()), &lay.mnt);
         assert!(!out.ok() && !is_mounted(&lay.mnt), "{opt} was accepted");
@@ -292,4 +296,124 @@ fn fuse_overlayfs_options_strata_refuses() {
         assert!(!line.contains('\n'), "{opt}: not one line: {line}");
         assert!(line.contains(says), "{opt}: {line}");
     }
+}
+
+/// Lowers as containers-storage leaves them with `force_mask`: lower0's root
+/// marked with `user.containers.override_stat`, each object of it carrying
+/// one; lower1 unmarked, so the override on its file must be ignored.
+fn override_layers(l: &Layout) {
+    let set = |p: std::path::PathBuf, v: &str| {
+        lsetxattr(&p, "user.containers.override_stat", v.as_bytes()).unwrap();
+    };
+    set(l.lowers[0].clone(), "0:0:0755");
+    write(l.l(0, "f"), "f");
+    set(l.l(0, "f"), "5:6:0640");
+    write(l.l(0, "g"), "g");
+    set(l.l(0, "g"), "0:0:0644");
+    write(l.l(0, "h"), "h");
+    set(l.l(0, "h"), "0:0:0755");
+    mkdirs(l.l(0, "d"));
+    set(l.l(0, "d"), "7:8:0700:dir");
+    write(l.l(1, "z"), "z");
+    set(l.l(1, "z"), "9:9:0600");
+}
+
+/// Owner and mode of the objects the override tests make, through a mount.
+const OVERRIDES: &str = "stat -c '%n %u %g %a' . f g h d z nd nf";
+
+/// The same changes through either implementation (chown and chmod on
+/// separate files: fuse-overlayfs 1.10's chmod writes the inode's owner over
+/// the one a chown put in the xattr).
+const OVERRIDE_CHANGES: &str = "chown 11:12 g && chmod 4751 h && mkdir -m 0700 nd \
+     && chown 5:5 nd && touch nf && chmod 0640 nf && chown 3:4 nf";
+
+#[test]
+fn xattr_permissions_written_by_fuse_overlayfs_read_by_strata() {
+    for mode in ["1", "2"] {
+        let lay = Layout::new(2);
+        override_layers(&lay);
+        let opts = format!("{},xattr_permissions={mode}", lay.opts());
+        let fo = FuseOverlayfs::new(&opts, &lay.mnt);
+        in_dir(&lay.mnt, OVERRIDE_CHANGES);
+        let seen = in_dir(&lay.mnt, OVERRIDES);
+        fo.umount();
+        // The changes are in the xattrs, not in the inodes.
+        let real = in_dir(&lay.upper, "stat -c '%n %u %g' g nd nf");
+        assert_eq!(real, "g 0 0\nnd 0 0\nnf 0 0\n", "mode {mode}");
+        let _m = lay.mount_with(&format!("xattr_permissions={mode}"));
+        assert_eq!(in_dir(&lay.mnt, OVERRIDES), seen, "mode {mode}");
+        assert!(
+            seen.contains("f 5 6 640\n") && seen.contains("z 0 0 644\n"),
+            "{seen}"
+        );
+        assert!(
+            seen.contains("g 11 12 644\n") && seen.contains("nf 3 4 640\n"),
+            "{seen}"
+        );
+    }
+}
+
+#[test]
+fn xattr_permissions_written_by_strata_read_by_fuse_overlayfs() {
+    for mode in ["1", "2"] {
+        let lay = Layout::new(2);
+        override_layers(&lay);
+        let m = lay.mount_with(&format!("xattr_permissions={mode}"));
+        in_dir(&lay.mnt, OVERRIDE_CHANGES);
+        let seen = in_dir(&lay.mnt, OVERRIDES);
+        m.umount();
+        let real = in_dir(&lay.upper, "stat -c '%n %u %g' g nd nf");
+        assert_eq!(real, "g 0 0\nnd 0 0\nnf 0 0\n", "mode {mode}");
+        let opts = format!("{},xattr_permissions={mode}", lay.opts());
+        let _fo = FuseOverlayfs::new(&opts, &lay.mnt);
+        assert_eq!(in_dir(&lay.mnt, OVERRIDES), seen, "mode {mode}");
+        assert!(
+            seen.contains("g 11 12 644\n") && seen.contains("h 0 0 4751\n"),
+            "{seen}"
+        );
+        assert!(
+            seen.contains("nd 5 5 700\n") && seen.contains("nf 3 4 640\n"),
+            "{seen}"
+        );
+    }
+}
+
+#[test]
+fn xattr_permissions_hides_the_record() {
+    let lay = Layout::new(2);
+    override_layers(&lay);
+    let _m = lay.mount_with(&format!("xattr_permissions=2,{MAP}"));
+    let names = ok(&sh(&format!(
+        "getfattr -d -m - {} 2>&1",
+        lay.m("f").display()
+    )));
+    assert!(!names.contains("override_stat"), "{names}");
+    for name in [
+        "user.containers.override_stat",
+        "user.fuseoverlayfs.override_stat",
+    ] {
+        assert_errno(
+            lgetxattr(lay.m("f"), name),
+            libc::ENODATA,
+            &format!("getxattr {name}"),
+        );
+        assert_errno(
+            lsetxattr(lay.m("f"), name, b"0:0:4755"),
+            libc::EPERM,
+            &format!("setxattr {name}"),
+        );
+    }
+    // The ids of the record are the layers': shifted like any owner.
+    let st = lstat(lay.m("f")).unwrap();
+    assert_eq!(
+        (st.st_uid, st.st_gid, st.st_mode & 0o7777),
+        (100005, 100006, 0o640)
+    );
+    // Copy-up carries the record; a chown through the mount writes it shifted back.
+    ok(&sh(&format!(
+        "chown 100020:100021 {}",
+        lay.m("f").display()
+    )));
+    let rec = lgetxattr(lay.u("f"), "user.containers.override_stat").unwrap();
+    assert_eq!(text(rec), "20:21:0640");
 }
