@@ -161,7 +161,14 @@ pub fn open(
             let st = sys::fstat(root)?;
             let value = Override::of_stat(&st).format();
             for name in names {
-                sys::xattr::set(root, OsStr::new(""), OsStr::new(name), &value, 0)?;
+                sys::xattr::set(root, OsStr::new(""), OsStr::new(name), &value, 0).map_err(
+                    |e| {
+                        std::io::Error::new(
+                            e.kind(),
+                            format!("xattr_permissions: can't mark the upper with {name}: {e}"),
+                        )
+                    },
+                )?;
             }
         }
         upper_reads = names_for(found.unwrap_or(names[0]));
