@@ -20,6 +20,8 @@ mod copyup;
 mod daemon;
 #[path = "mount/edge.rs"]
 mod edge;
+#[path = "mount/fuse_overlayfs.rs"]
+mod fuse_overlayfs;
 #[path = "mount/inodes.rs"]
 mod inodes;
 #[path = "mount/interop.rs"]

@@ -59,7 +59,21 @@ Options (-o, comma separated; a backslash escapes ',' and ':' in paths):
                        upper directory after each change of names in it
   fsname=NAME          source name shown in /proc/mounts (default strata)
   context=LABEL        accepted and ignored (podman passes it)
-An unknown option is an error (exit 2).";
+fuse-overlayfs' options, as containers-storage passes them:
+  uidmapping=L:M:N[:L:M:N...], gidmapping=...
+                       ids L..L+N-1 in the layers show as M..M+N-1 (stat, ACLs),
+                       shifted back on writes; others show as 65534
+  squash_to_root, squash_to_uid=N, squash_to_gid=N
+                       every object shows that owner
+  xattr_permissions=0|1|2
+                       owner and mode in an override_stat xattr: 1 security.*,
+                       2 user.containers.* (and user.fuseoverlayfs.*)
+  noacl                the kernel does not enforce ACLs (they are plain xattrs)
+  static_nlink         directories report one link
+  threaded=0|1         threaded=0 is threads=1
+  xino=on|off|auto     accepted: st_ino is always xino-like
+An unknown option is an error (exit 2), and so are ino32_t, fast_ino=1,
+noxattrs=1 and plugins=.";
 
 #[derive(Args, Debug)]
 pub struct UmountArgs {

@@ -5,6 +5,8 @@
 //! `\,` and `\:` put commas and colons inside paths, as the kernel allows.
 
 use crate::daemon::MountConfig;
+use crate::union::idmap::{IdMap, IdRange};
+use crate::union::override_stat::XattrPermissions;
 use crate::union::Atime;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,6 +20,8 @@ struct Parse {
     /// The MS_NOATIME and MS_STRICTATIME flags, as mount(8) sets and clears them.
     noatime: bool,
     strictatime: bool,
+    /// fuse-overlayfs' `squash_to_root` (`squash_to_uid=`/`gid=` win over it).
+    squash_to_root: bool,
 }
 
 impl Parse {
@@ -43,12 +47,21 @@ impl std::fmt::Display for OptionError {
 }
 
 /// Splits `s` at unescaped `sep`, keeping escapes (for a later split) when `keep_escapes`.
+/// A value in double quotes (`KEY="..."`) holds commas, as the kernel reads
+/// SELinux's context options: containers-storage writes labels with
+/// categories as `context="...:s0:c1,c2"`.
 fn split_escaped(s: &str, sep: char, keep_escapes: bool) -> Vec<String> {
     let mut parts = Vec::new();
     let mut cur = String::new();
     let mut chars = s.chars();
+    let mut quoted = false;
     while let Some(c) = chars.next() {
-        if c == '\\' {
+        if c == '"' && sep == ',' && (quoted || cur.ends_with('=')) {
+            quoted = !quoted;
+            cur.push(c);
+        } else if quoted {
+            cur.push(c);
+        } else if c == '\\' {
             if let Some(next) = chars.next() {
                 if keep_escapes {
                     cur.push('\\');
@@ -149,6 +162,51 @@ fn parse_branches(key: &str, v: &str) -> Result<(Option<PathBuf>, Vec<PathBuf>),
     Ok((upper_path, branches.into_iter().map(|(p, _)| p).collect()))
 }
 
+/// fuse-overlayfs' `uidmapping=`/`gidmapping=` value: `LAYER:MOUNT:COUNT`
+/// triples, colon separated (`:0:100000:65536`, with the leading colon
+/// containers-storage writes, is the same as `0:100000:65536`).
+pub fn parse_id_map(key: &str, value: &str) -> Result<IdMap, OptionError> {
+    let fields: Vec<&str> = value
+        .strip_prefix(':')
+        .unwrap_or(value)
+        .split(':')
+        .collect();
+    let bad = |why: &str| OptionError(format!("{key}={value}: {why}"));
+    if !fields.len().is_multiple_of(3) {
+        return Err(bad(
+            "expected LAYER_ID:MOUNT_ID:COUNT[:LAYER_ID:MOUNT_ID:COUNT...]",
+        ));
+    }
+    let mut ranges = Vec::new();
+    for t in fields.chunks(3) {
+        let mut n = [0u32; 3];
+        for (i, f) in t.iter().enumerate() {
+            n[i] = f
+                .parse()
+                .map_err(|_| bad(&format!("'{f}' is not an id or count")))?;
+        }
+        ranges.push(IdRange {
+            layer: n[0],
+            mount: n[1],
+            count: n[2],
+        });
+    }
+    IdMap::new(ranges).map_err(|e| bad(&e))
+}
+
+fn parse_id(key: &str, value: &str) -> Result<u32, OptionError> {
+    value
+        .parse()
+        .map_err(|_| OptionError(format!("{key}={value}: expected a numeric id")))
+}
+
+/// A fuse-overlayfs option that strata does not implement: refused, by name.
+fn unsupported(opt: &str, why: &str) -> OptionError {
+    OptionError(format!(
+        "{opt}: a fuse-overlayfs option strata does not support ({why})"
+    ))
+}
+
 fn parse_bool_value(key: &str, value: &str) -> Result<bool, OptionError> {
     match value {
         "on" | "1" | "true" | "yes" => Ok(true),
@@ -169,6 +227,11 @@ pub fn parse<S: AsRef<str>>(groups: &[S]) -> Result<MountConfig, OptionError> {
         }
     }
     p.config.union.atime = p.atime();
+    if p.squash_to_root {
+        let ids = &mut p.config.union.ids;
+        ids.squash_uid = ids.squash_uid.or(Some(0));
+        ids.squash_gid = ids.squash_gid.or(Some(0));
+    }
     let u = &p.config.union;
     if u.lowers.is_empty() {
         return Err(OptionError(
@@ -314,10 +377,65 @@ impl Parse {
                 let v = need(value)?;
                 u.passthrough = parse_bool_value(key, &v)?;
             }
-            // podman passes an SELinux label; FUSE mounts here have no SELinux.
+            // podman passes an SELinux label; a FUSE mount without SELinux
+            // support in the kernel has no use for it.
             "context" => {
-                need(value)?;
+                let v = need(value)?;
+                log::debug!("context={v}: ignored (no SELinux labels on this FUSE mount)");
             }
+            // fuse-overlayfs' options, as containers-storage passes them.
+            "uidmapping" => u.ids.uids = parse_id_map(key, &need(value)?)?,
+            "gidmapping" => u.ids.gids = parse_id_map(key, &need(value)?)?,
+            "squash_to_root" => self.squash_to_root = true,
+            "squash_to_uid" => u.ids.squash_uid = Some(parse_id(key, &need(value)?)?),
+            "squash_to_gid" => u.ids.squash_gid = Some(parse_id(key, &need(value)?)?),
+            "static_nlink" => u.static_nlink = true,
+            "xattr_permissions" => {
+                let v = need(value)?;
+                u.xattr_permissions = match v.as_str() {
+                    "0" => None,
+                    "1" => Some(XattrPermissions::Privileged),
+                    "2" => Some(XattrPermissions::User),
+                    _ => {
+                        return Err(OptionError(format!(
+                            "xattr_permissions={v}: expected 0, 1 or 2"
+                        )))
+                    }
+                };
+            }
+            "noacl" => u.posix_acl = false,
+            "threaded" => {
+                let v = need(value)?;
+                if !parse_bool_value(key, &v)? {
+                    session.threads = Some(1);
+                }
+            }
+            // strata's st_ino is xino's already: the layer in the high bits,
+            // stable for the life of the mount, whatever the devices.
+            "xino" => {
+                let v = need(value)?;
+                if !matches!(v.as_str(), "on" | "off" | "auto") {
+                    return Err(OptionError(format!("xino={v}: expected on, off or auto")));
+                }
+            }
+            "ino32_t" => {
+                return Err(unsupported(
+                    opt,
+                    "st_ino is 64 bits: the layer is kept in its high bits",
+                ))
+            }
+            "fast_ino" | "noxattrs" => {
+                let v = need(value)?;
+                if parse_bool_value(key, &v)? {
+                    let why = if key == "fast_ino" {
+                        "st_ino always comes from a stat of the object"
+                    } else {
+                        "xattrs are always on"
+                    };
+                    return Err(unsupported(opt, why));
+                }
+            }
+            "plugins" => return Err(unsupported(opt, "no layer plugins")),
             "fsync" => {
                 let v = need(value)?;
                 u.volatile = !parse_bool_value(key, &v)?;
@@ -357,6 +475,14 @@ mod tests {
         assert!(!c.union.dir_atime && c.union.sync_dirs && c.session.dirsync);
         let c = parse(&["lowerdir=/l", "sync,async,lazytime"]).unwrap();
         assert!(!c.union.sync_dirs && !c.session.sync && c.session.lazytime);
+    }
+
+    #[test]
+    fn quoted_values_hold_commas() {
+        let o = parse(&[r#"lowerdir=/l,context="system_u:object_r:x:s0:c1,c2",ro"#]).unwrap();
+        assert!(o.union.read_only);
+        let o = parse(&[r#"lowerdir=/a"b,c"#]);
+        assert!(o.unwrap_err().0.contains("'c'"));
     }
 
     #[test]
@@ -427,6 +553,80 @@ mod tests {
                 parse(&[format!("lowerdir=/l,timeout={bad}")]).is_err(),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn id_mappings_as_containers_storage_writes_them() {
+        let c = parse(&[
+            "lowerdir=/l,uidmapping=:0:100000:65536,gidmapping=0:200000:1:1:300000:10,,volatile",
+        ])
+        .unwrap()
+        .union;
+        assert_eq!(c.ids.uids.to_mount(0), 100000);
+        assert_eq!(c.ids.uids.to_layer(165535), 65535);
+        assert_eq!(c.ids.uids.to_mount(65536), crate::union::idmap::OVERFLOW_ID);
+        assert_eq!(c.ids.gids.to_mount(0), 200000);
+        assert_eq!(c.ids.gids.to_mount(5), 300004);
+        assert_eq!(c.ids.gids.to_layer(300009), 10);
+        assert!(c.volatile);
+        for bad in [
+            "uidmapping=0:100000",
+            "uidmapping=0:100000:65536:1",
+            "uidmapping=a:1:1",
+            "uidmapping=0:1:-1",
+            "uidmapping=0::1:1",
+            "uidmapping=0:100:10:5:500:1",
+            "gidmapping=0:1:0",
+            "uidmapping=",
+        ] {
+            let e = parse(&[format!("lowerdir=/l,{bad}")]).unwrap_err();
+            assert!(e.0.contains(bad.split('=').next().unwrap()), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn squash_options() {
+        let ids = |o: &str| parse(&["lowerdir=/l", o]).unwrap().union.ids;
+        let i = ids("squash_to_root");
+        assert_eq!((i.squash_uid, i.squash_gid), (Some(0), Some(0)));
+        let i = ids("squash_to_uid=7,squash_to_gid=8");
+        assert_eq!((i.squash_uid, i.squash_gid), (Some(7), Some(8)));
+        // As fuse-overlayfs: the given id wins over root, whatever the order.
+        let i = ids("squash_to_uid=9,squash_to_root");
+        assert_eq!((i.squash_uid, i.squash_gid), (Some(9), Some(0)));
+        assert!(parse(&["lowerdir=/l,squash_to_uid=x"]).is_err());
+    }
+
+    #[test]
+    fn fuse_overlayfs_options() {
+        let c =
+            parse(&["lowerdir=/l,noacl,static_nlink,xino=auto,threaded=0,fast_ino=0,noxattrs=0"])
+                .unwrap();
+        assert!(!c.union.posix_acl && c.union.static_nlink);
+        let x = |o: &str| parse(&["lowerdir=/l", o]).map(|c| c.union.xattr_permissions);
+        assert_eq!(x("xattr_permissions=2"), Ok(Some(XattrPermissions::User)));
+        assert_eq!(
+            x("xattr_permissions=1"),
+            Ok(Some(XattrPermissions::Privileged))
+        );
+        assert_eq!(x("xattr_permissions=0"), Ok(None));
+        assert!(x("xattr_permissions=3").is_err());
+        assert_eq!(c.session.threads, Some(1));
+        let c = parse(&["lowerdir=/l,threaded=1,context=\"system_u:object_r:x:s0\""]).unwrap();
+        assert!(c.union.posix_acl && c.session.threads.is_none());
+        for (bad, says) in [
+            (
+                "ino32_t",
+                "ino32_t: a fuse-overlayfs option strata does not support",
+            ),
+            ("fast_ino=1", "fast_ino=1: a fuse-overlayfs option"),
+            ("noxattrs=1", "noxattrs=1: a fuse-overlayfs option"),
+            ("plugins=/p.so", "plugins=/p.so: a fuse-overlayfs option"),
+            ("xino=maybe", "xino=maybe: expected"),
+        ] {
+            let e = parse(&[format!("lowerdir=/l,{bad}")]).unwrap_err();
+            assert!(e.0.starts_with(says), "{bad}: {e}");
         }
     }
 

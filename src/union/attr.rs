@@ -2,6 +2,7 @@
 
 use super::copyup::CopyData;
 use super::inode::Node;
+use super::override_stat::Override;
 use super::{err, OpResult, Union};
 use crate::sys::{self, Stat};
 use fuser::{FileAttr, FileType, INodeNo, TimeOrNow};
@@ -186,10 +187,25 @@ impl Union {
                 .unwrap_or(0),
             _ => 0,
         };
+        let overridden;
+        let st = if self.overrides.is_some() {
+            let mut own = *st;
+            self.with_override(node, &mut own);
+            overridden = own;
+            &overridden
+        } else {
+            st
+        };
         let mut attr = to_attr(node.id, st, merged);
         if removed > 0 {
             attr.nlink = attr.nlink.saturating_sub(removed).max(1);
         }
+        if self.static_nlink && node.is_dir() {
+            attr.nlink = 1;
+        }
+        let (uid, gid) = self.ids.shown(st.st_uid, st.st_gid);
+        attr.uid = uid;
+        attr.gid = gid;
         attr
     }
 
@@ -197,10 +213,13 @@ impl Union {
     pub fn setattr(
         &self,
         node: &Arc<Node>,
-        req: SetAttr,
+        mut req: SetAttr,
         fd: Option<BorrowedFd>,
     ) -> OpResult<FileAttr> {
         self.check_writable()?;
+        // The owner asked for is as the mount shows it.
+        req.uid = req.uid.map(|u| self.ids.layer_uid(u));
+        req.gid = req.gid.map(|g| self.ids.layer_gid(g));
         let _r = self.rename_lock.read().unwrap_or_else(|p| p.into_inner());
         let (upper, unlinked) = {
             let s = node.state();
@@ -233,6 +252,11 @@ impl Union {
         }
         if req.sets_meta() {
             self.copy_up(node, CopyData::Meta)?;
+            if self.keeps_override(node.kind)
+                && (req.uid.is_some() || req.gid.is_some() || req.mode.is_some())
+            {
+                self.set_override(node, &mut req)?;
+            }
             let changed = match (self.upper_at(node), fd) {
                 (Ok(at), _) => set_meta_at(&at, node.kind, &req),
                 // Unlinked but open: with the writeback cache the kernel
@@ -259,6 +283,24 @@ impl Union {
             changed?;
         }
         self.getattr(node, fd)
+    }
+
+    /// The owner and mode of `req`, written to the node's override xattr
+    /// (taken out of `req`: the inode keeps its own).
+    fn set_override(&self, node: &Node, req: &mut SetAttr) -> OpResult<()> {
+        let at = self.locate(node)?;
+        let cur = match self.override_of(node) {
+            Some(o) => o,
+            None => Override::of_stat(&at.stat().map_err(err)?),
+        };
+        let new = Override {
+            uid: req.uid.take().unwrap_or(cur.uid),
+            gid: req.gid.take().unwrap_or(cur.gid),
+            mode: req.mode.take().map(|m| m & 0o7777).unwrap_or(cur.mode),
+        };
+        let written = self.write_override(at.dir(), &at.name, new);
+        self.invalidate_attr(node);
+        written
     }
 
     /// A SETATTR of a lower object that changes nothing: the writeback cache

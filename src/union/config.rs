@@ -4,6 +4,8 @@
 //! today, and by the podman drop-in and the snapshotter later; none of them is known
 //! here. Paths are as given: `layers::open` resolves and checks them.
 
+use super::idmap::Ids;
+use super::override_stat::XattrPermissions;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -42,6 +44,15 @@ pub struct Config {
     pub dir_atime: bool,
     /// Sync the upper directory after each change of names in it (`dirsync`, `sync`).
     pub sync_dirs: bool,
+    /// Owners as the mount shows them: id shifting and squashing (`idmap.rs`).
+    pub ids: Ids,
+    /// Every directory reports one link (fuse-overlayfs' `static_nlink`).
+    pub static_nlink: bool,
+    /// Ask the kernel to enforce POSIX ACLs (FUSE_POSIX_ACL); off with `noacl`,
+    /// where ACL xattrs are kept and read back as any other xattr.
+    pub posix_acl: bool,
+    /// Owners and modes kept in override xattrs (`xattr_permissions=1|2`).
+    pub xattr_permissions: Option<XattrPermissions>,
 }
 
 /// When reading an object updates its atime. As in kernel overlayfs, only upper
@@ -76,6 +87,10 @@ impl Default for Config {
             atime: Atime::Relative,
             dir_atime: true,
             sync_dirs: false,
+            ids: Ids::default(),
+            static_nlink: false,
+            posix_acl: true,
+            xattr_permissions: None,
         }
     }
 }

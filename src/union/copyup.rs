@@ -79,7 +79,7 @@ impl Union {
         let work = self.work_fd()?;
         // The copy is built in the workdir holding no lock that other
         // requests wait for: a big file takes its time.
-        let (tmp, real_ino) = self.stage_copy(&src, work, data)?;
+        let (tmp, real_ino) = self.stage_copy(&src, lower.layer, work, data)?;
         let discard = || {
             let _ = super::layers::remove_tree(work, &tmp);
         };
@@ -225,6 +225,7 @@ impl Union {
     fn stage_copy(
         &self,
         src: &At,
+        layer: usize,
         work: BorrowedFd,
         data: CopyData,
     ) -> OpResult<(std::ffi::OsString, u64)> {
@@ -232,6 +233,7 @@ impl Union {
         let tmp = self.tmp_name();
         let staged = self
             .build_copy(src, &st, work, &tmp, data)
+            .and_then(|()| self.carry_override(layer, src, &st, work, &tmp))
             .and_then(|()| sys::stat_at(work, &tmp).map_err(err));
         match staged {
             Ok(staged) => Ok((tmp, staged.st_ino)),

@@ -140,11 +140,8 @@ impl StrataFs {
         }
     }
 
-    fn owner(req: &Request) -> Owner {
-        Owner {
-            uid: req.uid(),
-            gid: req.gid(),
-        }
+    fn owner(&self, req: &Request) -> Owner {
+        self.union.creator(req.uid(), req.gid())
     }
 }
 
@@ -155,10 +152,15 @@ impl fuser::Filesystem for StrataFs {
             | InitFlags::FUSE_READDIRPLUS_AUTO
             | super::export::init_flags(config.capabilities())
             | InitFlags::FUSE_CACHE_SYMLINKS
-            // The kernel enforces ACLs from system.posix_acl_* (cached per inode).
-            | InitFlags::FUSE_POSIX_ACL
             // The umask comes to us: a default ACL decides instead (privs.rs).
             | InitFlags::FUSE_DONT_MASK;
+        // The kernel enforces ACLs from system.posix_acl_* (cached per inode);
+        // without it (`noacl`) they are xattrs like any other.
+        let wanted = if self.union.posix_acl {
+            wanted | InitFlags::FUSE_POSIX_ACL
+        } else {
+            wanted
+        };
         let _ = config.add_capabilities(wanted & config.capabilities());
         // Passthrough needs CAP_SYS_ADMIN in the initial namespace (checked
         // by the kernel when a backing file is registered).
@@ -342,7 +344,7 @@ impl fuser::Filesystem for StrataFs {
         let res = self.union.node(parent.0).and_then(|p| {
             let mode = self.union.creation_mode(&p, mode, umask);
             self.union
-                .make_node(&p, name, Self::owner(req), mode, rdev as u64, None)
+                .make_node(&p, name, self.owner(req), mode, rdev as u64, None)
         });
         self.entry(reply, res);
     }
@@ -362,7 +364,7 @@ impl fuser::Filesystem for StrataFs {
             self.union.make_node(
                 &p,
                 name,
-                Self::owner(req),
+                self.owner(req),
                 libc::S_IFDIR | (mode & 0o7777),
                 0,
                 None,
@@ -408,7 +410,7 @@ impl fuser::Filesystem for StrataFs {
             self.union.make_node(
                 &p,
                 link_name,
-                Self::owner(req),
+                self.owner(req),
                 libc::S_IFLNK | 0o777,
                 0,
                 Some(target),
@@ -878,7 +880,7 @@ impl fuser::Filesystem for StrataFs {
         let res = self.union.node(parent.0).and_then(|p| {
             let mode = self.union.creation_mode(&p, mode, umask);
             self.union
-                .create_file(&p, name, Self::owner(req), mode, flags)
+                .create_file(&p, name, self.owner(req), mode, flags)
         });
         match res {
             Ok((node, r, fd)) => {

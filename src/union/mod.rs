@@ -15,11 +15,13 @@ pub mod export;
 pub mod files;
 pub mod fs;
 pub mod handles;
+pub mod idmap;
 pub mod inode;
 pub mod ioctl;
 pub mod layers;
 pub mod lookup;
 pub mod namespace;
+pub mod override_stat;
 pub mod ovl;
 pub mod passthrough;
 pub mod privs;
@@ -78,6 +80,14 @@ pub struct Union {
     pub atime_view: Option<OwnedFd>,
     /// fsync the upper directory after each change of names in it.
     pub sync_dirs: bool,
+    /// Owners as the mount shows them (`idmap.rs`).
+    pub ids: idmap::Ids,
+    /// Directories report one link.
+    pub static_nlink: bool,
+    /// FUSE_POSIX_ACL is asked for.
+    pub posix_acl: bool,
+    /// Owners and modes in override xattrs: the names each layer holds.
+    pub overrides: Option<override_stat::Overrides>,
     /// Running as root (in our user namespace): ownership can be set freely.
     pub privileged: bool,
     /// Renames take it for writing; every op that walks paths takes it for
@@ -175,6 +185,14 @@ impl Union {
             key: Key::Upper(root_st.st_ino),
         };
         let read_only = config.read_only || layers.upper.is_none();
+        let overrides = match config.xattr_permissions {
+            Some(mode) => {
+                let lowers: Vec<BorrowedFd> = layers.lowers.iter().map(|l| l.fd()).collect();
+                let upper = layers.upper.as_ref().map(|u| u.fd());
+                Some(override_stat::open(mode, upper, !read_only, &lowers)?)
+            }
+            None => None,
+        };
         Ok(Union {
             inodes: InodeTable::new(root),
             handles: handles::HandleTable::default(),
@@ -187,6 +205,10 @@ impl Union {
             dir_atime: config.dir_atime,
             atime_view: atime::view(&layers, config),
             sync_dirs: config.sync_dirs,
+            ids: config.ids.clone(),
+            static_nlink: config.static_nlink,
+            posix_acl: config.posix_acl,
+            overrides,
             privileged: sys::geteuid() == 0,
             rename_lock: RwLock::new(()),
             tmp_counter: AtomicU64::new(0),

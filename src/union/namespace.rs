@@ -28,6 +28,15 @@ struct UpperDir {
 }
 
 impl Union {
+    /// The owner of an object created by the caller (uid, gid), as the
+    /// layers keep it: the caller's ids are as the mount shows them.
+    pub fn creator(&self, uid: u32, gid: u32) -> Owner {
+        Owner {
+            uid: self.ids.layer_uid(uid),
+            gid: self.ids.layer_gid(gid),
+        }
+    }
+
     fn upper_dir(&self, dir: &Arc<Node>) -> OpResult<UpperDir> {
         self.copy_up(dir, CopyData::Full)?;
         let fd = self.dir_fd(dir, None)?;
@@ -155,11 +164,15 @@ impl Union {
         let has_aufs_wh = sys::stat_at_opt(dir, &aufs_wh).map_err(err)?.is_some();
         // A directory created where a lower one was deleted must not merge with it.
         let opaque = kind == libc::S_IFDIR && (whiteout.is_some() || has_aufs_wh);
+        // The parent's owner and mode as the mount keeps them.
+        let mut parent_st = updir.st;
+        self.with_override(parent, &mut parent_st);
+        let overridden = self.keeps_override(kind);
         // The caller owns what it creates; a setgid directory hands down its group.
         let owner = owner.map(|o| Owner {
             uid: o.uid,
-            gid: if updir.st.st_mode & libc::S_ISGID != 0 {
-                updir.st.st_gid
+            gid: if parent_st.st_mode & libc::S_ISGID != 0 {
+                parent_st.st_gid
             } else {
                 o.gid
             },
@@ -200,16 +213,30 @@ impl Union {
             }
         };
         let finish = || -> OpResult<()> {
-            if let Some(o) = owner {
-                self.set_owner(target_dir, target_name, o.uid, o.gid)?;
-            }
             // A directory made in the workdir did not inherit the parent's setgid bit.
             let inherit = if kind == libc::S_IFDIR {
-                updir.st.st_mode & libc::S_ISGID
+                parent_st.st_mode & libc::S_ISGID
             } else {
                 0
             };
-            if kind != libc::S_IFLNK && (mode | inherit) & (libc::S_ISUID | libc::S_ISGID) != 0 {
+            match owner {
+                // The owner and mode go to the override xattr; the inode
+                // keeps the daemon's.
+                Some(o) if overridden => {
+                    let o = super::override_stat::Override {
+                        uid: o.uid,
+                        gid: o.gid,
+                        mode: (mode & 0o7777) | inherit,
+                    };
+                    self.write_override(target_dir, target_name, o)?;
+                }
+                Some(o) => self.set_owner(target_dir, target_name, o.uid, o.gid)?,
+                None => {}
+            }
+            if !overridden
+                && kind != libc::S_IFLNK
+                && (mode | inherit) & (libc::S_ISUID | libc::S_ISGID) != 0
+            {
                 sys::chmod_at(target_dir, target_name, (mode & 0o7777) | inherit).map_err(err)?;
             }
             if opaque {

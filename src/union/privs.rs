@@ -136,13 +136,29 @@ impl Union {
 
     fn current_stat(&self, node: &Node) -> OpResult<sys::Stat> {
         let _paths = self.paths_stable();
-        self.locate(node).and_then(|at| at.stat().map_err(err))
+        let mut st = self.locate(node).and_then(|at| at.stat().map_err(err))?;
+        self.with_override(node, &mut st);
+        // Compared with the caller's ids: as the mount shows them.
+        (st.st_uid, st.st_gid) = self.ids.shown(st.st_uid, st.st_gid);
+        Ok(st)
     }
 
     fn set_mode(&self, node: &Node, mode: u32) -> OpResult<()> {
         let _paths = self.paths_stable();
         let at = self.upper_at(node)?;
-        sys::chmod_at(at.dir(), &at.name, mode).map_err(err)?;
+        if self.keeps_override(node.kind) {
+            let o = match self.override_of(node) {
+                Some(o) => o,
+                None => super::override_stat::Override::of_stat(&at.stat().map_err(err)?),
+            };
+            self.write_override(
+                at.dir(),
+                &at.name,
+                super::override_stat::Override { mode, ..o },
+            )?;
+        } else {
+            sys::chmod_at(at.dir(), &at.name, mode).map_err(err)?;
+        }
         self.invalidate_attr(node);
         Ok(())
     }

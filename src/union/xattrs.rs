@@ -8,7 +8,9 @@
 //! drops the list (see `forget_xattrs`).
 
 use super::copyup::CopyData;
+use super::idmap;
 use super::inode::Node;
+use super::override_stat;
 use super::ovl;
 use super::{err, OpResult, Union};
 use crate::sys;
@@ -17,8 +19,15 @@ use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 
 impl Union {
+    /// Not shown nor settable through the mount: the overlay's own xattrs,
+    /// and the override xattrs of a mount that keeps owners in them.
+    fn hidden_xattr(&self, name: &[u8]) -> bool {
+        ovl::is_private_xattr(name)
+            || (self.overrides.is_some() && override_stat::is_override_xattr(name))
+    }
+
     pub fn getxattr(&self, node: &Node, name: &OsStr) -> OpResult<Vec<u8>> {
-        if ovl::is_private_xattr(name.as_bytes()) {
+        if self.hidden_xattr(name.as_bytes()) {
             return Err(libc::ENODATA);
         }
         let names = self.xattr_names(node)?;
@@ -26,9 +35,13 @@ impl Union {
             return Err(libc::ENODATA);
         }
         let at = self.locate(node)?;
-        sys::xattr::get(at.dir(), &at.name, name)
+        let value = sys::xattr::get(at.dir(), &at.name, name)
             .map_err(err)?
-            .ok_or(libc::ENODATA)
+            .ok_or(libc::ENODATA)?;
+        if idmap::is_acl_xattr(name.as_bytes()) {
+            return Ok(self.ids.acl_to_mount(&value));
+        }
+        Ok(value)
     }
 
     /// Names, NUL terminated, as listxattr(2) returns them.
@@ -55,7 +68,7 @@ impl Union {
         let names: Vec<Vec<u8>> = sys::xattr::list(at.dir(), &at.name)
             .map_err(err)?
             .into_iter()
-            .filter(|n| !ovl::is_private_xattr(n))
+            .filter(|n| !self.hidden_xattr(n))
             .collect();
         let names = Arc::new(names);
         let mut cache = node.xattr_names.lock().unwrap_or_else(|p| p.into_inner());
@@ -84,10 +97,17 @@ impl Union {
         flags: i32,
     ) -> OpResult<()> {
         self.check_writable()?;
-        if ovl::is_private_xattr(name.as_bytes()) {
+        if self.hidden_xattr(name.as_bytes()) {
             return Err(libc::EPERM);
         }
         let _r = self.rename_lock.read().unwrap_or_else(|p| p.into_inner());
+        let shifted;
+        let value = if idmap::is_acl_xattr(name.as_bytes()) {
+            shifted = self.ids.acl_to_layer(value);
+            &shifted[..]
+        } else {
+            value
+        };
         self.copy_up(node, CopyData::Meta)?;
         let at = self.upper_at(node)?;
         let set = sys::xattr::set(at.dir(), &at.name, name, value, flags).map_err(err);
@@ -97,7 +117,7 @@ impl Union {
 
     pub fn removexattr(&self, node: &Arc<Node>, name: &OsStr) -> OpResult<()> {
         self.check_writable()?;
-        if ovl::is_private_xattr(name.as_bytes()) {
+        if self.hidden_xattr(name.as_bytes()) {
             return Err(libc::ENODATA);
         }
         let _r = self.rename_lock.read().unwrap_or_else(|p| p.into_inner());

@@ -602,3 +602,73 @@ impl Drop for Tmpfs {
         lazy_umount(&self.path);
     }
 }
+
+// ---------------------------------------------------------------------------------
+// fuse-overlayfs mounts (the program podman runs as its mount_program)
+// ---------------------------------------------------------------------------------
+
+/// A fuse-overlayfs mount (`/usr/bin/fuse-overlayfs -o OPTS MNT`, as root);
+/// dropping it unmounts it with `fusermount3 -u`, lazily if that fails.
+pub struct FuseOverlayfs {
+    pub mnt: PathBuf,
+    done: bool,
+}
+
+impl FuseOverlayfs {
+    #[track_caller]
+    pub fn new(opts: &str, mnt: &Path) -> FuseOverlayfs {
+        FuseOverlayfs::try_new(opts, mnt)
+            .unwrap_or_else(|e| panic!("fuse-overlayfs -o {opts} {} failed: {e}", mnt.display()))
+    }
+    pub fn try_new(opts: &str, mnt: &Path) -> Result<FuseOverlayfs, String> {
+        let out = run(Command::new("fuse-overlayfs").arg("-o").arg(opts).arg(mnt));
+        if !out.ok() {
+            lazy_umount(mnt);
+            return Err(out.stderr);
+        }
+        let guard = FuseOverlayfs {
+            mnt: mnt.to_path_buf(),
+            done: false,
+        };
+        if !is_mounted(mnt) {
+            return Err(format!("not mounted: {}", out.stderr));
+        }
+        Ok(guard)
+    }
+    pub fn path<P: AsRef<Path>>(&self, rel: P) -> PathBuf {
+        self.mnt.join(rel)
+    }
+    #[track_caller]
+    pub fn umount(mut self) {
+        let out = run_retry_busy(|| {
+            let mut c = Command::new("fusermount3");
+            c.arg("-u").arg(&self.mnt);
+            c
+        });
+        assert!(
+            out.ok(),
+            "fusermount3 -u {}: {}",
+            self.mnt.display(),
+            out.stderr
+        );
+        self.done = true;
+    }
+}
+
+impl Drop for FuseOverlayfs {
+    fn drop(&mut self) {
+        if self.done || !is_mounted(&self.mnt) {
+            return;
+        }
+        let ok = Command::new("fusermount3")
+            .arg("-u")
+            .arg(&self.mnt)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success());
+        if !matches!(ok, Ok(true)) {
+            lazy_umount(&self.mnt);
+        }
+    }
+}
