@@ -42,6 +42,10 @@ pub struct RunOptions {
     /// Maximum number of processes
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub pids: Option<String>,
+    /// Show the host's /proc/meminfo, cpuinfo, stat, uptime, loadavg, swaps, diskstats
+    /// (by default, with a limit, the container sees them computed from its cgroups)
+    #[arg(long)]
+    pub no_proc_view: bool,
     /// Host name inside the container (default: strata)
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
@@ -177,6 +181,7 @@ pub fn spec_from_args(a: RunOptions, no_pivot_env: Option<&str>, stdin_tty: bool
         work: a.work,
         volatile: a.volatile,
         limits,
+        proc_view: !a.no_proc_view,
         hostname,
         net,
         binds: a
