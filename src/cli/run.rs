@@ -95,7 +95,10 @@ pub struct RunOptions {
 }
 
 pub fn run_main(args: RunArgs) -> i32 {
-    super::init_logging(None);
+    // The /proc view's FUSE session (a thread of strata run) answers requests of
+    // container processes that may be gone when it replies: fuser logs each such reply
+    // (ENOENT from /dev/fuse) as an error, which is none for the container.
+    super::init_logging_quiet(None, &["fuser::reply"]);
     let no_pivot = std::env::var("STRATA_NO_PIVOT").ok();
     let stdin_tty = std::io::stdin().is_terminal();
     let result = spec_from_args(*args.opts, no_pivot.as_deref(), stdin_tty).and_then(|mut spec| {

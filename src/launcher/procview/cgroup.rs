@@ -2,8 +2,10 @@
 //! inputs of `compute`.
 
 use super::compute::{self, CpuUsage, IoMap, Memory};
+use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// One cgroup directory and its hierarchy's version.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,8 +28,41 @@ pub struct Sources {
     pub tasks: Option<PathBuf>,
 }
 
-fn read(p: &Path) -> io::Result<String> {
-    std::fs::read_to_string(p)
+/// Reads a counter file through a descriptor kept open (pread at 0 regenerates a
+/// seq_file, as procps rereads /proc/meminfo): a view's files are read on every open,
+/// and opening is half the cost. At most `MAX_OPEN` files are kept.
+pub fn read(p: &Path) -> io::Result<String> {
+    use std::os::unix::fs::FileExt;
+    static OPEN: Mutex<Option<HashMap<PathBuf, std::fs::File>>> = Mutex::new(None);
+    const MAX_OPEN: usize = 64;
+    let mut guard = OPEN.lock().unwrap_or_else(|e| e.into_inner());
+    let open = guard.get_or_insert_with(HashMap::new);
+    if !open.contains_key(p) {
+        let f = std::fs::File::open(p)?;
+        if open.len() >= MAX_OPEN {
+            open.clear();
+        }
+        open.insert(p.to_path_buf(), f);
+    }
+    let f = &open[p];
+    let mut buf = vec![0u8; 8192];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(len * 2, 0);
+        }
+        match f.read_at(&mut buf[len..], len as u64) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                open.remove(p);
+                return Err(e);
+            }
+        }
+    }
+    buf.truncate(len);
+    String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 fn num(text: &str) -> Option<u64> {
@@ -51,23 +86,65 @@ fn min_along_path(dir: &Path, file: &str) -> Option<u64> {
     best
 }
 
-pub fn memory(d: &Dir) -> io::Result<Memory> {
+/// The smallest memory (and v1 memory+swap, or v2 swap) limits of the ancestors of
+/// `d`: they seldom change, so the view reads them every few seconds, not per open.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Ancestors {
+    pub memory: Option<u64>,
+    pub swap: Option<u64>,
+}
+
+fn files(d: &Dir) -> (&'static str, &'static str) {
+    match d.v2 {
+        true => ("memory.max", "memory.swap.max"),
+        false => ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes"),
+    }
+}
+
+pub fn ancestors(d: &Dir) -> Ancestors {
+    let (mem, swap) = files(d);
+    let parent = d.path.parent();
+    Ancestors {
+        memory: parent.and_then(|p| min_along_path(p, mem)),
+        swap: parent.and_then(|p| min_along_path(p, swap)),
+    }
+}
+
+fn min2(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The container's memory counters: its own files, and `anc` for the path above it.
+/// Without `swap` (the host has none) the swap files are not read.
+pub fn memory(d: &Dir, anc: &Ancestors, swap: bool) -> io::Result<Memory> {
     let p = &d.path;
     let get = |f: &str| read(&p.join(f)).map(|t| num(&t).unwrap_or(0));
+    let (mem_f, swap_f) = files(d);
+    let limit = min2(get(mem_f).ok(), anc.memory).unwrap_or(u64::MAX);
+    let own_swap = || min2(get(swap_f).ok(), anc.swap);
     if d.v2 {
-        let swap_limit = min_along_path(p, "memory.swap.max");
         Ok(Memory {
-            limit: min_along_path(p, "memory.max").unwrap_or(u64::MAX),
+            limit,
             usage: get("memory.current")?,
-            swap_limit,
-            swap_usage: get("memory.swap.current").unwrap_or(0),
+            swap_limit: if swap { own_swap() } else { Some(0) },
+            swap_usage: if swap {
+                get("memory.swap.current").unwrap_or(0)
+            } else {
+                0
+            },
             stat: compute::parse_kv(&read(&p.join("memory.stat"))?),
         })
     } else {
-        let limit = min_along_path(p, "memory.limit_in_bytes").unwrap_or(u64::MAX);
         let usage = get("memory.usage_in_bytes")?;
-        let memsw = min_along_path(p, "memory.memsw.limit_in_bytes");
-        let memsw_usage = get("memory.memsw.usage_in_bytes").ok();
+        let memsw = if swap { own_swap() } else { None };
+        let memsw_usage = if swap {
+            get("memory.memsw.usage_in_bytes").ok()
+        } else {
+            None
+        };
         Ok(Memory {
             limit,
             usage,
@@ -186,7 +263,7 @@ mod tests {
             v2: true,
             path: c.clone(),
         };
-        let m = memory(&d).unwrap();
+        let m = memory(&d, &ancestors(&d), true).unwrap();
         assert_eq!(m.limit, 200000000, "the smallest along the path");
         assert_eq!(m.usage, 50000000);
         assert_eq!(m.swap_limit, Some(0));
@@ -240,11 +317,11 @@ mod tests {
              total_active_anon 100663296\ntotal_inactive_anon 0\ntotal_active_file 2097152\n\
              total_inactive_file 2097152\n",
         );
-        let m = memory(&Dir {
+        let md = Dir {
             v2: false,
             path: mem,
-        })
-        .unwrap();
+        };
+        let m = memory(&md, &ancestors(&md), true).unwrap();
         assert_eq!(
             (m.limit, m.usage, m.swap_limit, m.swap_usage),
             (268435456, 104857600, Some(0), 0)

@@ -31,8 +31,7 @@ pub fn parse_kv(text: &str) -> HashMap<String, u64> {
 
 /// Maps a v1 `memory.stat` to the v2 names (the hierarchical `total_*` counters).
 pub fn memstat_v1(text: &str) -> MemStat {
-    let kv = parse_kv(text);
-    let pairs = [
+    const PAIRS: [(&str, &str); 12] = [
         ("total_cache", "file"),
         ("total_rss", "anon"),
         ("total_shmem", "shmem"),
@@ -46,10 +45,17 @@ pub fn memstat_v1(text: &str) -> MemStat {
         ("total_unevictable", "unevictable"),
         ("total_rss_huge", "anon_thp"),
     ];
-    pairs
-        .iter()
-        .filter_map(|(v1, v2)| kv.get(*v1).map(|v| (v2.to_string(), *v)))
-        .collect()
+    // Only the lines wanted (memory.stat has some 70): this runs on every open.
+    let mut m = MemStat::with_capacity(PAIRS.len());
+    for l in text.lines().filter(|l| l.starts_with("total_")) {
+        let Some((k, v)) = l.split_once(' ') else {
+            continue;
+        };
+        if let Some((_, v2)) = PAIRS.iter().find(|(v1, _)| *v1 == k) {
+            m.insert(v2.to_string(), v.trim().parse().unwrap_or(0));
+        }
+    }
+    m
 }
 
 /// A `kB` value of a /proc/meminfo text.

@@ -77,10 +77,20 @@ pub struct View {
     start_ticks: u64,
     hz: u64,
     load: Mutex<LoadAvg>,
+    /// The limits above the container's memory cgroup, and when they were read.
+    ancestors: Mutex<Option<(std::time::Instant, cgroup::Ancestors)>>,
 }
+
+/// How long the ancestors' memory limits are reused.
+const ANCESTORS_TTL: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn read(p: &str) -> Option<String> {
     std::fs::read_to_string(p).ok()
+}
+
+/// A file read on every open of the view (kept open).
+fn read_kept(p: &str) -> Option<String> {
+    cgroup::read(Path::new(p)).ok()
 }
 
 /// The CPUs the container is shown, from its cpuset (else strata's affinity) and quota:
@@ -118,7 +128,26 @@ impl View {
             start_ticks: start_ticks(pid1).unwrap_or(0),
             hz: sys::process::clock_ticks(),
             load: Mutex::new(LoadAvg::default()),
+            ancestors: Mutex::new(None),
         }
+    }
+
+    /// The memory counters, with swap only when the host has some.
+    fn memory(&self, host_meminfo: &str) -> Option<compute::Memory> {
+        let d = self.src.memory.as_ref()?;
+        let anc = {
+            let mut a = self.ancestors.lock().unwrap_or_else(|e| e.into_inner());
+            match *a {
+                Some((t, anc)) if t.elapsed() < ANCESTORS_TTL => anc,
+                _ => {
+                    let anc = cgroup::ancestors(d);
+                    *a = Some((std::time::Instant::now(), anc));
+                    anc
+                }
+            }
+        };
+        let swap = compute::meminfo_kb(host_meminfo, "SwapTotal").unwrap_or(0) > 0;
+        cgroup::memory(d, &anc, swap).ok()
     }
 
     /// Is the reader of FUSE request pid `pid` in the container? The kernel gives pids
@@ -157,12 +186,13 @@ impl View {
     fn generate(&self, i: usize) -> Option<String> {
         match FILES[i].name {
             "meminfo" => {
-                let m = cgroup::memory(self.src.memory.as_ref()?).ok()?;
-                Some(compute::meminfo(&read("/proc/meminfo")?, &m))
+                let host = read_kept("/proc/meminfo")?;
+                let m = self.memory(&host)?;
+                Some(compute::meminfo(&host, &m))
             }
             "swaps" => {
-                let m = cgroup::memory(self.src.memory.as_ref()?).ok()?;
-                let host = read("/proc/meminfo")?;
+                let host = read_kept("/proc/meminfo")?;
+                let m = self.memory(&host)?;
                 let host_swap = compute::meminfo_kb(&host, "SwapTotal").unwrap_or(0);
                 let total = m
                     .swap_limit
@@ -170,7 +200,7 @@ impl View {
                 Some(compute::swaps(total, m.swap_usage / 1024))
             }
             "cpuinfo" => Some(compute::cpuinfo(
-                &read("/proc/cpuinfo")?,
+                &read_kept("/proc/cpuinfo")?,
                 &cpus(&self.src).1,
             )),
             "online" => Some(compute::cpu_online(cpus(&self.src).1.len())),
@@ -178,14 +208,14 @@ impl View {
                 let (set, vis) = cpus(&self.src);
                 let folded = self.usage().map(|u| u.fold(&set, vis.len()));
                 Some(compute::stat(
-                    &read("/proc/stat")?,
+                    &read_kept("/proc/stat")?,
                     &vis,
                     folded.as_deref(),
                     self.hz,
                 ))
             }
             "uptime" => {
-                let host: f64 = read("/proc/uptime")?
+                let host: f64 = read_kept("/proc/uptime")?
                     .split_whitespace()
                     .next()?
                     .parse()
@@ -201,7 +231,7 @@ impl View {
                     .iter()
                     .filter(|t| task_state(**t) == Some('R'))
                     .count();
-                let last_pid = read("/proc/loadavg")?
+                let last_pid = read_kept("/proc/loadavg")?
                     .split_whitespace()
                     .nth(4)?
                     .parse()
@@ -211,7 +241,7 @@ impl View {
             }
             "diskstats" => {
                 let io = cgroup::io(self.src.blkio.as_ref()?)?;
-                Some(compute::diskstats(&read("/proc/diskstats")?, &io))
+                Some(compute::diskstats(&read_kept("/proc/diskstats")?, &io))
             }
             _ => None,
         }
