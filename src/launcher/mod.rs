@@ -5,7 +5,8 @@
 //! Processes (rootless adds the user namespace to strata itself):
 //!
 //! ```text
-//! strata (parent: signals, exit status, clean-up)      [user ns + outer mount ns]
+//! strata (parent: signals, exit status, clean-up;      [user ns + outer mount ns]
+//!         with limits, threads serving the /proc view)
 //!  ├─ guardian       (removes cgroups if strata is killed)   [host namespaces]
 //!  ├─ strata mount -f (FUSE daemon for the union)            [outer mount ns, own cgroup]
 //!  └─ container: PID 1 in new mount/pid/uts/ipc/net/cgroup ns, joins the limit cgroups,
@@ -17,7 +18,7 @@
 //!
 //! One module per kernel concept: `userns`, `namespaces`, `cgroups`, `rootfs`, `union`,
 //! `init` (signals, reaping), `exec` (credentials, caps, execve), `tty` (the terminal,
-//! stdin), `cleanup`, `spec`.
+//! stdin), `procview` (/proc files from the container's cgroups), `cleanup`, `spec`.
 //!
 //! It takes a `Spec` and returns the command's status or an `Error`; it never parses
 //! argv or prints (warnings go to the caller's `warn`), and it reaches the union
