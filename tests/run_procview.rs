@@ -281,21 +281,32 @@ both_modes!(procps_free_shows_the_limit, |mode| {
     assert!(!ok(&o).contains("Mem:            256"), "{}", ok(&o));
 });
 
-/// busybox `free` takes its total from sysinfo(2), which the view does not intercept
-/// (README.md, "The /proc view"): it still shows the host's total.
-#[test]
-fn busybox_free_uses_sysinfo_and_shows_the_host() {
-    let env = Env::new(Mode::Root);
-    let root = env.rootfs.to_str().unwrap().to_string();
-    let (o, _) = run_sh(&env, &["--rootfs", &root], &LIMITS, "free -m");
-    let out = ok(&o);
-    let total: u64 = out
-        .lines()
+fn free_total(out: &str) -> u64 {
+    out.lines()
         .find(|l| l.starts_with("Mem:"))
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or_else(|| panic!("{out}"));
-    assert!(total > 256, "sysinfo is the host's: {out}");
+        .unwrap_or_else(|| panic!("{out}"))
 }
+
+// busybox `free` takes its total from sysinfo(2), which strata answers for the
+// container (seccomp user notification): 256 MiB, also under `--init` and as another
+// user; without the view, the host's. `uptime` (sysinfo too) starts near 0.
+both_modes!(busybox_free_sees_the_limit_through_sysinfo, |mode| {
+    let env = Env::new(mode);
+    let root = env.rootfs.to_str().unwrap().to_string();
+    for extra in [&[][..], &["--init"], &["--user", "1000"]] {
+        let mut args = LIMITS.to_vec();
+        args.extend_from_slice(extra);
+        let (o, _) = run_sh(&env, &["--rootfs", &root], &args, "free -m; uptime");
+        let out = ok(&o);
+        assert_eq!(free_total(&out), 256, "{extra:?}: {out}");
+        assert!(out.contains(" up 0 min"), "{extra:?}: {out}");
+    }
+    let mut args = LIMITS.to_vec();
+    args.push("--no-proc-view");
+    let (o, _) = run_sh(&env, &["--rootfs", &root], &args, "free -m");
+    assert!(free_total(&ok(&o)) > 256, "the host's: {}", ok(&o));
+});
 
 /// 10,000 reads of /proc/meminfo (one busybox cat, 10,000 opens) through the view and
 /// of the real file in the same container: the costs are printed (README.md quotes

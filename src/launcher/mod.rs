@@ -298,7 +298,7 @@ fn container(
 /// Puts the /proc view over the container's files. Whatever fails, the container
 /// keeps the real files: the reason is logged, never an error.
 fn attach_view(root: &Path, sock: OwnedFd, pin: Option<&[u32]>) {
-    match procview::attach(root, sock) {
+    match procview::attach(root, &sock) {
         Ok(n) => log::debug!("proc view: {n} files bound"),
         Err(e) if e.msg.starts_with("open /dev/fuse") => {
             return log::info!("proc view not attached: {e}")
@@ -312,5 +312,8 @@ fn attach_view(root: &Path, sock: OwnedFd, pin: Option<&[u32]>) {
         if let Err(e) = sys::process::set_affinity(cpus) {
             log::warn!("cannot pin the container to CPUs {cpus:?}: {e}");
         }
+    }
+    if let Err(e) = procview::intercept_sysinfo(sock) {
+        log::info!("sysinfo(2) shows the host's values: {e}");
     }
 }

@@ -18,6 +18,7 @@
 mod cgroup;
 pub mod compute;
 mod fuse;
+mod sysinfo;
 
 use super::error::{Context, Error, Result};
 use super::mounts::{bind, mount, umount_detach};
@@ -133,7 +134,7 @@ impl View {
     }
 
     /// The memory counters, with swap only when the host has some.
-    fn memory(&self, host_meminfo: &str) -> Option<compute::Memory> {
+    pub(super) fn memory(&self, host_meminfo: &str) -> Option<compute::Memory> {
         let d = self.src.memory.as_ref()?;
         let anc = {
             let mut a = self.ancestors.lock().unwrap_or_else(|e| e.into_inner());
@@ -171,11 +172,25 @@ impl View {
         std::fs::read(FILES[i].path).unwrap_or_default()
     }
 
+    /// The container's age in seconds (the age of its PID 1).
+    pub(super) fn age(&self) -> Option<f64> {
+        let host: f64 = read_kept("/proc/uptime")?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()?;
+        Some(host - self.start_ticks as f64 / self.hz as f64)
+    }
+
+    pub(super) fn load(&self) -> LoadAvg {
+        *self.load.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn usage(&self) -> Option<compute::CpuUsage> {
         self.src.cpuacct.as_ref().and_then(cgroup::usage)
     }
 
-    fn tasks(&self) -> Vec<u32> {
+    pub(super) fn tasks(&self) -> Vec<u32> {
         self.src
             .tasks
             .as_deref()
@@ -215,12 +230,7 @@ impl View {
                 ))
             }
             "uptime" => {
-                let host: f64 = read_kept("/proc/uptime")?
-                    .split_whitespace()
-                    .next()?
-                    .parse()
-                    .ok()?;
-                let age = host - self.start_ticks as f64 / self.hz as f64;
+                let age = self.age()?;
                 let used = self.usage().map_or(0.0, |u| u.total_ns() as f64 / 1e9);
                 Some(compute::uptime(age, cpus(&self.src).1.len(), used))
             }
@@ -262,8 +272,9 @@ impl View {
 }
 
 /// Serves the view on the /dev/fuse descriptor the container sends over `sock`, in
-/// threads of this process (the FUSE session, and the load sampler every 5 s); both end
-/// with the container (its mount namespace going away ends the FUSE connection).
+/// threads of this process (the FUSE session, the load sampler every 5 s, and the
+/// sysinfo(2) supervisor on the seccomp listener the container sends next, if any); they
+/// end with the container (its mount namespace going away ends the FUSE connection).
 pub fn serve(view: View, sock: OwnedFd) -> Result<()> {
     let view = Arc::new(view);
     let weak: Weak<View> = Arc::downgrade(&view);
@@ -275,22 +286,32 @@ pub fn serve(view: View, sock: OwnedFd) -> Result<()> {
                 Ok(_) => return log::debug!("proc view: the container did not mount it"),
                 Err(e) => return log::warn!("proc view: receive /dev/fuse: {e}"),
             };
-            drop(sock);
             let mut config = fuser::Config::default();
             config.acl = fuser::SessionACL::All;
             // Two threads: a NOTIFY_STORE may wait for a page that a reader holds
             // locked while its READ waits to be served.
             config.n_threads = Some(2);
-            let fs = fuse::ViewFs::new(view);
+            let fs = fuse::ViewFs::new(view.clone());
             let notifier = fs.notifier.clone();
-            match fuser::Session::from_fd(fs, fd, fuser::SessionACL::All, config) {
-                Ok(s) => {
-                    let _ = notifier.set(s.notifier());
-                    if let Err(e) = s.run() {
+            let session = match fuser::Session::from_fd(fs, fd, fuser::SessionACL::All, config) {
+                Ok(s) => s,
+                Err(e) => return log::warn!("proc view: FUSE handshake: {e}"),
+            };
+            let _ = notifier.set(session.notifier());
+            let run = std::thread::Builder::new()
+                .name("procview-fuse".into())
+                .spawn(move || {
+                    if let Err(e) = session.run() {
                         log::debug!("proc view: session ended: {e}");
                     }
-                }
-                Err(e) => log::warn!("proc view: FUSE handshake: {e}"),
+                });
+            if let Err(e) = run {
+                return log::warn!("proc view: spawn the FUSE thread: {e}");
+            }
+            match sys::process::recv_fds(sock.as_fd(), true) {
+                Ok(mut fds) if !fds.is_empty() => sysinfo::supervise(&view, fds.swap_remove(0)),
+                Ok(_) => log::debug!("proc view: no sysinfo interception"),
+                Err(e) => log::warn!("proc view: receive the seccomp listener: {e}"),
             }
         })
         .context(|| "spawn the proc view thread".into())?;
@@ -312,7 +333,7 @@ pub fn serve(view: View, sock: OwnedFd) -> Result<()> {
 /// file over the real one under `root` (when that exists), then detaches the view's own
 /// mount. Returns how many files were bound. On error the container sees the real
 /// files (all of them when strata does not serve the view: one read checks it first).
-pub fn attach(root: &Path, sock: OwnedFd) -> Result<usize> {
+pub fn attach(root: &Path, sock: &OwnedFd) -> Result<usize> {
     let dev = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -333,7 +354,6 @@ pub fn attach(root: &Path, sock: OwnedFd) -> Result<usize> {
         })
         .and_then(|_| {
             drop(dev);
-            drop(sock);
             // One read proves strata serves it before anything is hidden behind it.
             std::fs::read(dir.join("meminfo")).map_err(|e| Error::io("read the proc view", e))?;
             let mut n = 0;
@@ -349,4 +369,15 @@ pub fn attach(root: &Path, sock: OwnedFd) -> Result<usize> {
     let _ = umount_detach(&dir);
     let _ = std::fs::remove_dir(&dir);
     result
+}
+
+/// In the container, after `attach`: hands sysinfo(2) to strata (seccomp user
+/// notification, as LXD does), so that busybox `free` sees the container's memory too.
+/// The filter stays on what the container runs; the listener goes to strata over `sock`
+/// and is closed here, so that the calls fail (ENOSYS) rather than hang if strata is gone.
+pub fn intercept_sysinfo(sock: OwnedFd) -> Result<()> {
+    let listener = sys::seccomp::notify_filter(libc::SYS_sysinfo)
+        .context(|| "seccomp(SECCOMP_FILTER_FLAG_NEW_LISTENER) for sysinfo".into())?;
+    sys::process::send_fds(sock.as_fd(), &[listener.as_fd()])
+        .context(|| "send the seccomp listener to strata".into())
 }
