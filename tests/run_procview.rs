@@ -1,6 +1,6 @@
 //! `strata run`'s /proc view (issue 14): with limits, the container's /proc/meminfo,
 //! cpuinfo, stat, uptime, loadavg, swaps, diskstats and /sys/devices/system/cpu/online
-//! come from its cgroups. This machine runs the cgroup v1 controllers, so these exercise
+//! come from its cgroups, and so does sysinfo(2). This machine runs the cgroup v1 controllers, so these exercise
 //! the v1 sources (the v2 ones are unit tested on a fake tree); rootless runs get a
 //! delegated (chowned) subtree, as in run_limits.rs.
 
