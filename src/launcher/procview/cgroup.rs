@@ -193,19 +193,44 @@ pub fn io(d: &Dir) -> Option<IoMap> {
     if d.v2 {
         return Some(compute::parse_io_stat(&read(&d.path.join("io.stat")).ok()?));
     }
-    let mut m = IoMap::new();
-    // The throttle counters count every bio; the bfq ones only under that scheduler.
-    let serviced = read(&d.path.join("blkio.throttle.io_serviced_recursive")).ok()?;
-    compute::add_blkio(&mut m, &serviced, |io, r, v| match r {
-        true => io.reads = v,
-        false => io.writes = v,
-    });
-    let bytes = read(&d.path.join("blkio.throttle.io_service_bytes_recursive")).ok()?;
-    compute::add_blkio(&mut m, &bytes, |io, r, v| match r {
-        true => io.read_bytes = v,
-        false => io.write_bytes = v,
-    });
-    Some(m)
+    // The kernel keeps the throttle counters only for queues with a throttle rule, the
+    // bfq ones only under that scheduler, the plain ones (CFQ, before 5.0) no more: the
+    // first family that counted anything is used.
+    let mut first = None;
+    for family in ["blkio.throttle.", "blkio.bfq.", "blkio."] {
+        let file = |f: &str| read(&d.path.join(format!("{family}{f}_recursive"))).ok();
+        let Some(serviced) = file("io_serviced") else {
+            continue;
+        };
+        let mut m = IoMap::new();
+        compute::add_blkio(&mut m, &serviced, |io, r, v| match r {
+            true => io.reads = v,
+            false => io.writes = v,
+        });
+        let bytes = file("io_service_bytes").unwrap_or_default();
+        compute::add_blkio(&mut m, &bytes, |io, r, v| match r {
+            true => io.read_bytes = v,
+            false => io.write_bytes = v,
+        });
+        let merged = file("io_merged").unwrap_or_default();
+        compute::add_blkio(&mut m, &merged, |io, r, v| match r {
+            true => io.reads_merged = v,
+            false => io.writes_merged = v,
+        });
+        // Nanoseconds in these files, milliseconds in diskstats.
+        let service = file("io_service_time").unwrap_or_default();
+        compute::add_blkio(&mut m, &service, |io, r, v| match r {
+            true => io.read_ms = v / 1_000_000,
+            false => io.write_ms = v / 1_000_000,
+        });
+        let wait = file("io_wait_time").unwrap_or_default();
+        compute::add_blkio(&mut m, &wait, |io, _, v| io.wait_ms += v / 1_000_000);
+        if m.values().any(|io| io.reads + io.writes > 0) {
+            return Some(m);
+        }
+        first.get_or_insert(m);
+    }
+    first
 }
 
 /// The thread ids listed in a `tasks` or `cgroup.threads` file.
@@ -359,14 +384,26 @@ mod tests {
         .unwrap();
         assert_eq!(u.fold(&[0, 1], 1), vec![(4_000_000_000, 1_000_000_000)]);
         let blk = t.path().join("blkio/strata-1");
+        // No throttle rule on the queue: the kernel kept no throttle counts; bfq did.
+        write(&blk, "blkio.throttle.io_serviced_recursive", "Total 0\n");
         write(
             &blk,
-            "blkio.throttle.io_serviced_recursive",
+            "blkio.throttle.io_service_bytes_recursive",
+            "Total 0\n",
+        );
+        write(
+            &blk,
+            "blkio.bfq.io_serviced_recursive",
             "8:0 Read 7\n8:0 Write 2\n8:0 Total 9\nTotal 9\n",
         );
         write(
             &blk,
-            "blkio.throttle.io_service_bytes_recursive",
+            "blkio.bfq.io_wait_time_recursive",
+            "8:0 Read 3000000\n8:0 Write 0\n",
+        );
+        write(
+            &blk,
+            "blkio.bfq.io_service_bytes_recursive",
             "8:0 Read 4096\n8:0 Write 1024\nTotal 5120\n",
         );
         let io = io(&Dir {
@@ -376,8 +413,8 @@ mod tests {
         .unwrap();
         let d = io[&(8, 0)];
         assert_eq!(
-            (d.reads, d.writes, d.read_bytes, d.write_bytes),
-            (7, 2, 4096, 1024)
+            (d.reads, d.writes, d.read_bytes, d.write_bytes, d.wait_ms),
+            (7, 2, 4096, 1024, 3)
         );
     }
 }
