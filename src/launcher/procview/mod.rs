@@ -97,12 +97,20 @@ fn read_kept(p: &str) -> Option<String> {
 /// The CPUs the container is shown, from its cpuset (else strata's affinity) and quota:
 /// (the cpuset, the visible CPUs).
 pub fn cpus(src: &Sources) -> (Vec<u32>, Vec<u32>) {
-    let set = src
+    let affinity = sys::process::affinity().ok().filter(|v| !v.is_empty());
+    let mut set = src
         .cpuset
         .as_ref()
         .and_then(cgroup::cpuset)
-        .or_else(|| sys::process::affinity().ok().filter(|v| !v.is_empty()))
+        .or_else(|| affinity.clone())
         .unwrap_or_else(|| compute::parse_cpulist(&read(FILES[7].path).unwrap_or_default()));
+    // strata started under taskset: the container may use no more than that either.
+    if let Some(a) = &affinity {
+        let both: Vec<u32> = set.iter().copied().filter(|c| a.contains(c)).collect();
+        if !both.is_empty() {
+            set = both;
+        }
+    }
     let quota = src.cpu.as_ref().and_then(cgroup::quota);
     let visible = compute::visible_cpus(&set, quota);
     (set, visible)
