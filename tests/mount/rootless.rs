@@ -261,21 +261,9 @@ fn nobody_mount_keeps_the_atime_rule() {
             ls(lay.m("ud"));
         });
         let what = format!("-o {opts}, atime {atime}");
-        assert_eq!(
-            atime_of(&lay.l(0, "lf")),
-            atime,
-            "{what}: lower file touched"
-        );
-        assert_eq!(
-            atime_of(&lay.u("uf")) != atime,
-            file_updated,
-            "{what}: upper file"
-        );
-        assert_eq!(
-            atime_of(&lay.u("ud")) != atime,
-            dir_updated,
-            "{what}: upper directory"
-        );
+        assert_eq!(atime_of(&lay.l(0, "lf")), atime, "{what}: lower file touched");
+        assert_eq!(atime_of(&lay.u("uf")) != atime, file_updated, "{what}: upper file");
+        assert_eq!(atime_of(&lay.u("ud")) != atime, dir_updated, "{what}: upper directory");
         m.umount();
     }
 }
