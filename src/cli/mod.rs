@@ -82,10 +82,18 @@ fn command() -> clap::Command {
 
 /// Sets up env_logger: `--log-level` wins over `RUST_LOG`, default `warn`.
 pub fn init_logging(level: Option<&str>) {
+    init_logging_quiet(level, &[]);
+}
+
+/// `init_logging`, with the modules `quiet` silenced.
+pub fn init_logging_quiet(level: Option<&str>, quiet: &[&str]) {
     let mut builder =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"));
     // fuser warns when it unmounts what `strata umount` already unmounted.
     builder.filter_module("fuser::session", log::LevelFilter::Error);
+    for m in quiet {
+        builder.filter_module(m, log::LevelFilter::Off);
+    }
     if let Some(level) = level {
         builder.parse_filters(level);
     }

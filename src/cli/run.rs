@@ -42,6 +42,10 @@ pub struct RunOptions {
     /// Maximum number of processes
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub pids: Option<String>,
+    /// Show the host's /proc/meminfo, cpuinfo, stat, uptime, loadavg, swaps, diskstats
+    /// (by default, with a limit, the container sees them computed from its cgroups)
+    #[arg(long)]
+    pub no_proc_view: bool,
     /// Host name inside the container (default: strata)
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
@@ -91,7 +95,10 @@ pub struct RunOptions {
 }
 
 pub fn run_main(args: RunArgs) -> i32 {
-    super::init_logging(None);
+    // The /proc view's FUSE session (a thread of strata run) answers requests of
+    // container processes that may be gone when it replies: fuser logs each such reply
+    // (ENOENT from /dev/fuse) as an error, which is none for the container.
+    super::init_logging_quiet(None, &["fuser::reply"]);
     let no_pivot = std::env::var("STRATA_NO_PIVOT").ok();
     let stdin_tty = std::io::stdin().is_terminal();
     let result = spec_from_args(*args.opts, no_pivot.as_deref(), stdin_tty).and_then(|mut spec| {
@@ -177,6 +184,7 @@ pub fn spec_from_args(a: RunOptions, no_pivot_env: Option<&str>, stdin_tty: bool
         work: a.work,
         volatile: a.volatile,
         limits,
+        proc_view: !a.no_proc_view,
         hostname,
         net,
         binds: a

@@ -6,11 +6,16 @@
 
 use super::error::write_file;
 use super::error::{Error, Result};
+use super::procview;
 use super::spec::{Limits, CPU_PERIOD_US};
 use std::path::{Path, PathBuf};
 
 /// The controllers strata sets limits with.
 pub const CONTROLLERS: [&str; 3] = ["memory", "cpu", "pids"];
+
+/// Controllers joined only to count what the container uses, for the /proc view (no
+/// limits are written there; a hierarchy that refuses them is skipped quietly).
+pub const ACCOUNTING: [&str; 3] = ["cpuacct", "blkio", "io"];
 
 /// One cgroup directory holding some controllers: a v1 or a v2 backend.
 pub trait Backend {
@@ -18,6 +23,9 @@ pub trait Backend {
     fn version(&self) -> u8;
     /// Writes the limits this group is responsible for.
     fn apply(&self, limits: &Limits) -> Result<()>;
+    /// Does this group hold the counters of `ctl` (v1 names, as in `CONTROLLERS`,
+    /// `ACCOUNTING` and "cpuset")?
+    fn offers(&self, ctl: &str) -> bool;
 }
 
 struct V1 {
@@ -58,6 +66,9 @@ impl Backend for V1 {
         }
         Ok(())
     }
+    fn offers(&self, ctl: &str) -> bool {
+        self.controllers.iter().any(|x| x == ctl)
+    }
 }
 
 impl Backend for V2 {
@@ -82,6 +93,18 @@ impl Backend for V2 {
             set(&self.dir, "pids.max", p)?;
         }
         Ok(())
+    }
+    fn offers(&self, ctl: &str) -> bool {
+        let file = match ctl {
+            "memory" => "memory.current",
+            "cpu" => "cpu.max",
+            "cpuacct" => "cpu.stat",
+            "blkio" | "io" => "io.stat",
+            "cpuset" => "cpuset.cpus.effective",
+            "pids" => "pids.max",
+            _ => return false,
+        };
+        self.dir.join(file).exists()
     }
 }
 
@@ -175,9 +198,39 @@ pub struct Cgroups {
     /// `leaf` (a child of `home`) so that `home` may enable controllers for its children
     /// (the no-internal-processes rule). (home, leaf); undone at the end.
     moved: Option<(PathBuf, PathBuf)>,
+    /// strata's own cpuset cgroup (the container inherits it), for the /proc view.
+    cpuset: Option<procview::Dir>,
 }
 
 impl Cgroups {
+    /// Where the /proc view reads the container's counters.
+    pub fn view_sources(&self) -> procview::Sources {
+        let find = |ctl: &str| {
+            self.groups
+                .iter()
+                .find(|g| g.offers(ctl))
+                .map(|g| procview::Dir {
+                    v2: g.version() == 2,
+                    path: g.dir().to_path_buf(),
+                })
+        };
+        let tasks = self.groups.first().map(|g| {
+            g.dir().join(if g.version() == 2 {
+                "cgroup.threads"
+            } else {
+                "tasks"
+            })
+        });
+        procview::Sources {
+            memory: find("memory"),
+            cpu: find("cpu"),
+            cpuacct: find("cpuacct"),
+            cpuset: find("cpuset").or_else(|| self.cpuset.clone()),
+            blkio: find("blkio").or_else(|| find("io")),
+            tasks,
+        }
+    }
+
     /// The `cgroup.procs` files the container writes itself into.
     pub fn procs_files(&self) -> Vec<PathBuf> {
         self.groups
@@ -247,7 +300,14 @@ fn limit_names(l: &Limits, ctls: &[&str]) -> String {
 /// Creates and configures the cgroups for `limits`. Rootless, a hierarchy that is not
 /// delegated to the caller gives a warning (naming the limits and why) instead of an error.
 /// Rootless, a limit that can't be applied is a warning (`warn`), not an error.
-pub fn setup(limits: &Limits, rootless: bool, warn: &dyn Fn(&str)) -> Result<Option<Cgroups>> {
+/// With `accounting`, the container also gets groups of the `ACCOUNTING` controllers
+/// (for the /proc view), where the hierarchy allows.
+pub fn setup(
+    limits: &Limits,
+    accounting: bool,
+    rootless: bool,
+    warn: &dyn Fn(&str),
+) -> Result<Option<Cgroups>> {
     if !limits.any() {
         return Ok(None);
     }
@@ -265,6 +325,17 @@ pub fn setup(limits: &Limits, rootless: bool, warn: &dyn Fn(&str)) -> Result<Opt
         .collect();
     // Group the wanted controllers by base directory.
     let mut plan: Vec<(Source, Vec<&str>)> = Vec::new();
+    if accounting {
+        for c in ACCOUNTING {
+            // v2's io only from v2 (there is no v1 hierarchy of that name).
+            if let Some(src) = choose(&layout, c, &v2_available) {
+                match plan.iter_mut().find(|(s, _)| *s == src) {
+                    Some((_, v)) => v.push(c),
+                    None => plan.push((src, vec![c])),
+                }
+            }
+        }
+    }
     for c in wanted {
         match choose(&layout, c, &v2_available) {
             Some(src) => match plan.iter_mut().find(|(s, _)| *s == src) {
@@ -288,10 +359,25 @@ pub fn setup(limits: &Limits, rootless: bool, warn: &dyn Fn(&str)) -> Result<Opt
     let mut made = Cgroups {
         groups: Vec::new(),
         moved: None,
+        cpuset: match choose(&layout, "cpuset", &v2_available) {
+            Some(Source::V2(path)) => Some(procview::Dir { v2: true, path }),
+            Some(Source::V1(path, _)) => Some(procview::Dir { v2: false, path }),
+            None => None,
+        },
     };
+    // Limits first: a v2 self-move they need must happen before accounting groups.
+    plan.sort_by_key(|(_, ctls)| limit_names(limits, ctls).is_empty());
+    let mut limited = false;
     for (src, ctls) in plan {
+        let limiting = !limit_names(limits, &ctls).is_empty();
         match create_one(&src, &ctls, &name, limits, &mut made.moved) {
-            Ok(g) => made.groups.push(g),
+            Ok(g) => {
+                limited |= limiting;
+                made.groups.push(g)
+            }
+            Err(e) if !limiting => {
+                log::info!("no {ctls:?} accounting for the /proc view: {}", e.msg)
+            }
             Err(e) if rootless => warn(&format!(
                 "{} not applied: {} (rootless limits need a cgroup delegated to you: systemd \
                  does this on cgroup v2; on v1 root must chown a subtree and start strata \
@@ -305,8 +391,8 @@ pub fn setup(limits: &Limits, rootless: bool, warn: &dyn Fn(&str)) -> Result<Opt
             }
         }
     }
-    if made.groups.is_empty() {
-        made.remove(); // undo a v2 self-move, if any
+    if !limited {
+        made.remove(); // undo a v2 self-move, and accounting groups, if any
         return Ok(None);
     }
     Ok(Some(made))

@@ -5,7 +5,8 @@
 //! Processes (rootless adds the user namespace to strata itself):
 //!
 //! ```text
-//! strata (parent: signals, exit status, clean-up)      [user ns + outer mount ns]
+//! strata (parent: signals, exit status, clean-up;      [user ns + outer mount ns]
+//!         with limits, threads serving the /proc view)
 //!  ├─ guardian       (removes cgroups if strata is killed)   [host namespaces]
 //!  ├─ strata mount -f (FUSE daemon for the union)            [outer mount ns, own cgroup]
 //!  └─ container: PID 1 in new mount/pid/uts/ipc/net/cgroup ns, joins the limit cgroups,
@@ -17,7 +18,7 @@
 //!
 //! One module per kernel concept: `userns`, `namespaces`, `cgroups`, `rootfs`, `union`,
 //! `init` (signals, reaping), `exec` (credentials, caps, execve), `tty` (the terminal,
-//! stdin), `cleanup`, `spec`.
+//! stdin), `procview` (/proc files from the container's cgroups), `cleanup`, `spec`.
 //!
 //! It takes a `Spec` and returns the command's status or an `Error`; it never parses
 //! argv or prints (warnings go to the caller's `warn`), and it reaches the union
@@ -30,6 +31,7 @@ mod exec;
 mod init;
 mod mounts;
 mod namespaces;
+mod procview;
 mod rootfs;
 pub mod spec;
 mod tty;
@@ -85,7 +87,7 @@ pub fn run(spec: Spec, warn: &dyn Fn(&str)) -> Result<i32> {
     let rootless = unsafe { libc::geteuid() } != 0;
     init::block_signals()?;
     let mut res = Resources {
-        cgroups: cgroups::setup(&spec.limits, rootless, warn)?,
+        cgroups: cgroups::setup(&spec.limits, spec.proc_view, rootless, warn)?,
         ..Default::default()
     };
     let result = (|| {
@@ -133,6 +135,20 @@ fn start(spec: &Spec, rootless: bool, res: &mut Resources) -> Result<i32> {
         true => tty::channel(spec.interactive).map(|(i, r)| (Some(i), Some(r)))?,
         false => (None, None),
     };
+    // The /proc view: its sources, the CPUs to pin the container to when the view
+    // shows fewer than it may use (so that nproc agrees), and a socket pair for the
+    // /dev/fuse descriptor the container mounts it with.
+    let view = match (&res.cgroups, spec.proc_view) {
+        (Some(c), true) => {
+            let src = c.view_sources();
+            let (_, visible) = procview::cpus(&src);
+            let now = sys::process::affinity().map(|a| a.len()).unwrap_or(0);
+            let pin = (visible.len() < now).then(|| visible.clone());
+            let (ours, theirs) = sys::process::socketpair().context(|| "socketpair".into())?;
+            Some((src, ours, theirs, pin))
+        }
+        _ => None,
+    };
     let pid =
         sys::process::clone_fork(namespaces::clone_flags(spec.net)).context(|| "clone".into())?;
     if pid == 0 {
@@ -141,9 +157,20 @@ fn start(spec: &Spec, rootless: bool, res: &mut Resources) -> Result<i32> {
             // SAFETY: our copy of the guardian's pipe; the container must not hold it.
             unsafe { libc::close(fd) };
         }
-        container(spec, &root, rootless, &procs, go_r, err_w, tty_inside);
+        let view = view.map(|(_, ours, theirs, pin)| {
+            drop(ours);
+            (theirs, pin)
+        });
+        container(spec, &root, rootless, &procs, go_r, err_w, tty_inside, view);
     }
     drop((err_w, go_r, tty_inside));
+    if let Some((src, ours, theirs, _)) = view {
+        drop(theirs);
+        // Threads only after the fork: the child must not inherit locks held by them.
+        if let Err(e) = procview::serve(procview::View::new(src, pid as u32), ours) {
+            log::warn!("proc view not served: {e}");
+        }
+    }
     sys::process::write_all_raw(go_w.as_raw_fd(), b"g");
     drop(go_w);
     init::supervise(pid, err_r, relay)
@@ -204,6 +231,9 @@ fn mount_union(spec: &Spec, state: &Path, res: &mut Resources) -> Result<PathBuf
 }
 
 /// The container process, from clone to exec. Never returns: errors go to the error pipe.
+/// `view`: the socket to hand the /proc view's /dev/fuse to strata over, and the CPUs
+/// to pin to.
+#[allow(clippy::too_many_arguments)]
 fn container(
     spec: &Spec,
     root: &Path,
@@ -212,6 +242,7 @@ fn container(
     go: OwnedFd,
     err: OwnedFd,
     tty: Option<tty::Inside>,
+    view: Option<(OwnedFd, Option<Vec<u32>>)>,
 ) -> ! {
     let err_fd = err.as_raw_fd();
     std::mem::forget(err); // stays open until exec (close-on-exec)
@@ -233,6 +264,9 @@ fn container(
         }
         rootfs::prepare_root(root)?;
         rootfs::apply(root, &rootfs::plan(spec), rootless)?;
+        if let Some((sock, pin)) = view {
+            attach_view(root, sock, pin.as_deref());
+        }
         let wd = rootfs::secure_join(root, &spec.workdir)?;
         if !wd.exists() {
             std::fs::create_dir_all(&wd)
@@ -259,4 +293,27 @@ fn container(
         init::pid1(err_fd, || exec::exec_command(spec));
     }
     init::fail(err_fd, &exec::exec_command(spec))
+}
+
+/// Puts the /proc view over the container's files. Whatever fails, the container
+/// keeps the real files: the reason is logged, never an error.
+fn attach_view(root: &Path, sock: OwnedFd, pin: Option<&[u32]>) {
+    match procview::attach(root, &sock) {
+        Ok(n) => log::debug!("proc view: {n} files bound"),
+        Err(e) if e.msg.starts_with("open /dev/fuse") => {
+            return log::info!("proc view not attached: {e}")
+        }
+        Err(e) => {
+            return log::warn!("proc view not attached, the container sees the host's files: {e}")
+        }
+    }
+    // Only with the view: then nproc (sched_getaffinity) agrees with /proc/cpuinfo.
+    if let Some(cpus) = pin {
+        if let Err(e) = sys::process::set_affinity(cpus) {
+            log::warn!("cannot pin the container to CPUs {cpus:?}: {e}");
+        }
+    }
+    if let Err(e) = procview::intercept_sysinfo(sock) {
+        log::info!("sysinfo(2) shows the host's values: {e}");
+    }
 }

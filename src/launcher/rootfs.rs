@@ -507,6 +507,7 @@ mod tests {
             work: None,
             volatile: false,
             limits: Limits::default(),
+            proc_view: true,
             hostname: "h".into(),
             net: Net::None,
             binds: vec![BindMount {

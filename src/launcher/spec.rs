@@ -57,6 +57,8 @@ pub struct Spec {
     pub work: Option<PathBuf>,
     pub volatile: bool,
     pub limits: Limits,
+    /// Show the container /proc files computed from its cgroups (when it has limits).
+    pub proc_view: bool,
     pub hostname: String,
     pub net: Net,
     pub binds: Vec<BindMount>,
@@ -149,6 +151,7 @@ pub fn test_spec() -> Spec {
         work: None,
         volatile: false,
         limits: Limits::default(),
+        proc_view: true,
         hostname: "h".into(),
         net: Net::None,
         binds: vec![],

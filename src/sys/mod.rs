@@ -10,7 +10,9 @@
 //! - `fileattr`: inode flags and fsxattr of an open file (chattr's ioctls);
 //! - `mount`: mount, umount, unshare, statfs, /proc/self/mountinfo;
 //! - `process`: fork/clone, wait, pipes, descriptor passing, poll, prctl, signal masks;
-//! - `tty`: pseudo-terminals, termios, window sizes, the controlling terminal.
+//! - `tty`: pseudo-terminals, termios, window sizes, the controlling terminal;
+//! - `seccomp`: a user-notification filter for one system call, and its supervisor's
+//!   side (receive, answer, write into the caller's memory).
 //!
 //! It imports nothing else of strata, and adds no context to errors: callers say
 //! which path or layer failed.
@@ -18,6 +20,7 @@
 pub mod fileattr;
 pub mod mount;
 pub mod process;
+pub mod seccomp;
 pub mod tty;
 pub mod xattr;
 

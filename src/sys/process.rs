@@ -359,6 +359,53 @@ pub fn supplementary_groups(pid: u32) -> io::Result<Vec<u32>> {
         .unwrap_or_default())
 }
 
+/// USER_HZ: the unit of the times in /proc/stat and /proc/PID/stat.
+pub fn clock_ticks() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let r = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if r > 0 {
+        r as u64
+    } else {
+        100
+    }
+}
+
+/// The CPUs this thread may run on (sched_getaffinity).
+pub fn affinity() -> io::Result<Vec<u32>> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; the kernel fills it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        cvt(libc::sched_getaffinity(
+            0,
+            std::mem::size_of::<libc::cpu_set_t>(),
+            &mut set,
+        ))?;
+        let max = 8 * std::mem::size_of::<libc::cpu_set_t>();
+        Ok((0..max)
+            .filter(|c| libc::CPU_ISSET(*c, &set))
+            .map(|c| c as u32)
+            .collect())
+    }
+}
+
+/// Restricts this thread (and what it execs or forks) to `cpus` (sched_setaffinity).
+pub fn set_affinity(cpus: &[u32]) -> io::Result<()> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set, filled below within its size.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        let max = 8 * std::mem::size_of::<libc::cpu_set_t>();
+        for c in cpus.iter().map(|c| *c as usize).filter(|c| *c < max) {
+            libc::CPU_SET(c, &mut set);
+        }
+        cvt(libc::sched_setaffinity(
+            0,
+            std::mem::size_of::<libc::cpu_set_t>(),
+            &set,
+        ))
+        .map(drop)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
