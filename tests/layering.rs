@@ -11,7 +11,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("union", &["sys"]),
     ("daemon", &["union", "sys"]),
     ("launcher", &["sys"]),
-    ("cli", &["daemon", "launcher", "union", "sys"]),
+    ("image", &["launcher", "union", "sys"]),
+    ("cli", &["image", "daemon", "launcher", "union", "sys"]),
 ];
 
 /// Words only `cli` and main.rs may use: argv parsing, the terminal, process exit.

@@ -1,0 +1,1 @@
+//! Tar layers in and out (OCI image-spec "layer" format).
