@@ -8,10 +8,15 @@
 //! - `registry`: the OCI distribution API client (pull, push, auth).
 //! - `store`: blobs, layers and image records on disk; every write is staged and
 //!   renamed into place, so a killed command leaves the store as it was or complete.
+//! - `oci`: manifests, indexes and configs; the OCI layout and docker-archive formats.
+//! - `local`: import, export and commit (no registry), and what `strata run` needs.
 //!
 //! This module never prints and never picks an exit code: errors carry the image,
 //! blob or path they are about, and `cli::image` reports them.
 
 pub mod archive;
 pub mod digest;
+pub mod local;
+pub mod oci;
 pub mod registry;
+pub mod store;
