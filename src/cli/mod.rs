@@ -1,10 +1,11 @@
 //! The command line: the only code that knows clap, argv spelling, exit codes
 //! and the terminal. Each subcommand parses its arguments into the library's own
-//! types (`daemon::MountConfig`, `launcher::Spec`) and maps the result to an
+//! types (`daemon::MountConfig`, `launcher::Spec`, `image::store::Store`) and maps the result to an
 //! exit code.
 
 mod compat;
 mod docs;
+mod image;
 mod mount;
 mod options;
 mod run;
@@ -52,6 +53,10 @@ enum Command {
     Umount(mount::UmountArgs),
     /// Run a command inside the layers, in new namespaces, under cgroup limits
     Run(run::RunArgs),
+    /// Images: import, export, list, inspect, remove, tag (the store of strata run IMAGE)
+    Image(image::ImageArgs),
+    /// Turn a container's upper directory into a new image on top of the one it ran
+    Commit(image::CommitArgs),
     /// Print a shell completion script (bash, zsh or fish) to stdout
     Completions(docs::CompletionsArgs),
     /// Print the manual page strata(1), in roff, to stdout
@@ -69,6 +74,8 @@ pub fn main() -> i32 {
         Some(Command::Mount(args)) => mount::mount_main(args),
         Some(Command::Umount(args)) => mount::umount_main(args),
         Some(Command::Run(args)) => run::run_main(args),
+        Some(Command::Image(args)) => image::image_main(args),
+        Some(Command::Commit(args)) => image::commit_main(args),
         Some(Command::Completions(args)) => docs::completions_main(args),
         Some(Command::Man) => docs::man_main(),
         None => compat::compat_main(cli.compat),

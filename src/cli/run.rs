@@ -3,6 +3,9 @@
 //! Everything here is pure, so the parsers are unit tested below; the launcher
 //! itself never sees argv.
 
+use crate::image::archive::Ownership;
+use crate::image::local::{self, RunImage};
+use crate::image::store::Store;
 use crate::launcher::error::{Error, Result};
 use crate::launcher::{self, BindMount, Limits, Net, RootSource, Spec};
 use clap::Args;
@@ -86,9 +89,14 @@ pub struct RunOptions {
     /// Use MS_MOVE + chroot instead of pivot_root (also: STRATA_NO_PIVOT=1)
     #[arg(long, hide = true)]
     pub no_pivot: bool,
-    /// Image name (not supported yet)
+    /// An image of the store to run (strata image ls); with no command after `--`,
+    /// its Entrypoint + Cmd, with its Env, WorkingDir and User
     #[arg(value_name = "IMAGE")]
     pub image: Option<String>,
+    /// The image store [default: $STRATA_STORE, /var/lib/strata for root, else
+    /// $XDG_DATA_HOME/strata]
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
     /// Command and arguments to run inside the container, after `--`
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
@@ -101,7 +109,29 @@ pub fn run_main(args: RunArgs) -> i32 {
     super::init_logging_quiet(None, &["fuser::reply"]);
     let no_pivot = std::env::var("STRATA_NO_PIVOT").ok();
     let stdin_tty = std::io::stdin().is_terminal();
-    let result = spec_from_args(*args.opts, no_pivot.as_deref(), stdin_tty).and_then(|mut spec| {
+    let opts = *args.opts;
+    // Held until the container is gone: `image rm` leaves its layers alone.
+    let image = match opts.image.as_deref() {
+        Some(name) if opts.layers.is_none() && opts.rootfs.is_none() => {
+            match super::image::open_store(opts.store.as_deref())
+                .and_then(|store| local::for_run(&store, name).map(|img| (store, img)))
+            {
+                Ok(x) => Some(x),
+                Err(e) => {
+                    eprintln!("strata run: {e}");
+                    return super::image::exit_code(&e);
+                }
+            }
+        }
+        _ => None,
+    };
+    let result = spec_from_args(
+        opts,
+        no_pivot.as_deref(),
+        stdin_tty,
+        image.as_ref().map(|(s, i)| (s, i)),
+    )
+    .and_then(|mut spec| {
         spec.check_paths()?;
         launcher::run(spec, &|msg| eprintln!("strata run: warning: {msg}"))
     });
@@ -115,19 +145,62 @@ pub fn run_main(args: RunArgs) -> i32 {
 }
 
 /// Builds a spec from the arguments; `no_pivot_env` is `STRATA_NO_PIVOT`, `stdin_tty`
-/// whether strata's stdin is a terminal (the default of `--tty`).
-pub fn spec_from_args(a: RunOptions, no_pivot_env: Option<&str>, stdin_tty: bool) -> Result<Spec> {
-    if let Some(image) = &a.image {
+/// whether strata's stdin is a terminal (the default of `--tty`), `image` the store
+/// and image of `strata run IMAGE`.
+pub fn spec_from_args(
+    mut a: RunOptions,
+    no_pivot_env: Option<&str>,
+    stdin_tty: bool,
+    image: Option<(&Store, &RunImage)>,
+) -> Result<Spec> {
+    if let Some(name) = &a.image {
         if a.layers.is_some() || a.rootfs.is_some() {
             return Err(Error::usage(format!(
-                "unexpected argument '{image}': put the command after `--`"
+                "unexpected argument '{name}': put the command after `--`"
             )));
         }
+    }
+    let mut image_env = Vec::new();
+    let mut override_stat = false;
+    let mut image_layers = None;
+    if let (Some(name), Some((store, img))) = (&a.image, image) {
+        let c = &img.config;
+        let mut command = c.entrypoint.clone();
+        if a.command.is_empty() {
+            command.extend(c.cmd.iter().cloned());
+        } else {
+            command.append(&mut a.command);
+        }
+        if command.is_empty() {
+            return Err(Error::usage(format!(
+                "image {name} has no Entrypoint or Cmd: give the command after `--`"
+            )));
+        }
+        a.command = command;
+        if a.workdir.is_none() {
+            a.workdir = c.working_dir.clone();
+        }
+        if a.user.is_none() {
+            if let Some(u) = &c.user {
+                let (uid, gid) =
+                    local::resolve_user(&img.lowers, u).map_err(|e| Error::usage(e.msg))?;
+                a.user = Some(format!("{uid}:{gid}"));
+            }
+        }
+        image_env = c
+            .env
+            .iter()
+            .map(|e| parse_env(e))
+            .collect::<Result<Vec<_>>>()?;
+        override_stat = store.ownership == Ownership::Recorded;
+        image_layers = Some(img.lowers.clone());
+    } else if let Some(name) = &a.image {
         return Err(Error::usage(format!(
-            "IMAGE ('{image}') is not supported yet: give --layers L1:L2:... or --rootfs DIR"
+            "unexpected argument '{name}': put the command after `--`"
         )));
     }
     let root = match (&a.layers, &a.rootfs) {
+        _ if image_layers.is_some() => RootSource::Layers(image_layers.unwrap_or_default()),
         (Some(_), Some(_)) => {
             return Err(Error::usage("--layers and --rootfs are exclusive"));
         }
@@ -183,6 +256,7 @@ pub fn spec_from_args(a: RunOptions, no_pivot_env: Option<&str>, stdin_tty: bool
         upper: a.upper,
         work: a.work,
         volatile: a.volatile,
+        override_stat,
         limits,
         proc_view: !a.no_proc_view,
         hostname,
@@ -193,7 +267,11 @@ pub fn spec_from_args(a: RunOptions, no_pivot_env: Option<&str>, stdin_tty: bool
             .map(|b| parse_bind(b))
             .collect::<Result<_>>()?,
         tmpfs,
-        env: a.env.iter().map(|e| parse_env(e)).collect::<Result<_>>()?,
+        env: image_env
+            .into_iter()
+            .map(Ok)
+            .chain(a.env.iter().map(|e| parse_env(e)))
+            .collect::<Result<_>>()?,
         workdir,
         user: a.user.as_deref().map(parse_user).transpose()?,
         read_only: a.read_only,
@@ -453,6 +531,7 @@ mod tests {
             args(&["--rootfs", "/r", "--memory", "64M", "--", "sh", "-c", "x"]),
             None,
             false,
+            None,
         )
         .unwrap();
         assert_eq!(s.root, RootSource::Rootfs("/r".into()));
@@ -460,28 +539,41 @@ mod tests {
         assert_eq!(s.command, vec!["sh", "-c", "x"]);
         assert!(!s.needs_union());
         assert!(!s.no_pivot);
-        let s =
-            spec_from_args(args(&["--layers", "/a:/b", "--", "true"]), Some("1"), false).unwrap();
+        let s = spec_from_args(
+            args(&["--layers", "/a:/b", "--", "true"]),
+            Some("1"),
+            false,
+            None,
+        )
+        .unwrap();
         assert!(s.needs_union());
         assert!(s.no_pivot);
     }
 
     #[test]
     fn spec_rejects_image_and_missing_parts() {
-        let e = spec_from_args(args(&["busybox", "--", "sh"]), None, false).unwrap_err();
-        assert!(e.msg.contains("IMAGE"), "{}", e.msg);
-        assert!(spec_from_args(args(&["--", "sh"]), None, false).is_err());
-        assert!(spec_from_args(args(&["--rootfs", "/r"]), None, false).is_err());
+        let e = spec_from_args(
+            args(&["--rootfs", "/r", "busybox", "--", "sh"]),
+            None,
+            false,
+            None,
+        )
+        .unwrap_err();
+        assert!(e.msg.contains("put the command after"), "{}", e.msg);
+        assert!(spec_from_args(args(&["--", "sh"]), None, false, None).is_err());
+        assert!(spec_from_args(args(&["--rootfs", "/r"]), None, false, None).is_err());
         assert!(spec_from_args(
             args(&["--rootfs", "/r", "--pids", "x", "--", "sh"]),
             None,
-            false
+            false,
+            None
         )
         .is_err());
         assert!(spec_from_args(
             args(&["--rootfs", "/r", "--net", "bridge", "--", "sh"]),
             None,
-            false
+            false,
+            None
         )
         .is_err());
     }
@@ -492,7 +584,7 @@ mod tests {
             let mut v = vec!["--rootfs", "/r"];
             v.extend_from_slice(extra);
             v.extend_from_slice(&["--", "sh"]);
-            let s = spec_from_args(args(&v), None, stdin_tty).unwrap();
+            let s = spec_from_args(args(&v), None, stdin_tty, None).unwrap();
             (s.tty, s.interactive)
         };
         // Defaults follow strata's stdin: a terminal gets one, a pipe gets /dev/null.
@@ -508,7 +600,13 @@ mod tests {
         assert_eq!(spec(&["-ti"], false), (true, true));
         assert_eq!(spec(&["-t", "--interactive=false"], false), (true, false));
         // `-t` takes its value only with `=`: the next word is not eaten.
-        let s = spec_from_args(args(&["--rootfs", "/r", "-t", "--", "true"]), None, false).unwrap();
+        let s = spec_from_args(
+            args(&["--rootfs", "/r", "-t", "--", "true"]),
+            None,
+            false,
+            None,
+        )
+        .unwrap();
         assert_eq!(s.command, vec!["true"]);
     }
 }

@@ -10,9 +10,6 @@ use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-/// Unpacked size above which a layer is refused (a decompression bomb), by default.
-pub const DEFAULT_MAX_LAYER_SIZE: u64 = 64 << 30;
-
 /// Where an image comes from or goes to.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Transport {
@@ -561,6 +558,75 @@ pub fn inspect(store: &Store, name: &str) -> Result<serde_json::Value> {
             "Labels": labels,
         },
     }))
+}
+
+/// The uid and gid of an image's `User` (`uid`, `uid:gid`, `name`, `name:group`),
+/// names looked up in the image's own /etc/passwd and /etc/group (the topmost
+/// layer that has the file as a regular file).
+pub fn resolve_user(lowers: &[PathBuf], user: &str) -> Result<(u32, u32)> {
+    let (u, g) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (user, None),
+    };
+    let lookup = |file: &str, name: &str| -> Result<(u32, Option<u32>)> {
+        let text = image_file(lowers, file).ok_or_else(|| {
+            Error::invalid(format!(
+                "user {user:?}: the image has no /{file} to look {name:?} up in"
+            ))
+        })?;
+        for line in text.lines() {
+            let f: Vec<&str> = line.split(':').collect();
+            if f.len() >= 3 && f[0] == name {
+                let id = f[2].parse().ok();
+                let gid = f.get(3).and_then(|g| g.parse().ok());
+                if let Some(id) = id {
+                    return Ok((id, gid));
+                }
+            }
+        }
+        Err(Error::invalid(format!(
+            "user {user:?}: {name:?} is not in the image's /{file}"
+        )))
+    };
+    let (uid, primary) = match u.parse::<u32>() {
+        Ok(n) => (n, None),
+        Err(_) => lookup("etc/passwd", u)?,
+    };
+    let gid = match g {
+        Some(g) => match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => lookup("etc/group", g)?.0,
+        },
+        None => match primary {
+            Some(p) => p,
+            // A numeric uid: its passwd entry's group, if the image has one.
+            None => image_file(lowers, "etc/passwd")
+                .and_then(|t| {
+                    t.lines().find_map(|l| {
+                        let f: Vec<&str> = l.split(':').collect();
+                        (f.len() >= 4 && f[2] == u)
+                            .then(|| f[3].parse().ok())
+                            .flatten()
+                    })
+                })
+                .unwrap_or(uid),
+        },
+    };
+    Ok((uid, gid))
+}
+
+/// A small text file of the image, from the topmost layer that has it as a regular
+/// file (a whiteout or any other type hides the layers below).
+fn image_file(lowers: &[PathBuf], rel: &str) -> Option<String> {
+    for l in lowers {
+        let p = l.join(rel);
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.is_file() && m.len() < (1 << 20) => return fs::read_to_string(&p).ok(),
+            Ok(_) => return None,
+            Err(_) => continue,
+        }
+    }
+    None
 }
 
 #[cfg(test)]

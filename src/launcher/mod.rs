@@ -220,6 +220,7 @@ fn mount_union(spec: &Spec, state: &Path, res: &mut Resources) -> Result<PathBuf
         &lowers,
         upper_work.as_ref().map(|(u, w)| (u.as_path(), w.as_path())),
         spec.volatile,
+        spec.override_stat,
     );
     let exe = std::env::current_exe().map_err(|e| Error::io("find the strata binary", e))?;
     let mount = union::UnionMount::start(&exe, &opts, &merged)?;

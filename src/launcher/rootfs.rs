@@ -506,6 +506,7 @@ mod tests {
             upper: None,
             work: None,
             volatile: false,
+            override_stat: false,
             limits: Limits::default(),
             proc_view: true,
             hostname: "h".into(),

@@ -56,6 +56,9 @@ pub struct Spec {
     pub upper: Option<PathBuf>,
     pub work: Option<PathBuf>,
     pub volatile: bool,
+    /// The layers record owners and modes in `user.containers.override_stat` (an
+    /// image unpacked by an ordinary user): the union shows those.
+    pub override_stat: bool,
     pub limits: Limits,
     /// Show the container /proc files computed from its cgroups (when it has limits).
     pub proc_view: bool,
@@ -150,6 +153,7 @@ pub fn test_spec() -> Spec {
         upper: None,
         work: None,
         volatile: false,
+        override_stat: false,
         limits: Limits::default(),
         proc_view: true,
         hostname: "h".into(),

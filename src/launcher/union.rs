@@ -28,7 +28,13 @@ pub fn escape(p: &Path) -> String {
 }
 
 /// The `-o` string: lowerdir leftmost is the top layer; no upper means a read-only merge.
-pub fn options(lowers: &[PathBuf], upper: Option<(&Path, &Path)>, volatile: bool) -> String {
+/// `override_stat`: owners and modes are read from (and written to) override xattrs.
+pub fn options(
+    lowers: &[PathBuf],
+    upper: Option<(&Path, &Path)>,
+    volatile: bool,
+    override_stat: bool,
+) -> String {
     let lower: Vec<String> = lowers.iter().map(|l| escape(l)).collect();
     let mut o = format!("lowerdir={}", lower.join(":"));
     if let Some((u, w)) = upper {
@@ -36,6 +42,9 @@ pub fn options(lowers: &[PathBuf], upper: Option<(&Path, &Path)>, volatile: bool
         if volatile {
             o += ",volatile";
         }
+    }
+    if override_stat {
+        o += ",xattr_permissions=2";
     }
     o + ",allow_other"
 }
@@ -161,14 +170,19 @@ mod tests {
             &["/l/a:b".into(), "/l/c,d".into()],
             Some((Path::new("/u"), Path::new("/w"))),
             true,
+            false,
         );
         assert_eq!(
             o,
             "lowerdir=/l/a\\:b:/l/c\\,d,upperdir=/u,workdir=/w,volatile,allow_other"
         );
         assert_eq!(
-            options(&["/x".into()], None, true),
+            options(&["/x".into()], None, true, false),
             "lowerdir=/x,allow_other"
+        );
+        assert_eq!(
+            options(&["/x".into()], None, false, true),
+            "lowerdir=/x,xattr_permissions=2,allow_other"
         );
     }
 }

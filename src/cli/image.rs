@@ -1,0 +1,284 @@
+//! `strata image ...` and `strata commit`: arguments, output and exit codes over
+//! `image::local` and `image::store`.
+
+use crate::image::local::{self, Transport};
+use crate::image::oci::Platform;
+use crate::image::store::{self, Store};
+use clap::{Args, Subcommand};
+use std::path::{Path, PathBuf};
+
+#[derive(Args, Debug)]
+pub struct ImageArgs {
+    /// The image store [default: $STRATA_STORE, /var/lib/strata for root, else
+    /// $XDG_DATA_HOME/strata (~/.local/share/strata)]
+    #[arg(long, value_name = "DIR", global = true)]
+    pub store: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: ImageCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImageCommand {
+    /// Import an image: oci:DIR[:TAG] (an OCI layout), docker-archive:FILE.tar
+    /// (docker/podman save), tar:ROOTFS.tar[.gz|.zst] (a rootfs as one layer)
+    Import(ImportArgs),
+    /// Export an image to oci:DIR[:TAG] or docker-archive:FILE.tar
+    Export(ExportArgs),
+    /// List the images: name, id, created, layers, size
+    Ls,
+    /// Print an image's manifest digest, layers and config as JSON
+    Inspect(NameArg),
+    /// Remove an image name (the image, with its last name or by id), then the
+    /// layers no image uses
+    Rm(NameArg),
+    /// Remove layers and blobs that no image uses
+    Prune,
+    /// Give an image another name
+    Tag(TagArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// oci:DIR[:TAG], docker-archive:FILE.tar or tar:ROOTFS.tar[.gz|.zst]
+    pub source: String,
+    /// The name to give it (app, local/app:2, HOST:PORT/NAME:TAG)
+    pub name: String,
+    /// The platform to take from an index
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", default_value = "linux/amd64")]
+    pub platform: String,
+    #[command(flatten)]
+    pub limits: LayerLimits,
+}
+
+#[derive(Args, Debug)]
+pub struct LayerLimits {
+    /// Refuse a layer that unpacks to more than SIZE bytes (K, M, G, T suffixes)
+    #[arg(long, value_name = "SIZE", default_value = "64G")]
+    pub max_layer_size: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    pub name: String,
+    /// oci:DIR[:TAG] or docker-archive:FILE.tar
+    pub dest: String,
+}
+
+#[derive(Args, Debug)]
+pub struct NameArg {
+    /// An image name (full or local) or id
+    pub name: String,
+}
+
+#[derive(Args, Debug)]
+pub struct TagArgs {
+    pub name: String,
+    pub new_name: String,
+}
+
+#[derive(Args, Debug)]
+pub struct CommitArgs {
+    /// The container's upper directory (strata run --upper DIR)
+    #[arg(long, value_name = "DIR")]
+    pub upper: PathBuf,
+    /// The image the container ran
+    #[arg(long, value_name = "NAME")]
+    pub from: String,
+    /// The new image's name
+    pub new_name: String,
+    /// A comment for the new layer's history entry
+    #[arg(long, short = 'm', value_name = "TEXT")]
+    pub message: Option<String>,
+    /// The image store (as for strata image)
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    #[command(flatten)]
+    pub limits: LayerLimits,
+}
+
+/// Opens the store given or the default one.
+pub fn open_store(dir: Option<&Path>) -> store::Result<Store> {
+    let root = match dir {
+        Some(d) => d.to_path_buf(),
+        None => Store::default_root().ok_or_else(|| {
+            store::Error::invalid(
+                "no image store: set HOME, XDG_DATA_HOME or STRATA_STORE, or give --store",
+            )
+        })?,
+    };
+    Store::open(&root)
+}
+
+pub fn exit_code(e: &store::Error) -> i32 {
+    match e.kind {
+        store::ErrorKind::Invalid | store::ErrorKind::NotFound => 1,
+        store::ErrorKind::NoSpace | store::ErrorKind::Io => 1,
+    }
+}
+
+fn parse_size(s: &str) -> store::Result<u64> {
+    let (num, mult) = match s.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => {
+            let mult: u64 = match &s[i..].to_ascii_uppercase()[..] {
+                "K" | "KB" | "KIB" => 1 << 10,
+                "M" | "MB" | "MIB" => 1 << 20,
+                "G" | "GB" | "GIB" => 1 << 30,
+                "T" | "TB" | "TIB" => 1 << 40,
+                _ => {
+                    return Err(store::Error::invalid(format!(
+                        "--max-layer-size {s}: unknown unit"
+                    )))
+                }
+            };
+            (&s[..i], mult)
+        }
+        None => (s, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| {
+            store::Error::invalid(format!(
+                "--max-layer-size {s}: expected a size such as 512M or 8G"
+            ))
+        })
+}
+
+fn parse_transport(s: &str) -> store::Result<Transport> {
+    s.parse().map_err(store::Error::invalid)
+}
+
+pub fn image_main(args: ImageArgs) -> i32 {
+    super::init_logging(None);
+    let result = open_store(args.store.as_deref()).and_then(|store| run(&store, args.command));
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("strata image: {e}");
+            exit_code(&e)
+        }
+    }
+}
+
+fn warn_all(warnings: &[String]) {
+    for w in warnings {
+        eprintln!("strata image: warning: {w}");
+    }
+}
+
+fn run(store: &Store, cmd: ImageCommand) -> store::Result<()> {
+    match cmd {
+        ImageCommand::Import(a) => {
+            let source = parse_transport(&a.source)?;
+            let platform: Platform = a.platform.parse().map_err(store::Error::invalid)?;
+            let max = parse_size(&a.limits.max_layer_size)?;
+            let added = local::import(store, &source, &a.name, &platform, max)?;
+            warn_all(&added.warnings);
+            println!("{}", added.image.id);
+        }
+        ImageCommand::Export(a) => {
+            let dest = parse_transport(&a.dest)?;
+            local::export(store, &a.name, &dest)?;
+        }
+        ImageCommand::Ls => {
+            println!(
+                "{:<48} {:<12} {:<20} {:>6} {:>10}",
+                "NAME", "ID", "CREATED", "LAYERS", "SIZE"
+            );
+            for rec in store.images()? {
+                let names = if rec.names.is_empty() {
+                    vec!["<none>".to_string()]
+                } else {
+                    rec.names.clone()
+                };
+                for n in names {
+                    println!(
+                        "{:<48} {:<12} {:<20} {:>6} {:>10}",
+                        n,
+                        rec.id.short(),
+                        rec.created
+                            .as_deref()
+                            .map_or("-", |c| c.get(..19).unwrap_or(c)),
+                        rec.layers.len(),
+                        human_size(rec.size())
+                    );
+                }
+            }
+        }
+        ImageCommand::Inspect(a) => {
+            let v = local::inspect(store, &a.name)?;
+            let text = serde_json::to_string_pretty(&v)
+                .map_err(|e| store::Error::invalid(format!("inspect: {e}")))?;
+            println!("{text}");
+        }
+        ImageCommand::Rm(a) => match store.remove(&a.name)? {
+            Some(id) => println!("{id}"),
+            None => println!("untagged {}", a.name),
+        },
+        ImageCommand::Prune => {
+            let n = store.prune()?;
+            println!("{n} layers removed");
+        }
+        ImageCommand::Tag(a) => {
+            store.tag(&a.name, &a.new_name)?;
+        }
+    }
+    Ok(())
+}
+
+fn human_size(n: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i + 1 < units.len() {
+        v /= 1000.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", units[i])
+    }
+}
+
+pub fn commit_main(a: CommitArgs) -> i32 {
+    super::init_logging(None);
+    let result = open_store(a.store.as_deref()).and_then(|store| {
+        let max = parse_size(&a.limits.max_layer_size)?;
+        local::commit(
+            &store,
+            &a.upper,
+            &a.from,
+            &a.new_name,
+            a.message.as_deref(),
+            max,
+        )
+    });
+    match result {
+        Ok(added) => {
+            warn_all(&added.warnings);
+            println!("{}", added.image.id);
+            0
+        }
+        Err(e) => {
+            eprintln!("strata commit: {e}");
+            exit_code(&e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512M").unwrap(), 512 << 20);
+        assert_eq!(parse_size("64G").unwrap(), 64 << 30);
+        assert_eq!(parse_size("100").unwrap(), 100);
+        for bad in ["", "0", "x", "5Q", "99999999999T"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+}
