@@ -145,6 +145,14 @@ impl Env {
 
     /// `strata run ARGS` as root or as strata-ci, with TMPDIR inside the test dir.
     pub fn strata(&self, args: &[&str]) -> Command {
+        let mut c = self.strata_cmd(&["run"]);
+        c.args(args);
+        c
+    }
+
+    /// `strata ARGS` (any subcommand) as root or as strata-ci, with TMPDIR inside
+    /// the test dir and stdin from /dev/null.
+    pub fn strata_cmd(&self, args: &[&str]) -> Command {
         let mut c = match self.mode.user() {
             None => Command::new(strata_bin()),
             Some(name) => {
@@ -162,8 +170,7 @@ impl Env {
                 c
             }
         };
-        c.arg("run")
-            .args(args)
+        c.args(args)
             .env("TMPDIR", &self.tmp)
             .env("RUST_LOG", "warn");
         c.stdin(Stdio::null());

@@ -1,0 +1,527 @@
+//! `strata image` and `strata commit` end to end, with the real tools on both sides:
+//! images built by umoci (and a hand-made OCI whiteout layer), imported, run, changed,
+//! committed, exported and read back by skopeo and umoci. Each case runs as root and
+//! as the ordinary user strata-ci (its store and rootless ownership records).
+
+mod support;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use support::*;
+
+fn tool(cmd: &mut Command) -> String {
+    ok(&run_within(cmd, DEADLINE))
+}
+
+/// An OCI layout at `dir` built by umoci as root: tag `v1` is one layer (a busybox
+/// rootfs with files of several owners and modes), `v2` adds a layer with OCI
+/// whiteouts (a deleted file, an opaque directory) and a config with Env, Cmd and
+/// WorkingDir.
+fn build_layout(work: &Path) -> PathBuf {
+    let layout = work.join("layout");
+    let l = layout.to_str().unwrap();
+    tool(Command::new("umoci").args(["init", "--layout", l]));
+    tool(Command::new("umoci").args(["new", "--image", &format!("{l}:base")]));
+    let bundle = work.join("bundle");
+    tool(
+        Command::new("umoci")
+            .args(["unpack", "--image", &format!("{l}:base")])
+            .arg(&bundle),
+    );
+    let rootfs = bundle.join("rootfs");
+    busybox_rootfs(&rootfs);
+    std::fs::write(rootfs.join("etc/data.txt"), "data-v1\n").unwrap();
+    for d in ["srv/keep", "opq/sub"] {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    std::fs::write(rootfs.join("srv/keep/a"), "a\n").unwrap();
+    std::fs::write(rootfs.join("srv/gone.txt"), "gone\n").unwrap();
+    std::fs::write(rootfs.join("opq/x"), "x\n").unwrap();
+    std::fs::write(rootfs.join("opq/sub/deep"), "deep\n").unwrap();
+    std::fs::write(rootfs.join("srv/owned"), "owned\n").unwrap();
+    sh_ok(&format!(
+        "cd {r} && chown 1234:5678 srv/owned && chmod 0640 srv/owned && \
+         install -m 4755 /dev/null srv/setuid && ln srv/keep/a srv/hardlink && \
+         ln -s keep/a srv/symlink && mkdir -m 0700 srv/private && chown 42:43 srv/private",
+        r = rootfs.display()
+    ));
+    tool(
+        Command::new("umoci")
+            .args(["repack", "--image", &format!("{l}:v1")])
+            .arg(&bundle),
+    );
+    // The second layer by hand, as OCI spells deletions.
+    let top = work.join("top");
+    for d in ["srv", "opq"] {
+        std::fs::create_dir_all(top.join(d)).unwrap();
+    }
+    std::fs::write(top.join("srv/.wh.gone.txt"), "").unwrap();
+    std::fs::write(top.join("opq/.wh..wh..opq"), "").unwrap();
+    std::fs::write(top.join("opq/y"), "y\n").unwrap();
+    let layer = work.join("top.tar");
+    sh_ok(&format!(
+        "tar -C {t} --numeric-owner --owner=0 --group=0 -cf {o} srv opq",
+        t = top.display(),
+        o = layer.display()
+    ));
+    tool(
+        Command::new("umoci")
+            .args([
+                "raw",
+                "add-layer",
+                "--image",
+                &format!("{l}:v1"),
+                "--tag",
+                "v2",
+            ])
+            .arg(&layer),
+    );
+    tool(Command::new("umoci").args([
+        "config",
+        "--image",
+        &format!("{l}:v2"),
+        "--config.env",
+        "FOO=bar",
+        "--config.cmd",
+        "sh",
+        "--config.cmd",
+        "-c",
+        "--config.cmd",
+        "echo FOO=$FOO; pwd",
+        "--config.workingdir",
+        "/srv",
+    ]));
+    layout
+}
+
+fn sh_ok(script: &str) -> String {
+    ok(&sh(script))
+}
+
+/// A test's world: an Env (as root or strata-ci), a layout built as root, a store.
+struct World {
+    env: Env,
+    layout: PathBuf,
+    store: PathBuf,
+}
+
+impl World {
+    fn new(mode: Mode) -> World {
+        let env = Env::new(mode);
+        let work = env.mkdir("build");
+        let layout = build_layout(&work);
+        // The ordinary user imports a layout it owns, as it would one it built.
+        chown_tree(&layout, env.owner.0, env.owner.1);
+        let store = env.mkdir("store");
+        World { env, layout, store }
+    }
+
+    /// `strata ARGS --store STORE`.
+    fn strata(&self, args: &[&str]) -> Command {
+        let mut c = self.env.strata_cmd(args);
+        c.arg("--store").arg(&self.store);
+        c
+    }
+
+    fn image(&self, args: &[&str]) -> CmdOut {
+        let mut v = vec!["image"];
+        v.extend_from_slice(args);
+        run_within(&mut self.strata(&v), DEADLINE)
+    }
+
+    fn import(&self, tag: &str, name: &str) -> String {
+        let src = format!("oci:{}:{tag}", self.layout.display());
+        ok(&self.image(&["import", &src, name]))
+    }
+
+    /// `strata run --store STORE EXTRA NAME -- sh -c SCRIPT`.
+    fn run_sh(&self, extra: &[&str], name: &str, script: &str) -> CmdOut {
+        let store = self.store.to_str().unwrap().to_string();
+        let mut args = vec!["--store", &store];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[name, "--", "sh", "-c", script]);
+        run_within(&mut self.env.strata(&args), DEADLINE)
+    }
+
+    /// Nothing half-written: the staging directory is empty once a command ran.
+    fn assert_no_staging(&self) {
+        let left: Vec<_> = std::fs::read_dir(self.store.join("staging"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "left in staging: {left:?}");
+    }
+
+    fn layer_dirs(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.store.join("layers"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .filter(|n| !n.ends_with(".lock"))
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+/// What an image shows: contents, deletions, opaque directories, owners and modes.
+const SHOW: &str = "cat /etc/data.txt; ls /srv; ls /opq; stat -c '%n %u:%g %a' /srv/owned \
+                    /srv/setuid /srv/private; readlink /srv/symlink; \
+                    stat -c %h /srv/hardlink";
+
+fn assert_v2_view(out: &str) {
+    let want = "data-v1\nhardlink\nkeep\nowned\nprivate\nsetuid\nsymlink\ny\n\
+                /srv/owned 1234:5678 640\n/srv/setuid 0:0 4755\n/srv/private 42:43 700\n\
+                keep/a\n2\n";
+    assert_eq!(out, want);
+}
+
+both_modes!(import_run_commit_export, |mode| {
+    let w = World::new(mode);
+    let id = w.import("v2", "local/app:2");
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    // The image's own Env, Cmd and WorkingDir.
+    let store = w.store.to_str().unwrap();
+    let o = ok(&run_within(
+        &mut w.env.strata(&["--store", store, "local/app:2"]),
+        DEADLINE,
+    ));
+    assert_eq!(o, "FOO=bar\n/srv\n");
+    // Deletions as deletions, the opaque dir without its lower contents, owners as
+    // the image has them (rootless: from the store's override records).
+    assert_v2_view(&ok(&w.run_sh(&[], "local/app:2", SHOW)));
+    let o = ok(&w.run_sh(&[], "localhost/local/app:2", "ls -ln / | grep -c ' 0 *0 '"));
+    assert!(
+        o.trim().parse::<u32>().unwrap() >= 5,
+        "root-owned dirs: {o}"
+    );
+
+    // A container changes it; commit keeps the change as a new layer.
+    let upper = w.env.mkdir("upper");
+    let u = upper.to_str().unwrap();
+    ok(&w.run_sh(
+        &["--upper", u],
+        "local/app:2",
+        "echo changed > /etc/data.txt && rm /srv/keep/a /srv/hardlink && \
+         mv /srv/keep /srv/moved && mkdir /new && echo n > /new/f && chown 4321:8765 /new/f && \
+         rm -rf /opq/y && chmod 0600 /srv/owned",
+    ));
+    let c = run_within(
+        &mut w.strata(&[
+            "commit",
+            "--upper",
+            u,
+            "--from",
+            "local/app:2",
+            "local/app:3",
+            "-m",
+            "changed",
+        ]),
+        DEADLINE,
+    );
+    ok(&c);
+    let after = "cat /etc/data.txt; ls /srv; ls -A /opq; ls /srv/moved; stat -c '%n %u:%g %a' /new/f /srv/owned; cat /new/f";
+    let want = "changed\nmoved\nowned\nprivate\nsetuid\nsymlink\n/new/f 4321:8765 644\n/srv/owned 1234:5678 600\nn\n";
+    assert_eq!(ok(&w.run_sh(&[], "local/app:3", after)), want);
+    // The parent image is unchanged.
+    assert_v2_view(&ok(&w.run_sh(&[], "local/app:2", SHOW)));
+
+    // ls and inspect.
+    let ls = ok(&w.image(&["ls"]));
+    assert!(
+        ls.contains("localhost/local/app:2") && ls.contains("localhost/local/app:3"),
+        "{ls}"
+    );
+    let inspect: serde_json::Value =
+        serde_json::from_str(&ok(&w.image(&["inspect", "local/app:3"]))).unwrap();
+    assert_eq!(inspect["Layers"].as_array().unwrap().len(), 3);
+    assert_eq!(inspect["Config"]["Env"][0], "FOO=bar");
+    assert_eq!(inspect["Config"]["WorkingDir"], "/srv");
+
+    // Export to an OCI layout and a docker-archive; read back by skopeo and umoci (as root).
+    let out = w.env.mkdir("out");
+    let oci = format!("oci:{}/oci:v3", out.display());
+    ok(&w.image(&["export", "local/app:3", &oci]));
+    let dar = format!("docker-archive:{}/app.tar", out.display());
+    ok(&w.image(&["export", "local/app:3", &dar]));
+    for src in [&oci, &dar] {
+        let info: serde_json::Value =
+            serde_json::from_str(&tool(Command::new("skopeo").args(["inspect", src]))).unwrap();
+        assert_eq!(info["Layers"].as_array().unwrap().len(), 3, "{src}: {info}");
+        assert!(
+            info["Env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e == "FOO=bar"),
+            "{src}: {info}"
+        );
+    }
+    let unpacked = out.join("unpacked");
+    tool(
+        Command::new("umoci")
+            .args(["unpack", "--image", &format!("{}/oci:v3", out.display())])
+            .arg(&unpacked),
+    );
+    let r = unpacked.join("rootfs");
+    assert_eq!(
+        std::fs::read_to_string(r.join("etc/data.txt")).unwrap(),
+        "changed\n"
+    );
+    for gone in [
+        "srv/keep",
+        "srv/gone.txt",
+        "srv/hardlink",
+        "opq/x",
+        "opq/sub",
+        "opq/y",
+    ] {
+        assert!(
+            std::fs::symlink_metadata(r.join(gone)).is_err(),
+            "{gone} should be deleted"
+        );
+    }
+    assert!(r.join("srv/moved").is_dir());
+    assert_eq!(
+        sh_ok(&format!(
+            "stat -c '%u:%g %a' {0}/new/f {0}/srv/owned {0}/srv/private",
+            r.display()
+        )),
+        "4321:8765 644\n1234:5678 600\n42:43 700\n"
+    );
+
+    // The docker-archive imports back (here) to the same view.
+    ok(&w.image(&["import", &dar, "again:3"]));
+    assert_eq!(ok(&w.run_sh(&[], "again:3", after)), want);
+    w.assert_no_staging();
+    w.env.assert_clean();
+});
+
+both_modes!(unchanged_image_exports_byte_identical, |mode| {
+    let w = World::new(mode);
+    w.import("v2", "app");
+    let out = w.env.mkdir("out");
+    ok(&w.image(&["export", "app", &format!("oci:{}/copy:v2", out.display())]));
+    // The same manifest digest, and every blob the same bytes.
+    let manifest_of = |dir: &Path| -> String {
+        let idx: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+        idx["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == "v2")
+            .unwrap()["digest"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let copy = out.join("copy");
+    assert_eq!(manifest_of(&w.layout), manifest_of(&copy));
+    for e in std::fs::read_dir(copy.join("blobs/sha256")).unwrap() {
+        let e = e.unwrap();
+        let orig = std::fs::read(w.layout.join("blobs/sha256").join(e.file_name())).unwrap();
+        assert_eq!(
+            std::fs::read(e.path()).unwrap(),
+            orig,
+            "{:?}",
+            e.file_name()
+        );
+    }
+});
+
+both_modes!(rootfs_tarball_is_one_layer, |mode| {
+    let w = World::new(mode);
+    let rootfs = w.env.dir.path().join("rootfs");
+    let tgz = w.env.dir.path().join("rootfs.tar.gz");
+    sh_ok(&format!(
+        "echo hi > {r}/etc/hello && tar -C {r} --numeric-owner -czf {o} .",
+        r = rootfs.display(),
+        o = tgz.display()
+    ));
+    chown_tree(&tgz, w.env.owner.0, w.env.owner.1);
+    ok(&w.image(&["import", &format!("tar:{}", tgz.display()), "plain"]));
+    assert_eq!(ok(&w.run_sh(&[], "plain", "cat /etc/hello")), "hi\n");
+    let inspect: serde_json::Value =
+        serde_json::from_str(&ok(&w.image(&["inspect", "plain"]))).unwrap();
+    assert_eq!(inspect["Layers"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        inspect["Layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    );
+});
+
+both_modes!(tag_rm_and_prune, |mode| {
+    let w = World::new(mode);
+    w.import("v1", "one");
+    w.import("v2", "two");
+    // v2 shares v1's layer: stored once.
+    assert_eq!(w.layer_dirs().len(), 2);
+    ok(&w.image(&["tag", "two", "127.0.0.1:5000/two:x"]));
+    assert!(ok(&w.image(&["ls"])).contains("127.0.0.1:5000/two:x"));
+    // Removing one of two names keeps the image.
+    assert!(ok(&w.image(&["rm", "two"])).contains("untagged"));
+    assert_eq!(w.layer_dirs().len(), 2);
+    ok(&w.image(&["rm", "127.0.0.1:5000/two:x"]));
+    assert_eq!(
+        w.layer_dirs().len(),
+        1,
+        "the top layer went with its last image"
+    );
+    let o = w.image(&["inspect", "two"]);
+    assert!(!o.ok());
+    assert_eq!(o.stderr.lines().count(), 1, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("two") && o.stderr.contains("not in the store"),
+        "{}",
+        o.stderr
+    );
+    ok(&w.image(&["rm", "one"]));
+    assert!(w.layer_dirs().is_empty());
+    ok(&w.image(&["prune"]));
+    let blobs = std::fs::read_dir(w.store.join("blobs/sha256"))
+        .unwrap()
+        .count();
+    assert_eq!(blobs, 0, "prune leaves no blob without an image");
+});
+
+both_modes!(rm_while_a_container_runs, |mode| {
+    let w = World::new(mode);
+    w.import("v2", "busy");
+    let store = w.store.to_str().unwrap().to_string();
+    let mut c = w.env.strata(&[
+        "--store",
+        &store,
+        "busy",
+        "--",
+        "sh",
+        "-c",
+        "echo started; sleep 3; cat /etc/data.txt; ls /opq",
+    ]);
+    c.stdout(Stdio::piped());
+    let mut child = KillOnDrop(c.spawn().unwrap());
+    let mut line = String::new();
+    use std::io::BufRead;
+    let mut stdout = std::io::BufReader::new(child.0.stdout.take().unwrap());
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "started\n");
+    ok(&w.image(&["rm", "busy"]));
+    // The layers stay while the container runs on them.
+    assert_eq!(w.layer_dirs().len(), 2);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert!(child.0.wait().unwrap().success());
+    assert_eq!(rest, "data-v1\ny\n");
+    ok(&w.image(&["prune"]));
+    assert!(w.layer_dirs().is_empty());
+    w.env.assert_clean();
+});
+
+both_modes!(concurrent_imports_share_a_layer, |mode| {
+    let w = World::new(mode);
+    let spawn = |tag: &str, name: &str| {
+        let src = format!("oci:{}:{tag}", w.layout.display());
+        let mut c = w.strata(&["image", "import", &src, name]);
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        c.spawn().unwrap()
+    };
+    for round in 0..3 {
+        let a = spawn("v1", &format!("a{round}"));
+        let b = spawn("v2", &format!("b{round}"));
+        for child in [a, b] {
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}", text(&out.stderr));
+        }
+        assert_eq!(w.layer_dirs().len(), 2);
+    }
+    assert_v2_view(&ok(&w.run_sh(&[], "b2", SHOW)));
+    w.assert_no_staging();
+});
+
+both_modes!(import_killed_at_random_points, |mode| {
+    let w = World::new(mode);
+    let mut rng = Rng::new(time_seed());
+    let src = format!("oci:{}:v2", w.layout.display());
+    for i in 0..8 {
+        let mut c = w.strata(&["image", "import", &src, "victim"]);
+        c.stdout(Stdio::null()).stderr(Stdio::null());
+        let mut child = c.spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(rng.below(400)));
+        let _ = child.kill();
+        let _ = child.wait();
+        // The next command cleans up; the image is either absent or complete.
+        let ls = ok(&w.image(&["ls"]));
+        w.assert_no_staging();
+        if ls.contains("victim") {
+            assert_v2_view(&ok(&w.run_sh(&[], "victim", SHOW)));
+            ok(&w.image(&["rm", "victim"]));
+        }
+        for l in w.layer_dirs() {
+            // A layer dir is complete: its image's view proves the rest, here its
+            // files are all there (the lower layer has the busybox binary).
+            let p = w.store.join("layers").join(&l);
+            assert!(
+                std::fs::read_dir(&p).unwrap().count() > 0,
+                "round {i}: empty layer {l}"
+            );
+        }
+    }
+    w.import("v2", "victim");
+    assert_v2_view(&ok(&w.run_sh(&[], "victim", SHOW)));
+});
+
+both_modes!(bad_input_is_one_line_and_changes_nothing, |mode| {
+    let w = World::new(mode);
+    let one_line = |o: &CmdOut, needle: &str| {
+        assert!(!o.ok(), "should fail: {}", o.stdout);
+        assert_eq!(o.stderr.trim_end().lines().count(), 1, "{}", o.stderr);
+        assert!(o.stderr.contains(needle), "want {needle:?} in {}", o.stderr);
+    };
+    one_line(&w.image(&["inspect", "nosuch"]), "nosuch");
+    let store = w.store.to_str().unwrap();
+    one_line(
+        &run_within(
+            &mut w.env.strata(&["--store", store, "nosuch", "--", "true"]),
+            DEADLINE,
+        ),
+        "nosuch",
+    );
+    one_line(&w.image(&["import", "zip:/x", "a"]), "unknown transport");
+    one_line(
+        &w.image(&["import", &format!("oci:{}:nope", w.layout.display()), "a"]),
+        "nope",
+    );
+    one_line(
+        &w.image(&[
+            "import",
+            &format!("oci:{}:v2", w.layout.display()),
+            "Bad Name",
+        ]),
+        "Bad Name",
+    );
+    // A layer blob that does not match its digest: named, and nothing stored.
+    let blobs = w.layout.join("blobs/sha256");
+    let biggest = std::fs::read_dir(&blobs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut bytes = std::fs::read(&biggest).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&biggest, &bytes).unwrap();
+    let name = biggest.file_name().unwrap().to_string_lossy().to_string();
+    one_line(
+        &w.image(&["import", &format!("oci:{}:v2", w.layout.display()), "a"]),
+        &name,
+    );
+    assert!(w.layer_dirs().is_empty());
+    assert!(!ok(&w.image(&["ls"])).contains("localhost/a"));
+    // A truncated docker-archive.
+    let tarf = w.env.dir.path().join("trunc.tar");
+    std::fs::write(&tarf, &bytes[..1000.min(bytes.len())]).unwrap();
+    chown_tree(&tarf, w.env.owner.0, w.env.owner.1);
+    let o = w.image(&["import", &format!("docker-archive:{}", tarf.display()), "a"]);
+    assert!(!o.ok());
+    assert_eq!(o.stderr.trim_end().lines().count(), 1, "{}", o.stderr);
+    w.assert_no_staging();
+});
