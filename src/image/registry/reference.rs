@@ -53,7 +53,7 @@ fn bad(s: &str, why: &str) -> Error {
 }
 
 /// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`, the distribution spec's path component.
-fn valid_component(c: &str) -> bool {
+pub(crate) fn valid_component(c: &str) -> bool {
     let b = c.as_bytes();
     let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
     if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
@@ -79,7 +79,7 @@ fn valid_component(c: &str) -> bool {
 }
 
 /// `[\w][\w.-]{0,127}`.
-fn valid_tag(t: &str) -> bool {
+pub(crate) fn valid_tag(t: &str) -> bool {
     let word = |x: u8| x.is_ascii_alphanumeric() || x == b'_';
     !t.is_empty()
         && t.len() <= 128
