@@ -3,9 +3,14 @@
 
 use crate::image::local::{self, Transport};
 use crate::image::oci::Platform;
+use crate::image::registry::{self, Reference};
+use crate::image::remote::{self, Event};
 use crate::image::store::{self, Store};
 use clap::{Args, Subcommand};
+use std::collections::HashMap;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 #[derive(Args, Debug)]
 pub struct ImageArgs {
@@ -19,6 +24,10 @@ pub struct ImageArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum ImageCommand {
+    /// Pull an image from a registry: HOST[:PORT]/NAME[:TAG|@sha256:DIGEST]
+    Pull(PullArgs),
+    /// Push an image to a registry: strata image push NAME HOST[:PORT]/NAME[:TAG]
+    Push(PushArgs),
     /// Import an image: oci:DIR[:TAG] (an OCI layout), docker-archive:FILE.tar
     /// (docker/podman save), tar:ROOTFS.tar[.gz|.zst] (a rootfs as one layer)
     Import(ImportArgs),
@@ -35,6 +44,73 @@ pub enum ImageCommand {
     Prune,
     /// Give an image another name
     Tag(TagArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RegistryArgs {
+    /// USER:PASSWORD for the registry (else the containers auth.json is used:
+    /// $XDG_RUNTIME_DIR/containers/auth.json, ~/.config/containers/auth.json)
+    #[arg(long, value_name = "USER:PASS")]
+    pub creds: Option<String>,
+    /// The auth file to read credentials from, instead of the default ones
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+    /// Require HTTPS and verify the registry's certificate; false allows plain HTTP
+    /// and unverified certificates (as skopeo and podman spell it)
+    #[arg(long, value_name = "BOOL", default_value = "true", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub tls_verify: bool,
+    /// A directory of extra CA certificates (*.crt), as in containers' certs.d
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
+}
+
+impl RegistryArgs {
+    fn options(&self, platform: Option<&str>) -> store::Result<registry::Options> {
+        let creds = match &self.creds {
+            Some(c) => {
+                let (u, p) = c
+                    .split_once(':')
+                    .ok_or_else(|| store::Error::invalid("--creds: expected USER:PASSWORD"))?;
+                Some((u.to_string(), p.to_string()))
+            }
+            None => None,
+        };
+        let mut o = registry::Options {
+            tls_verify: self.tls_verify,
+            cert_dir: self.cert_dir.clone(),
+            creds,
+            auth_file: self.authfile.clone(),
+            ..Default::default()
+        };
+        if let Some(p) = platform {
+            o.platform = p.parse().map_err(store::Error::from)?;
+        }
+        Ok(o)
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    /// HOST[:PORT]/NAME[:TAG|@sha256:DIGEST]
+    pub reference: String,
+    /// The platform to take from an index (manifest list)
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", default_value = "linux/amd64")]
+    pub platform: String,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    #[command(flatten)]
+    pub limits: LayerLimits,
+}
+
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    /// The image to push (a name or id)
+    pub name: String,
+    /// Where to: HOST[:PORT]/NAME[:TAG]
+    pub reference: String,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 #[derive(Args, Debug)]
@@ -167,11 +243,32 @@ fn warn_all(warnings: &[String]) {
     }
 }
 
+fn parse_reference(s: &str) -> store::Result<Reference> {
+    s.parse().map_err(store::Error::from)
+}
+
 fn run(store: &Store, cmd: ImageCommand) -> store::Result<()> {
     match cmd {
+        ImageCommand::Pull(a) => {
+            let reference = parse_reference(&a.reference)?;
+            let opts = a.registry.options(Some(&a.platform))?;
+            let max = parse_size(&a.limits.max_layer_size)?;
+            let bars = Bars::new();
+            let added = remote::pull(store, &reference, &opts, &|e| bars.event(e), max)?;
+            bars.finish();
+            warn_all(&added.warnings);
+            println!("{}", added.image.id);
+        }
+        ImageCommand::Push(a) => {
+            let reference = parse_reference(&a.reference)?;
+            let opts = a.registry.options(None)?;
+            let bars = Bars::new();
+            remote::push(store, &a.name, &reference, &opts, &|e| bars.event(e))?;
+            bars.finish();
+        }
         ImageCommand::Import(a) => {
             let source = parse_transport(&a.source)?;
-            let platform: Platform = a.platform.parse().map_err(store::Error::invalid)?;
+            let platform: Platform = a.platform.parse().map_err(store::Error::from)?;
             let max = parse_size(&a.limits.max_layer_size)?;
             let added = local::import(store, &source, &a.name, &platform, max)?;
             warn_all(&added.warnings);
@@ -225,6 +322,83 @@ fn run(store: &Store, cmd: ImageCommand) -> store::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Progress bars on a terminal (none when stdout is not one).
+struct Bars {
+    multi: Option<indicatif::MultiProgress>,
+    bars: Mutex<HashMap<String, indicatif::ProgressBar>>,
+}
+
+impl Bars {
+    fn new() -> Bars {
+        Bars {
+            multi: std::io::stdout()
+                .is_terminal()
+                .then(indicatif::MultiProgress::new),
+            bars: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn bar(&self, key: &str, total: u64) -> Option<indicatif::ProgressBar> {
+        let multi = self.multi.as_ref()?;
+        let mut bars = self.bars.lock().unwrap_or_else(|p| p.into_inner());
+        let bar = bars.entry(key.to_string()).or_insert_with(|| {
+            let b = multi.add(indicatif::ProgressBar::new(total));
+            let style = indicatif::ProgressStyle::with_template(
+                "{prefix:12} [{bar:30}] {bytes}/{total_bytes} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+            b.set_style(style.progress_chars("=> "));
+            b.set_prefix(key.to_string());
+            b
+        });
+        Some(bar.clone())
+    }
+
+    fn event(&self, e: Event) {
+        if self.multi.is_none() {
+            return;
+        }
+        match e {
+            Event::FetchStart { digest, total } => {
+                self.bar(digest.short(), total);
+            }
+            Event::Fetch {
+                digest,
+                done,
+                total,
+            } => {
+                if let Some(b) = self.bar(digest.short(), total) {
+                    if total > 0 {
+                        b.set_length(total);
+                    }
+                    b.set_position(done);
+                }
+            }
+            Event::FetchDone { digest } => {
+                if let Some(b) = self.bar(digest.short(), 0) {
+                    b.finish_with_message("done");
+                }
+            }
+            Event::Unpack { diff_id } => {
+                if let Some(m) = &self.multi {
+                    let _ = m.println(format!("unpacking layer {}", diff_id.short()));
+                }
+            }
+            Event::Pushed { digest, outcome } => {
+                if let Some(m) = &self.multi {
+                    let _ = m.println(format!("blob {}: {outcome:?}", digest.short()));
+                }
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(m) = &self.multi {
+            let _ = m.clear();
+        }
+    }
 }
 
 fn human_size(n: u64) -> String {

@@ -69,7 +69,7 @@ pub struct Added {
 
 /// Stores manifest, config and layer blobs already in the store as one image:
 /// unpacks each layer (checking diff_ids), then writes the record.
-fn finish_image(
+pub(super) fn finish_image(
     store: &Store,
     manifest: &[u8],
     media_type: &str,

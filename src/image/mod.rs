@@ -10,6 +10,7 @@
 //!   renamed into place, so a killed command leaves the store as it was or complete.
 //! - `oci`: manifests, indexes and configs; the OCI layout and docker-archive formats.
 //! - `local`: import, export and commit (no registry), and what `strata run` needs.
+//! - `remote`: pull and push, between the store and a registry.
 //!
 //! This module never prints and never picks an exit code: errors carry the image,
 //! blob or path they are about, and `cli::image` reports them.
@@ -19,4 +20,5 @@ pub mod digest;
 pub mod local;
 pub mod oci;
 pub mod registry;
+pub mod remote;
 pub mod store;

@@ -5,6 +5,7 @@
 //! read out of them is only what the store needs (layers, diff_ids, the run config).
 
 use super::digest::Digest;
+pub use super::registry::Platform;
 use super::store::{Error, LayerRef, Result};
 use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest};
 use serde_json::{json, Value};
@@ -75,54 +76,6 @@ pub fn parse_manifest(bytes: &[u8], media_type: &str, what: &str) -> Result<Mani
     })
 }
 
-/// An `OS/ARCH[/VARIANT]` platform.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Platform {
-    pub os: String,
-    pub arch: String,
-    pub variant: Option<String>,
-}
-
-impl Default for Platform {
-    fn default() -> Platform {
-        Platform {
-            os: "linux".into(),
-            arch: "amd64".into(),
-            variant: None,
-        }
-    }
-}
-
-impl std::str::FromStr for Platform {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Platform, String> {
-        let parts: Vec<&str> = s.split('/').collect();
-        match parts[..] {
-            [os, arch] if !os.is_empty() && !arch.is_empty() => Ok(Platform {
-                os: os.into(),
-                arch: arch.into(),
-                variant: None,
-            }),
-            [os, arch, v] if !os.is_empty() && !arch.is_empty() && !v.is_empty() => Ok(Platform {
-                os: os.into(),
-                arch: arch.into(),
-                variant: Some(v.into()),
-            }),
-            _ => Err(format!("platform {s:?}: expected OS/ARCH[/VARIANT]")),
-        }
-    }
-}
-
-impl std::fmt::Display for Platform {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.os, self.arch)?;
-        if let Some(v) = &self.variant {
-            write!(f, "/{v}")?;
-        }
-        Ok(())
-    }
-}
-
 /// Picks the manifest for `platform` from an index (a variant-less request takes
 /// the first of any variant, as podman does).
 pub fn choose_from_index(bytes: &[u8], platform: &Platform, what: &str) -> Result<Desc> {
@@ -137,8 +90,12 @@ pub fn choose_from_index(bytes: &[u8], platform: &Platform, what: &str) -> Resul
             Some(v) => format!("{os}/{arch}/{v}"),
             None => format!("{os}/{arch}"),
         });
-        let variant_ok = platform.variant.is_none() || platform.variant == variant;
-        if os == platform.os && arch == platform.arch && variant_ok {
+        let entry = Platform {
+            os,
+            architecture: arch,
+            variant,
+        };
+        if platform.matches(&entry) {
             return Ok(Desc {
                 media_type: d.media_type().to_string(),
                 digest: digest_of(d.digest().as_ref(), what)?,
@@ -554,20 +511,6 @@ pub fn read_all(mut r: impl Read, what: &str) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn platforms_parse() {
-        assert_eq!(
-            "linux/amd64".parse::<Platform>().unwrap(),
-            Platform::default()
-        );
-        let arm: Platform = "linux/arm64/v8".parse().unwrap();
-        assert_eq!(arm.variant.as_deref(), Some("v8"));
-        assert_eq!(arm.to_string(), "linux/arm64/v8");
-        for bad in ["linux", "linux/", "/amd64", "a/b/c/d"] {
-            assert!(bad.parse::<Platform>().is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn derived_config_appends_a_layer_and_keeps_the_rest() {
