@@ -156,6 +156,10 @@ fn roots_with(dir: &std::path::Path) -> Result<RootCerts, Error> {
 /// one for what the server sent that is not HTTP.
 pub(crate) fn transport_error(what: &str, e: &ureq::Error) -> Error {
     let (kind, reason) = match e {
+        // rustls' failures come wrapped in io::Error as InvalidData.
+        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
+            (ErrorKind::Unreachable, format!("TLS: {io}"))
+        }
         ureq::Error::Io(io) => (ErrorKind::Unreachable, io_reason(io)),
         ureq::Error::HostNotFound => (ErrorKind::Unreachable, "host not found (DNS)".into()),
         ureq::Error::ConnectionFailed => (ErrorKind::Unreachable, "connection failed".into()),
@@ -359,10 +363,7 @@ impl Client {
             }
             Err(e) => {
                 let mut t = transport_error(&what, &e);
-                if matches!(
-                    e,
-                    ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::Protocol(_)
-                ) {
+                if t.message().contains("TLS: ") || matches!(e, ureq::Error::Protocol(_)) {
                     t = err(
                         t.kind(),
                         format!(

@@ -350,9 +350,21 @@ impl Client {
 
     /// Whether the repository has the blob (`HEAD`).
     pub fn blob_exists(&self, repo: &str, digest: &Digest) -> Result<bool, Error> {
+        self.blob_exists_in_scope(repo, digest, vec![format!("repository:{repo}:pull")])
+    }
+
+    /// `blob_exists` asking for a token of `scopes` (a push asks with its own, so
+    /// that one token serves the whole push).
+    pub(crate) fn blob_exists_in_scope(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        scopes: Vec<String>,
+    ) -> Result<bool, Error> {
         check_names(&self.registry, repo, None)?;
         let what = self.what(repo, &format!("blob {digest}"));
-        let call = self.pull_call(Method::HEAD, repo, format!("blobs/{digest}"), vec![], &what);
+        let mut call = self.pull_call(Method::HEAD, repo, format!("blobs/{digest}"), vec![], &what);
+        call.scopes = scopes;
         let mut resp = self.call(&call)?;
         match resp.status().as_u16() {
             200 => Ok(true),

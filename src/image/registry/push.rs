@@ -86,16 +86,16 @@ impl Client {
         if let Some(f) = mount_from {
             check_names(&self.registry, f, None)?;
         }
-        if self.blob_exists(repo, digest)? {
+        let from = mount_from.filter(|f| *f != repo);
+        let scopes = self.push_scopes(repo, from);
+        if self.blob_exists_in_scope(repo, digest, scopes.clone())? {
             return Ok(PushOutcome::Existed);
         }
         let what = format!("{}/{repo}: blob {digest}", self.registry);
-        let from = mount_from.filter(|f| *f != repo);
         let url = match from {
             Some(f) => format!("/v2/{repo}/blobs/uploads/?mount={digest}&from={f}"),
             None => format!("/v2/{repo}/blobs/uploads/"),
         };
-        let scopes = self.push_scopes(repo, from);
         let mut resp = self.call(&Call {
             method: Method::POST,
             url,
