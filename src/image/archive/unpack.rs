@@ -539,12 +539,17 @@ impl<'o> Layer<'o> {
                 .map_err(|e| Error::io(Some(name), "lstat", e))?
             {
                 Some(st) if sys::is_dir(&st) => {}
-                Some(_) => {
+                Some(st) => {
+                    let kind = if sys::file_type(st.st_mode) == libc::S_IFLNK {
+                        ErrorKind::Hostile
+                    } else {
+                        ErrorKind::Corrupt
+                    };
                     return Err(Error::at(
-                        ErrorKind::Corrupt,
+                        kind,
                         name,
-                        "an opaque marker in a non-directory",
-                    ))
+                        "an opaque marker below a non-directory",
+                    ));
                 }
                 None => {
                     // The marker may come before its directory: make it now.
