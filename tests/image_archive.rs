@@ -32,6 +32,12 @@ pub struct Tar {
     b: tar::Builder<Vec<u8>>,
 }
 
+impl Default for Tar {
+    fn default() -> Tar {
+        Tar::new()
+    }
+}
+
 impl Tar {
     pub fn new() -> Tar {
         Tar {
@@ -197,6 +203,12 @@ pub struct Scene {
     pub dest: PathBuf,
     pub sentinel: PathBuf,
     before: support::Tree,
+}
+
+impl Default for Scene {
+    fn default() -> Scene {
+        Scene::new()
+    }
 }
 
 impl Scene {
