@@ -212,10 +212,10 @@ fn sniff_layer_media_type(p: &Path) -> Result<&'static str> {
     let mut head = [0u8; 4];
     let mut f = File::open(p).map_err(|e| Error::io(p.display(), e))?;
     let n = io::Read::read(&mut f, &mut head).map_err(|e| Error::io(p.display(), e))?;
-    Ok(match &head[..n] {
-        [0x1f, 0x8b, ..] => oci::OCI_LAYER_GZIP,
-        [0x28, 0xb5, 0x2f, 0xfd] => oci::OCI_LAYER_ZSTD,
-        _ => oci::OCI_LAYER,
+    Ok(match Compression::detect(&head[..n]) {
+        Compression::Gzip => oci::OCI_LAYER_GZIP,
+        Compression::Zstd => oci::OCI_LAYER_ZSTD,
+        Compression::None => oci::OCI_LAYER,
     })
 }
 
@@ -344,7 +344,7 @@ fn export_docker_archive(store: &Store, rec: &ImageRecord, name: &str, file: &Pa
             let staged = store.stage("export-layer")?;
             let blob = store.open_blob(&l.blob)?;
             let mut r = archive::decompress(io::BufReader::new(blob))
-                .map_err(|e| Error::from(e).context(&format!("layer {}", l.blob)))?;
+                .map_err(|e| Error::io(format!("layer {}", l.blob), e))?;
             let mut w = File::create(staged.path()).map_err(|e| Error::io(&what, e))?;
             io::copy(&mut r, &mut w).map_err(|e| Error::io(format!("layer {}", l.blob), e))?;
             let len = w.metadata().map_err(|e| Error::io(&what, e))?.len();
