@@ -195,16 +195,27 @@ both_modes!(import_run_commit_export, |mode| {
         "root-owned dirs: {o}"
     );
 
-    // A container changes it; commit keeps the change as a new layer.
+    // A container changes it; commit keeps the change as a new layer. (Root in the
+    // container has the OCI default capabilities, without CAP_CHOWN: the owner of
+    // /new/f is set in the upper from outside, as a chown through the union records
+    // it: the inode's owner as root, the override record rootless.)
     let upper = w.env.mkdir("upper");
     let u = upper.to_str().unwrap();
     ok(&w.run_sh(
         &["--upper", u],
         "local/app:2",
         "echo changed > /etc/data.txt && rm /srv/keep/a /srv/hardlink && \
-         mv /srv/keep /srv/moved && mkdir /new && echo n > /new/f && chown 4321:8765 /new/f && \
-         rm -rf /opq/y && chmod 0600 /srv/owned",
+         mv /srv/keep /srv/moved && mkdir /new && echo n > /new/f && \
+         rm -rf /opq/y && touch /srv/setuid",
     ));
+    let f = upper.join("new/f");
+    match mode {
+        Mode::Root => sh_ok(&format!("chown 4321:8765 {}", f.display())),
+        _ => sh_ok(&format!(
+            "setfattr -n user.containers.override_stat -v 4321:8765:0644 {}",
+            f.display()
+        )),
+    };
     let c = run_within(
         &mut w.strata(&[
             "commit",
@@ -219,8 +230,10 @@ both_modes!(import_run_commit_export, |mode| {
         DEADLINE,
     );
     ok(&c);
-    let after = "cat /etc/data.txt; ls /srv; ls -A /opq; ls /srv/moved; stat -c '%n %u:%g %a' /new/f /srv/owned; cat /new/f";
-    let want = "changed\nmoved\nowned\nprivate\nsetuid\nsymlink\n/new/f 4321:8765 644\n/srv/owned 1234:5678 600\nn\n";
+    let after = "cat /etc/data.txt; ls /srv; ls -A /opq; ls /srv/moved; \
+                 stat -c '%n %u:%g %a' /new/f /srv/owned /srv/setuid; cat /new/f";
+    let want = "changed\nmoved\nowned\nprivate\nsetuid\nsymlink\n/new/f 4321:8765 644\n\
+                /srv/owned 1234:5678 640\n/srv/setuid 0:0 4755\nn\n";
     assert_eq!(ok(&w.run_sh(&[], "local/app:3", after)), want);
     // The parent image is unchanged.
     assert_v2_view(&ok(&w.run_sh(&[], "local/app:2", SHOW)));
@@ -286,7 +299,7 @@ both_modes!(import_run_commit_export, |mode| {
             "stat -c '%u:%g %a' {0}/new/f {0}/srv/owned {0}/srv/private",
             r.display()
         )),
-        "4321:8765 644\n1234:5678 600\n42:43 700\n"
+        "4321:8765 644\n1234:5678 640\n42:43 700\n"
     );
 
     // The docker-archive imports back (here) to the same view.

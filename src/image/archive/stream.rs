@@ -146,6 +146,13 @@ impl<W: Write> Write for Encoder<W> {
     }
 }
 
+/// The uncompressed stream of a layer blob, whatever its compression (by magic):
+/// what a docker-archive holds, and what a diff_id is the digest of.
+pub fn decompress<'a, R: BufRead + 'a>(mut blob: R) -> io::Result<Box<dyn Read + 'a>> {
+    let head = peek(&mut blob, 4)?;
+    Ok(decoder(head, blob)?.1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,11 +184,4 @@ mod tests {
         assert!(io::copy(&mut over, &mut io::sink()).is_err());
         assert!(over.hit);
     }
-}
-
-/// The uncompressed stream of a layer blob, whatever its compression (by magic):
-/// what a docker-archive holds, and what a diff_id is the digest of.
-pub fn decompress<'a, R: BufRead + 'a>(mut blob: R) -> io::Result<Box<dyn Read + 'a>> {
-    let head = peek(&mut blob, 4)?;
-    Ok(decoder(head, blob)?.1)
 }
