@@ -4,6 +4,12 @@
 //! as the ordinary user strata-ci (its store and rootless ownership records).
 
 mod support;
+
+// The registry harness of tests/image_registry.rs: a docker-registry per test.
+#[allow(dead_code)]
+#[path = "image_registry/harness.rs"]
+mod harness;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -168,6 +174,71 @@ const SHOW: &str = "cat /etc/data.txt; ls /srv; ls /opq; stat -c '%n %u:%g %a' /
                     /srv/setuid /srv/private; readlink /srv/symlink; \
                     stat -c %h /srv/hardlink";
 
+/// The view of v2 once `changed_and_committed` changed it.
+const AFTER: &str = "cat /etc/data.txt; ls /srv; ls -A /opq; ls /srv/moved; \
+                     stat -c '%n %u:%g %a' /new/f /srv/owned /srv/setuid; cat /new/f";
+const AFTER_WANT: &str = "changed\nmoved\nowned\nprivate\nsetuid\nsymlink\n/new/f 4321:8765 644\n\
+                          /srv/owned 1234:5678 640\n/srv/setuid 0:0 4755\nn\n";
+
+/// Runs a container of `from` that changes it, and commits its upper as `to`.
+/// (Root in the container has the OCI default capabilities, without CAP_CHOWN: the
+/// owner of /new/f is set in the upper from outside, as a chown through the union
+/// records it: the inode's owner as root, the override record rootless.)
+fn changed_and_committed(w: &World, mode: Mode, from: &str, to: &str) {
+    let upper = w
+        .env
+        .mkdir(&format!("upper-{}", to.replace(['/', ':'], "-")));
+    let u = upper.to_str().unwrap();
+    ok(&w.run_sh(
+        &["--upper", u],
+        from,
+        "echo changed > /etc/data.txt && rm /srv/keep/a /srv/hardlink && \
+         mv /srv/keep /srv/moved && mkdir /new && echo n > /new/f && \
+         rm -rf /opq/y && touch /srv/setuid",
+    ));
+    let f = upper.join("new/f");
+    match mode {
+        Mode::Root => sh_ok(&format!("chown 4321:8765 {}", f.display())),
+        _ => sh_ok(&format!(
+            "setfattr -n user.containers.override_stat -v 4321:8765:0644 {}",
+            f.display()
+        )),
+    };
+    ok(&run_within(
+        &mut w.strata(&["commit", "--upper", u, "--from", from, to, "-m", "changed"]),
+        DEADLINE,
+    ));
+}
+
+/// An image changed by `changed_and_committed`, unpacked by umoci (as root) at `r`.
+fn assert_committed_tree(r: &Path) {
+    assert_eq!(
+        std::fs::read_to_string(r.join("etc/data.txt")).unwrap(),
+        "changed\n"
+    );
+    for gone in [
+        "srv/keep",
+        "srv/gone.txt",
+        "srv/hardlink",
+        "opq/x",
+        "opq/sub",
+        "opq/y",
+    ] {
+        assert!(
+            std::fs::symlink_metadata(r.join(gone)).is_err(),
+            "{gone} should be deleted"
+        );
+    }
+    assert!(r.join("srv/moved").is_dir());
+    assert_eq!(
+        sh_ok(&format!(
+            "stat -c '%u:%g %a' {0}/new/f {0}/srv/owned {0}/srv/private {0}/srv/setuid",
+            r.display()
+        )),
+        "4321:8765 644\n1234:5678 640\n42:43 700\n0:0 4755\n"
+    );
+}
+
 fn assert_v2_view(out: &str) {
     let want = "data-v1\nhardlink\nkeep\nowned\nprivate\nsetuid\nsymlink\ny\n\
                 /srv/owned 1234:5678 640\n/srv/setuid 0:0 4755\n/srv/private 42:43 700\n\
@@ -195,46 +266,9 @@ both_modes!(import_run_commit_export, |mode| {
         "root-owned dirs: {o}"
     );
 
-    // A container changes it; commit keeps the change as a new layer. (Root in the
-    // container has the OCI default capabilities, without CAP_CHOWN: the owner of
-    // /new/f is set in the upper from outside, as a chown through the union records
-    // it: the inode's owner as root, the override record rootless.)
-    let upper = w.env.mkdir("upper");
-    let u = upper.to_str().unwrap();
-    ok(&w.run_sh(
-        &["--upper", u],
-        "local/app:2",
-        "echo changed > /etc/data.txt && rm /srv/keep/a /srv/hardlink && \
-         mv /srv/keep /srv/moved && mkdir /new && echo n > /new/f && \
-         rm -rf /opq/y && touch /srv/setuid",
-    ));
-    let f = upper.join("new/f");
-    match mode {
-        Mode::Root => sh_ok(&format!("chown 4321:8765 {}", f.display())),
-        _ => sh_ok(&format!(
-            "setfattr -n user.containers.override_stat -v 4321:8765:0644 {}",
-            f.display()
-        )),
-    };
-    let c = run_within(
-        &mut w.strata(&[
-            "commit",
-            "--upper",
-            u,
-            "--from",
-            "local/app:2",
-            "local/app:3",
-            "-m",
-            "changed",
-        ]),
-        DEADLINE,
-    );
-    ok(&c);
-    let after = "cat /etc/data.txt; ls /srv; ls -A /opq; ls /srv/moved; \
-                 stat -c '%n %u:%g %a' /new/f /srv/owned /srv/setuid; cat /new/f";
-    let want = "changed\nmoved\nowned\nprivate\nsetuid\nsymlink\n/new/f 4321:8765 644\n\
-                /srv/owned 1234:5678 640\n/srv/setuid 0:0 4755\nn\n";
-    assert_eq!(ok(&w.run_sh(&[], "local/app:3", after)), want);
+    // A container changes it; commit keeps the change as a new layer.
+    changed_and_committed(&w, mode, "local/app:2", "local/app:3");
+    assert_eq!(ok(&w.run_sh(&[], "local/app:3", AFTER)), AFTER_WANT);
     // The parent image is unchanged.
     assert_v2_view(&ok(&w.run_sh(&[], "local/app:2", SHOW)));
 
@@ -275,36 +309,11 @@ both_modes!(import_run_commit_export, |mode| {
             .args(["unpack", "--image", &format!("{}/oci:v3", out.display())])
             .arg(&unpacked),
     );
-    let r = unpacked.join("rootfs");
-    assert_eq!(
-        std::fs::read_to_string(r.join("etc/data.txt")).unwrap(),
-        "changed\n"
-    );
-    for gone in [
-        "srv/keep",
-        "srv/gone.txt",
-        "srv/hardlink",
-        "opq/x",
-        "opq/sub",
-        "opq/y",
-    ] {
-        assert!(
-            std::fs::symlink_metadata(r.join(gone)).is_err(),
-            "{gone} should be deleted"
-        );
-    }
-    assert!(r.join("srv/moved").is_dir());
-    assert_eq!(
-        sh_ok(&format!(
-            "stat -c '%u:%g %a' {0}/new/f {0}/srv/owned {0}/srv/private",
-            r.display()
-        )),
-        "4321:8765 644\n1234:5678 640\n42:43 700\n"
-    );
+    assert_committed_tree(&unpacked.join("rootfs"));
 
     // The docker-archive imports back (here) to the same view.
     ok(&w.image(&["import", &dar, "again:3"]));
-    assert_eq!(ok(&w.run_sh(&[], "again:3", after)), want);
+    assert_eq!(ok(&w.run_sh(&[], "again:3", AFTER)), AFTER_WANT);
     w.assert_no_staging();
     w.env.assert_clean();
 });
@@ -536,5 +545,177 @@ both_modes!(bad_input_is_one_line_and_changes_nothing, |mode| {
     let o = w.image(&["import", &format!("docker-archive:{}", tarf.display()), "a"]);
     assert!(!o.ok());
     assert_eq!(o.stderr.trim_end().lines().count(), 1, "{}", o.stderr);
+    w.assert_no_staging();
+});
+
+/// GET requests for blobs the registry answered.
+fn blob_gets(reg: &harness::Registry) -> usize {
+    reg.responses()
+        .iter()
+        .filter(|l| l.contains("GET") && l.contains("/blobs/sha256:"))
+        .count()
+}
+
+fn skopeo_raw(host: &str, name: &str) -> String {
+    tool(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{host}/{name}"),
+    ]))
+}
+
+both_modes!(pull_run_commit_push, |mode| {
+    let w = World::new(mode);
+    let reg = harness::Registry::start(harness::Config::default());
+    let host = reg.host();
+    let src = format!("oci:{}:v2", w.layout.display());
+    tool(Command::new("skopeo").args([
+        "copy",
+        "--dest-tls-verify=false",
+        &src,
+        &format!("docker://{host}/app:v2"),
+    ]));
+    // Plain HTTP needs --tls-verify=false, as in skopeo and podman.
+    let r = format!("{host}/app:v2");
+    let o = w.image(&["pull", &r]);
+    assert!(!o.ok(), "https to a plain-http registry must fail");
+    assert_eq!(o.stderr.trim_end().lines().count(), 1, "{}", o.stderr);
+    let id = ok(&w.image(&["pull", "--tls-verify=false", &r]));
+    assert!(id.starts_with("sha256:"), "{id}");
+    assert!(
+        ok(&w.image(&["ls"])).contains(&r),
+        "named as podman names it"
+    );
+    assert_v2_view(&ok(&w.run_sh(&[], &r, SHOW)));
+    // Pulled again: the layers are in the store, no blob is fetched.
+    let gets = blob_gets(&reg);
+    assert!(gets >= 3, "config and two layers were fetched: {gets}");
+    ok(&w.image(&["pull", "--tls-verify=false", &r]));
+    assert_eq!(blob_gets(&reg), gets, "a second pull fetched blobs");
+
+    // Pushed back unchanged under another name: the same manifest, byte for byte.
+    ok(&w.image(&["push", "--tls-verify=false", &r, &format!("{host}/copy:v2")]));
+    assert_eq!(skopeo_raw(&host, "app:v2"), skopeo_raw(&host, "copy:v2"));
+
+    // Changed, committed, pushed; skopeo and umoci see the deletions as deletions.
+    changed_and_committed(&w, mode, &r, "app:v3");
+    ok(&w.image(&[
+        "push",
+        "--tls-verify=false",
+        "app:v3",
+        &format!("{host}/app:v3"),
+    ]));
+    let info: serde_json::Value = serde_json::from_str(&tool(Command::new("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{host}/app:v3"),
+    ])))
+    .unwrap();
+    assert_eq!(info["Layers"].as_array().unwrap().len(), 3, "{info}");
+    let out = w.env.mkdir("pulled-back");
+    let layout = format!("{}/oci", out.display());
+    tool(Command::new("skopeo").args([
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{host}/app:v3"),
+        &format!("oci:{layout}:v3"),
+    ]));
+    let unpacked = out.join("unpacked");
+    tool(
+        Command::new("umoci")
+            .args(["unpack", "--image", &format!("{layout}:v3")])
+            .arg(&unpacked),
+    );
+    assert_committed_tree(&unpacked.join("rootfs"));
+    w.assert_no_staging();
+    w.env.assert_clean();
+});
+
+both_modes!(pull_with_credentials, |mode| {
+    let w = World::new(mode);
+    let reg = harness::Registry::start(harness::Config {
+        htpasswd: true,
+        ..Default::default()
+    });
+    let host = reg.host();
+    let src = format!("oci:{}:v1", w.layout.display());
+    tool(Command::new("skopeo").args([
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("--dest-creds={}:{}", harness::USER, harness::PASS),
+        &src,
+        &format!("docker://{host}/private:v1"),
+    ]));
+    let r = format!("{host}/private:v1");
+    let runtime = w.env.mkdir("runtime");
+    let pull = |extra: &[&str]| {
+        let mut args = vec!["image", "pull", "--tls-verify=false"];
+        args.extend_from_slice(extra);
+        args.push(&r);
+        let mut c = w.strata(&args);
+        c.env("XDG_RUNTIME_DIR", &runtime)
+            .env("HOME", w.env.dir.path());
+        run_within(&mut c, DEADLINE)
+    };
+    // Each failure is one line that says what is wrong with the credentials.
+    let o = pull(&[]);
+    assert!(!o.ok());
+    assert_eq!(o.stderr.trim_end().lines().count(), 1, "{}", o.stderr);
+    assert!(o.stderr.contains("missing"), "{}", o.stderr);
+    let wrong = format!("{}:nope", harness::USER);
+    let o = pull(&["--creds", &wrong]);
+    assert!(!o.ok());
+    assert_eq!(o.stderr.trim_end().lines().count(), 1, "{}", o.stderr);
+    assert!(o.stderr.contains("wrong"), "{}", o.stderr);
+    assert!(w.layer_dirs().is_empty(), "nothing stored on failure");
+    let right = format!("{}:{}", harness::USER, harness::PASS);
+    ok(&pull(&["--creds", &right]));
+    ok(&w.image(&["rm", &r]));
+    // The containers auth file under $XDG_RUNTIME_DIR, as podman login writes it.
+    std::fs::create_dir_all(runtime.join("containers")).unwrap();
+    let auth = harness::b64(right.as_bytes(), false);
+    std::fs::write(
+        runtime.join("containers/auth.json"),
+        format!(r#"{{"auths":{{"{host}":{{"auth":"{auth}"}}}}}}"#),
+    )
+    .unwrap();
+    chown_tree(&runtime, w.env.owner.0, w.env.owner.1);
+    ok(&pull(&[]));
+    assert_eq!(ok(&w.run_sh(&[], &r, "cat /etc/data.txt")), "data-v1\n");
+});
+
+both_modes!(registry_errors_are_one_line, |mode| {
+    let w = World::new(mode);
+    let reg = harness::Registry::start(harness::Config::default());
+    let host = reg.host();
+    let one_line = |o: &CmdOut, needle: &str| {
+        assert!(!o.ok(), "should fail: {}", o.stdout);
+        assert_eq!(o.stderr.trim_end().lines().count(), 1, "{}", o.stderr);
+        assert!(o.stderr.contains(needle), "want {needle:?} in {}", o.stderr);
+    };
+    let closed = format!("127.0.0.1:{}/app:v1", harness::closed_port());
+    one_line(
+        &w.image(&["pull", "--tls-verify=false", &closed]),
+        "127.0.0.1",
+    );
+    one_line(
+        &w.image(&["pull", "--tls-verify=false", &format!("{host}/nosuch:v1")]),
+        "nosuch",
+    );
+    one_line(
+        &w.image(&["pull", "--tls-verify=false", "Not/A Ref"]),
+        "Not/A Ref",
+    );
+    one_line(
+        &w.image(&[
+            "push",
+            "--tls-verify=false",
+            "nosuch",
+            &format!("{host}/x:1"),
+        ]),
+        "nosuch",
+    );
+    assert!(w.layer_dirs().is_empty());
     w.assert_no_staging();
 });

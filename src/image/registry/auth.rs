@@ -168,6 +168,12 @@ pub(crate) fn creds_from_file(
     let text = match fs::read_to_string(file) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => return Ok(None),
+        // A default location the user cannot read (HOME of another user, as under
+        // sudo or setpriv) holds no credentials of theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && !explicit => {
+            log::debug!("auth file {}: {e}; skipped", file.display());
+            return Ok(None);
+        }
         Err(e) => {
             return Err(err(
                 ErrorKind::Config,
