@@ -719,3 +719,159 @@ both_modes!(registry_errors_are_one_line, |mode| {
     assert!(w.layer_dirs().is_empty());
     w.assert_no_staging();
 });
+
+/// A filesystem mounted (as root) for one test, owned by the test's user, unmounted
+/// on drop.
+struct Scratch {
+    dir: PathBuf,
+}
+
+impl Scratch {
+    fn mount(w: &World, name: &str, fstype: &str, opts: &str) -> Scratch {
+        let dir = w.env.mkdir(name);
+        sh_ok(&format!(
+            "mount -t {fstype} -o {opts} {fstype} {}",
+            dir.display()
+        ));
+        let s = Scratch { dir };
+        chown_tree(&s.dir, w.env.owner.0, w.env.owner.1);
+        s
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.dir).status();
+    }
+}
+
+both_modes!(store_without_xattrs_is_refused, |mode| {
+    let w = World::new(mode);
+    let fs = Scratch::mount(&w, "ramfs", "ramfs", "mode=0755");
+    let store = fs.dir.join("store");
+    let mut c = w
+        .env
+        .strata_cmd(&["image", "ls", "--store", store.to_str().unwrap()]);
+    let o = run_within(&mut c, DEADLINE);
+    assert!(!o.ok());
+    assert_eq!(o.stderr.trim_end().lines().count(), 1, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("cannot hold") && o.stderr.contains("xattrs"),
+        "{}",
+        o.stderr
+    );
+});
+
+both_modes!(full_disk_stores_nothing_half, |mode| {
+    let w = World::new(mode);
+    let fs = Scratch::mount(&w, "small", "tmpfs", "size=1536k,mode=0755");
+    let store = fs.dir.join("store");
+    let s = store.to_str().unwrap();
+    let src = format!("oci:{}:v2", w.layout.display());
+    let o = run_within(
+        &mut w
+            .env
+            .strata_cmd(&["image", "import", "--store", s, &src, "big"]),
+        DEADLINE,
+    );
+    assert!(!o.ok(), "a 1.5 MiB store cannot hold the image");
+    assert_eq!(o.stderr.trim_end().lines().count(), 1, "{}", o.stderr);
+    assert!(o.stderr.to_lowercase().contains("no space left"), "{}", o.stderr);
+    let ls = ok(&run_within(
+        &mut w.env.strata_cmd(&["image", "ls", "--store", s]),
+        DEADLINE,
+    ));
+    assert!(!ls.contains("big"), "{ls}");
+    let layers: Vec<_> = std::fs::read_dir(store.join("layers"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| !n.to_string_lossy().ends_with(".lock"))
+        .collect();
+    assert!(layers.is_empty(), "{layers:?}");
+    assert_eq!(std::fs::read_dir(store.join("staging")).unwrap().count(), 0);
+});
+
+both_modes!(pull_and_commit_killed_at_random_points, |mode| {
+    let w = World::new(mode);
+    let reg = harness::Registry::start(harness::Config::default());
+    let host = reg.host();
+    let src = format!("oci:{}:v2", w.layout.display());
+    tool(Command::new("skopeo").args([
+        "copy",
+        "--dest-tls-verify=false",
+        &src,
+        &format!("docker://{host}/app:v2"),
+    ]));
+    let r = format!("{host}/app:v2");
+    let mut rng = Rng::new(time_seed());
+    let kill_after = |c: &mut Command, ms: u64| {
+        c.stdout(Stdio::null()).stderr(Stdio::null());
+        let mut child = c.spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(ms));
+        let _ = child.kill();
+        let _ = child.wait();
+    };
+    for _ in 0..6 {
+        kill_after(
+            &mut w.strata(&["image", "pull", "--tls-verify=false", &r]),
+            rng.below(300),
+        );
+        let ls = ok(&w.image(&["ls"]));
+        w.assert_no_staging();
+        if ls.contains(&r) {
+            assert_v2_view(&ok(&w.run_sh(&[], &r, SHOW)));
+            ok(&w.image(&["rm", &r]));
+        }
+    }
+    ok(&w.image(&["pull", "--tls-verify=false", &r]));
+    assert_v2_view(&ok(&w.run_sh(&[], &r, SHOW)));
+    // A commit killed at any point: no image, or the whole one.
+    let upper = w.env.mkdir("upper");
+    let u = upper.to_str().unwrap();
+    ok(&w.run_sh(&["--upper", u], &r, "echo changed > /etc/data.txt"));
+    for _ in 0..6 {
+        kill_after(
+            &mut w.strata(&["commit", "--upper", u, "--from", &r, "c:1"]),
+            rng.below(150),
+        );
+        let ls = ok(&w.image(&["ls"]));
+        w.assert_no_staging();
+        if ls.contains("localhost/c:1") {
+            assert_eq!(ok(&w.run_sh(&[], "c:1", "cat /etc/data.txt")), "changed\n");
+            ok(&w.image(&["rm", "c:1"]));
+        }
+    }
+});
+
+both_modes!(concurrent_pulls_share_a_layer, |mode| {
+    let w = World::new(mode);
+    let reg = harness::Registry::start(harness::Config::default());
+    let host = reg.host();
+    for tag in ["v1", "v2"] {
+        let src = format!("oci:{}:{tag}", w.layout.display());
+        tool(Command::new("skopeo").args([
+            "copy",
+            "--dest-tls-verify=false",
+            &src,
+            &format!("docker://{host}/app:{tag}"),
+        ]));
+    }
+    let spawn = |tag: &str| {
+        let mut c = w.strata(&[
+            "image",
+            "pull",
+            "--tls-verify=false",
+            &format!("{host}/app:{tag}"),
+        ]);
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        c.spawn().unwrap()
+    };
+    let (a, b) = (spawn("v1"), spawn("v2"));
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    assert_eq!(w.layer_dirs().len(), 2, "the shared layer is stored once");
+    assert_v2_view(&ok(&w.run_sh(&[], &format!("{host}/app:v2"), SHOW)));
+    w.assert_no_staging();
+});

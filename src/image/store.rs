@@ -82,7 +82,12 @@ impl From<archive::Error> for Error {
             archive::ErrorKind::Io => ErrorKind::Io,
             _ => ErrorKind::Invalid,
         };
-        Error::new(kind, e.to_string())
+        // The layer directory it names is a staging path: the caller names the blob.
+        let msg = match e.entry() {
+            Some(entry) => format!("entry {entry:?}: {}", e.reason()),
+            None => e.reason().to_string(),
+        };
+        Error::new(kind, msg)
     }
 }
 
