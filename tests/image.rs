@@ -776,7 +776,11 @@ both_modes!(full_disk_stores_nothing_half, |mode| {
     );
     assert!(!o.ok(), "a 1.5 MiB store cannot hold the image");
     assert_eq!(o.stderr.trim_end().lines().count(), 1, "{}", o.stderr);
-    assert!(o.stderr.to_lowercase().contains("no space left"), "{}", o.stderr);
+    assert!(
+        o.stderr.to_lowercase().contains("no space left"),
+        "{}",
+        o.stderr
+    );
     let ls = ok(&run_within(
         &mut w.env.strata_cmd(&["image", "ls", "--store", s]),
         DEADLINE,
@@ -873,5 +877,32 @@ both_modes!(concurrent_pulls_share_a_layer, |mode| {
     }
     assert_eq!(w.layer_dirs().len(), 2, "the shared layer is stored once");
     assert_v2_view(&ok(&w.run_sh(&[], &format!("{host}/app:v2"), SHOW)));
+    w.assert_no_staging();
+});
+
+both_modes!(hostile_tarball_writes_nothing_outside, |mode| {
+    let w = World::new(mode);
+    let outside = w.env.mkdir("outside");
+    let tarf = w.env.dir.path().join("evil.tar");
+    // A symlink out of the layer, then an entry through it; then `..` escapes.
+    let script = format!(
+        "import tarfile, io\n\
+         t = tarfile.open('{tar}', 'w')\n\
+         s = tarfile.TarInfo('link'); s.type = tarfile.SYMTYPE; s.linkname = '{out}'; t.addfile(s)\n\
+         f = tarfile.TarInfo('link/pwned'); f.size = 3; t.addfile(f, io.BytesIO(b'bad'))\n\
+         g = tarfile.TarInfo('../../pwned2'); g.size = 3; t.addfile(g, io.BytesIO(b'bad'))\n\
+         t.close()\n",
+        tar = tarf.display(),
+        out = outside.display()
+    );
+    ok(&run(Command::new("python3").args(["-c", &script])));
+    chown_tree(&tarf, w.env.owner.0, w.env.owner.1);
+    let o = w.image(&["import", &format!("tar:{}", tarf.display()), "evil"]);
+    assert!(!o.ok());
+    assert_eq!(o.stderr.trim_end().lines().count(), 1, "{}", o.stderr);
+    assert!(o.stderr.contains("link/pwned"), "{}", o.stderr);
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+    assert!(w.layer_dirs().is_empty());
+    assert!(!ok(&w.image(&["ls"])).contains("evil"));
     w.assert_no_staging();
 });
