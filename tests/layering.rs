@@ -11,7 +11,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("union", &["sys"]),
     ("daemon", &["union", "sys"]),
     ("launcher", &["sys"]),
-    ("image", &["launcher", "union", "sys"]),
+    ("image", &["union", "sys"]),
     ("cli", &["image", "daemon", "launcher", "union", "sys"]),
 ];
 

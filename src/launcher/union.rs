@@ -67,8 +67,11 @@ impl UnionMount {
         let debugging =
             std::env::var("RUST_LOG").is_ok_and(|v| v.contains("debug") || v.contains("trace"));
         if !debugging {
-            // fuser warns about a second unmount at exit; only errors are interesting here.
-            cmd.args(["--log-level", "error"]);
+            // fuser warns about a second unmount at exit, and logs as an error each reply
+            // to a request whose process died meanwhile (ENOENT from /dev/fuse: a
+            // container's processes are killed at its end); only errors of strata's own
+            // are interesting here.
+            cmd.args(["--log-level", "error,fuser::reply=off"]);
         }
         cmd.arg(mnt).stdin(Stdio::null()).stdout(Stdio::null());
         // SAFETY: only async-signal-safe calls between fork and exec.
