@@ -185,12 +185,8 @@ pub fn open_store(dir: Option<&Path>) -> store::Result<Store> {
     Store::open(&root)
 }
 
-pub fn exit_code(e: &store::Error) -> i32 {
-    match e.kind {
-        store::ErrorKind::Invalid | store::ErrorKind::NotFound => 1,
-        store::ErrorKind::NoSpace | store::ErrorKind::Io => 1,
-    }
-}
+/// Every failure of an image command (a clap usage error exits 2 before).
+const FAILED: i32 = 1;
 
 fn parse_size(s: &str) -> store::Result<u64> {
     let (num, mult) = match s.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
@@ -232,7 +228,7 @@ pub fn image_main(args: ImageArgs) -> i32 {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("strata image: {e}");
-            exit_code(&e)
+            FAILED
         }
     }
 }
@@ -437,7 +433,7 @@ pub fn commit_main(a: CommitArgs) -> i32 {
         }
         Err(e) => {
             eprintln!("strata commit: {e}");
-            exit_code(&e)
+            FAILED
         }
     }
 }

@@ -119,7 +119,8 @@ pub fn run_main(args: RunArgs) -> i32 {
                 Ok(x) => Some(x),
                 Err(e) => {
                     eprintln!("strata run: {e}");
-                    return super::image::exit_code(&e);
+                    // Bad input before anything is created, as for any other root.
+                    return 125;
                 }
             }
         }
