@@ -110,6 +110,7 @@ pub fn import(
     max_size: u64,
 ) -> Result<Added> {
     super::store::normalize_name(name)?;
+    let _adding = store.lock_adding()?;
     match source {
         Transport::Oci { dir, tag } => {
             import_oci(store, dir, tag.as_deref(), name, platform, max_size)
@@ -414,6 +415,7 @@ pub fn commit(
     max_size: u64,
 ) -> Result<Added> {
     super::store::normalize_name(new_name)?;
+    let _adding = store.lock_adding()?;
     let parent = store.image(from)?;
     let lowers = store.lowerdirs(&parent);
     let staged = store.stage("commit")?;

@@ -66,6 +66,7 @@ pub fn pull(
     progress: Progress,
     max_size: u64,
 ) -> Result<Added> {
+    let _adding = store.lock_adding()?;
     let client = Client::new(&reference.registry, opts)?;
     let repo = &reference.repository;
     let pulled = client.get_manifest(repo, &reference.reference())?;

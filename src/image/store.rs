@@ -3,6 +3,8 @@
 //! ```text
 //! STORE/
 //!   lock                    flock: held exclusive while image records change
+//!   gc.lock                 flock: shared while a command adds to the store,
+//!                           exclusive while prune looks for what is unused
 //!   blobs/sha256/HEX        the original blobs (manifests, configs, compressed layers),
 //!                           kept so that push and export give the same bytes and digests
 //!   blobs/partial/HEX       interrupted downloads, resumed with Range by the next pull
@@ -417,14 +419,25 @@ impl Store {
 
     /// Holds the store's lock for image records (exclusive) while it lives.
     pub fn lock_records(&self) -> Result<File> {
-        let p = self.root.join("lock");
+        self.lock_file("lock", false)
+    }
+
+    /// Held (shared) by a command that adds to the store (import, pull, commit) for its
+    /// whole length, and exclusive by `prune`: blobs and layers stored but not yet
+    /// named by an image record are never taken for unused ones.
+    pub fn lock_adding(&self) -> Result<File> {
+        self.lock_file("gc.lock", true)
+    }
+
+    fn lock_file(&self, name: &str, shared: bool) -> Result<File> {
+        let p = self.root.join(name);
         let f = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&p)
             .map_err(|e| Error::io(p.display(), e))?;
-        f.lock().map_err(|e| Error::io(p.display(), e))?;
+        if shared { f.lock_shared() } else { f.lock() }.map_err(|e| Error::io(p.display(), e))?;
         Ok(f)
     }
 
@@ -783,6 +796,9 @@ impl Store {
     /// blobs that no image names, and interrupted downloads. Returns the number
     /// of layers removed.
     pub fn prune(&self) -> Result<usize> {
+        // Waits for the commands that are adding to the store (their partial
+        // downloads included) to finish.
+        let _adding = self.lock_file("gc.lock", false)?;
         let _lock = self.lock_records()?;
         let images = self.images()?;
         let mut used_layers = std::collections::HashSet::new();
