@@ -149,6 +149,16 @@ impl World {
         run_within(&mut self.env.strata(&args), DEADLINE)
     }
 
+    /// `skopeo copy` of the layout's `tag` to `HOST/NAME` (plain HTTP).
+    fn copy_to(&self, host: &str, tag: &str, name: &str, extra: &[&str]) {
+        let src = format!("oci:{}:{tag}", self.layout.display());
+        let dst = format!("docker://{host}/{name}");
+        let mut args = vec!["copy", "--dest-tls-verify=false"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[&src, &dst]);
+        tool(Command::new("skopeo").args(args));
+    }
+
     /// Nothing half-written: the staging directory is empty once a command ran.
     fn assert_no_staging(&self) {
         let left: Vec<_> = std::fs::read_dir(self.store.join("staging"))
@@ -569,13 +579,7 @@ both_modes!(pull_run_commit_push, |mode| {
     let w = World::new(mode);
     let reg = harness::Registry::start(harness::Config::default());
     let host = reg.host();
-    let src = format!("oci:{}:v2", w.layout.display());
-    tool(Command::new("skopeo").args([
-        "copy",
-        "--dest-tls-verify=false",
-        &src,
-        &format!("docker://{host}/app:v2"),
-    ]));
+    w.copy_to(&host, "v2", "app:v2", &[]);
     // Plain HTTP needs --tls-verify=false, as in skopeo and podman.
     let r = format!("{host}/app:v2");
     let o = w.image(&["pull", &r]);
@@ -639,14 +643,8 @@ both_modes!(pull_with_credentials, |mode| {
         ..Default::default()
     });
     let host = reg.host();
-    let src = format!("oci:{}:v1", w.layout.display());
-    tool(Command::new("skopeo").args([
-        "copy",
-        "--dest-tls-verify=false",
-        &format!("--dest-creds={}:{}", harness::USER, harness::PASS),
-        &src,
-        &format!("docker://{host}/private:v1"),
-    ]));
+    let creds = format!("--dest-creds={}:{}", harness::USER, harness::PASS);
+    w.copy_to(&host, "v1", "private:v1", &[&creds]);
     let r = format!("{host}/private:v1");
     let runtime = w.env.mkdir("runtime");
     let pull = |extra: &[&str]| {
@@ -799,13 +797,7 @@ both_modes!(pull_and_commit_killed_at_random_points, |mode| {
     let w = World::new(mode);
     let reg = harness::Registry::start(harness::Config::default());
     let host = reg.host();
-    let src = format!("oci:{}:v2", w.layout.display());
-    tool(Command::new("skopeo").args([
-        "copy",
-        "--dest-tls-verify=false",
-        &src,
-        &format!("docker://{host}/app:v2"),
-    ]));
+    w.copy_to(&host, "v2", "app:v2", &[]);
     let r = format!("{host}/app:v2");
     let mut rng = Rng::new(time_seed());
     let kill_after = |c: &mut Command, ms: u64| {
@@ -852,13 +844,7 @@ both_modes!(concurrent_pulls_share_a_layer, |mode| {
     let reg = harness::Registry::start(harness::Config::default());
     let host = reg.host();
     for tag in ["v1", "v2"] {
-        let src = format!("oci:{}:{tag}", w.layout.display());
-        tool(Command::new("skopeo").args([
-            "copy",
-            "--dest-tls-verify=false",
-            &src,
-            &format!("docker://{host}/app:{tag}"),
-        ]));
+        w.copy_to(&host, tag, &format!("app:{tag}"), &[]);
     }
     let spawn = |tag: &str| {
         let mut c = w.strata(&[

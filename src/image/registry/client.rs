@@ -233,6 +233,24 @@ pub(crate) fn status_error(
     err(kind, format!("{what}: {reason}: HTTP {status}{said}"))
 }
 
+/// Ok for 200; a 404 is an error of `not_found`, anything else a protocol error.
+pub(crate) fn expect_200(
+    resp: &mut Response<ureq::Body>,
+    not_found: ErrorKind,
+    what: &str,
+) -> Result<(), Error> {
+    match resp.status().as_u16() {
+        200 => Ok(()),
+        404 => Err(status_error(not_found, what, "not found", resp)),
+        _ => Err(status_error(
+            ErrorKind::Protocol,
+            what,
+            "unexpected answer",
+            resp,
+        )),
+    }
+}
+
 pub(crate) fn header<'r>(resp: &'r Response<ureq::Body>, name: &str) -> Option<&'r str> {
     resp.headers().get(name).and_then(|v| v.to_str().ok())
 }

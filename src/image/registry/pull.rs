@@ -1,7 +1,7 @@
 //! Reading from a registry: manifests (resolving an index to the platform's
 //! manifest), small blobs, and resumable verified blob downloads.
 
-use super::client::{header, read_limited, status_error, Client};
+use super::client::{expect_200, header, read_limited, status_error, Client};
 use super::error::{err, Error, ErrorKind};
 use super::platform::Platform;
 use super::reference::{valid_component, valid_tag};
@@ -196,25 +196,7 @@ impl Client {
             &what,
         );
         let mut resp = self.call(&call)?;
-        match resp.status().as_u16() {
-            200 => {}
-            404 => {
-                return Err(status_error(
-                    ErrorKind::ManifestNotFound,
-                    &what,
-                    "not found",
-                    &mut resp,
-                ))
-            }
-            _ => {
-                return Err(status_error(
-                    ErrorKind::Protocol,
-                    &what,
-                    "unexpected answer",
-                    &mut resp,
-                ))
-            }
-        }
+        expect_200(&mut resp, ErrorKind::ManifestNotFound, &what)?;
         let content_type = header(&resp, "content-type").map(str::to_string);
         let header_digest =
             header(&resp, "docker-content-digest").and_then(|d| d.parse::<Digest>().ok());
@@ -317,25 +299,7 @@ impl Client {
         let what = self.what(repo, &format!("blob {digest}"));
         let call = self.pull_call(Method::GET, repo, format!("blobs/{digest}"), vec![], &what);
         let mut resp = self.call(&call)?;
-        match resp.status().as_u16() {
-            200 => {}
-            404 => {
-                return Err(status_error(
-                    ErrorKind::BlobNotFound,
-                    &what,
-                    "not found",
-                    &mut resp,
-                ))
-            }
-            _ => {
-                return Err(status_error(
-                    ErrorKind::Protocol,
-                    &what,
-                    "unexpected answer",
-                    &mut resp,
-                ))
-            }
-        }
+        expect_200(&mut resp, ErrorKind::BlobNotFound, &what)?;
         let mut reader = resp.body_mut().as_reader();
         let bytes = read_limited(&mut reader, MAX_SMALL_BLOB_SIZE, &what)?;
         let got = digest_with(digest, &bytes);
