@@ -260,6 +260,10 @@ both_modes!(import_run_commit_export, |mode| {
     let w = World::new(mode);
     let id = w.import("v2", "local/app:2");
     assert!(id.trim().starts_with("sha256:"), "{id}");
+    // The layers' own modes (a 1777 /tmp) are reachable by nobody else.
+    for d in ["layers", "blobs", "staging"] {
+        assert_eq!(sh_ok(&format!("stat -c %a {}/{d}", w.store.display())), "700\n", "{d}");
+    }
     // The image's own Env, Cmd and WorkingDir.
     let store = w.store.to_str().unwrap();
     let o = ok(&run_within(

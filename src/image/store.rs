@@ -319,6 +319,18 @@ impl Store {
             let p = root.join(d);
             fs::create_dir_all(&p).map_err(|e| Error::io(format!("store {}", p.display()), e))?;
         }
+        // Layers keep their images' modes, world-writable directories (/tmp) among
+        // them: no other user may reach into them (containers-storage keeps its
+        // layers 0700 too).
+        for d in ["blobs", "layers", "staging"] {
+            use std::os::unix::fs::PermissionsExt;
+            let p = root.join(d);
+            let private = fs::metadata(&p).is_ok_and(|m| m.permissions().mode() & 0o077 == 0);
+            if !private {
+                fs::set_permissions(&p, fs::Permissions::from_mode(0o700))
+                    .map_err(|e| Error::io(format!("store {}", p.display()), e))?;
+            }
+        }
         store.check_xattrs()?;
         store.clean_staging();
         Ok(store)
