@@ -262,7 +262,11 @@ both_modes!(import_run_commit_export, |mode| {
     assert!(id.trim().starts_with("sha256:"), "{id}");
     // The layers' own modes (a 1777 /tmp) are reachable by nobody else.
     for d in ["layers", "blobs", "staging"] {
-        assert_eq!(sh_ok(&format!("stat -c %a {}/{d}", w.store.display())), "700\n", "{d}");
+        assert_eq!(
+            sh_ok(&format!("stat -c %a {}/{d}", w.store.display())),
+            "700\n",
+            "{d}"
+        );
     }
     // The image's own Env, Cmd and WorkingDir.
     let store = w.store.to_str().unwrap();
@@ -895,4 +899,31 @@ both_modes!(hostile_tarball_writes_nothing_outside, |mode| {
     assert!(w.layer_dirs().is_empty());
     assert!(!ok(&w.image(&["ls"])).contains("evil"));
     w.assert_no_staging();
+});
+
+both_modes!(docker_archive_written_by_skopeo_imports, |mode| {
+    // skopeo's docker-archive transport is containers/image's, the one `podman save`
+    // writes with.
+    let w = World::new(mode);
+    let tarf = w.env.dir.path().join("saved.tar");
+    let src = format!("oci:{}:v2", w.layout.display());
+    tool(Command::new("skopeo").args([
+        "copy",
+        &src,
+        &format!("docker-archive:{}:saved/app:v2", tarf.display()),
+    ]));
+    chown_tree(&tarf, w.env.owner.0, w.env.owner.1);
+    ok(&w.image(&[
+        "import",
+        &format!("docker-archive:{}", tarf.display()),
+        "saved:2",
+    ]));
+    assert_v2_view(&ok(&w.run_sh(&[], "saved:2", SHOW)));
+    let o = ok(&run_within(
+        &mut w
+            .env
+            .strata(&["--store", w.store.to_str().unwrap(), "saved:2"]),
+        DEADLINE,
+    ));
+    assert_eq!(o, "FOO=bar\n/srv\n");
 });
