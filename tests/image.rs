@@ -755,9 +755,11 @@ both_modes!(store_without_xattrs_is_refused, |mode| {
     let w = World::new(mode);
     let fs = Scratch::mount(&w, "ramfs", "ramfs", "mode=0755");
     let store = fs.dir.join("store");
+    let src = format!("oci:{}:v2", w.layout.display());
+    let s = store.to_str().unwrap();
     let mut c = w
         .env
-        .strata_cmd(&["image", "ls", "--store", store.to_str().unwrap()]);
+        .strata_cmd(&["image", "import", "--store", s, &src, "app"]);
     let o = run_within(&mut c, DEADLINE);
     assert!(!o.ok());
     assert_eq!(o.stderr.trim_end().lines().count(), 1, "{}", o.stderr);

@@ -212,9 +212,19 @@ both_modes!(bad_input_errors, |mode| {
             "bind source /no/such/src",
         ),
         (
-            vec!["busybox".into(), "--".into(), "sh".into()],
+            vec![
+                "--store".into(),
+                env.dir
+                    .path()
+                    .join("no-store")
+                    .to_string_lossy()
+                    .into_owned(),
+                "busybox".into(),
+                "--".into(),
+                "sh".into(),
+            ],
             125,
-            "IMAGE",
+            "image busybox: not in the store",
         ),
     ];
     for (args, code, needle) in cases {
@@ -223,6 +233,8 @@ both_modes!(bad_input_errors, |mode| {
         let err = text(&o.stderr);
         assert_eq!(o.status.code(), Some(code), "{a:?}: {err}");
         assert!(err.contains(needle), "{a:?}: {err}");
+        let store = env.dir.path().join("no-store");
+        assert!(!store.exists(), "a run of a missing image made a store");
         assert_eq!(
             err.trim_end().lines().count(),
             1,

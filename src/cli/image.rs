@@ -172,8 +172,18 @@ pub struct CommitArgs {
     pub limits: LayerLimits,
 }
 
-/// Opens the store given or the default one.
+/// Opens the store given or the default one (made if missing).
 pub fn open_store(dir: Option<&Path>) -> store::Result<Store> {
+    open_store_with(dir, true)
+}
+
+/// Opens the store given or the default one for a command that does not add to it:
+/// a missing store is not made (it is empty).
+pub fn open_existing_store(dir: Option<&Path>) -> store::Result<Store> {
+    open_store_with(dir, false)
+}
+
+fn open_store_with(dir: Option<&Path>, create: bool) -> store::Result<Store> {
     let root = match dir {
         Some(d) => d.to_path_buf(),
         None => Store::default_root().ok_or_else(|| {
@@ -182,7 +192,11 @@ pub fn open_store(dir: Option<&Path>) -> store::Result<Store> {
             )
         })?,
     };
-    Store::open(&root)
+    if create {
+        Store::open(&root)
+    } else {
+        Store::open_existing(&root)
+    }
 }
 
 /// Every failure of an image command (a clap usage error exits 2 before).
@@ -223,7 +237,12 @@ fn parse_transport(s: &str) -> store::Result<Transport> {
 
 pub fn image_main(args: ImageArgs) -> i32 {
     super::init_logging(None);
-    let result = open_store(args.store.as_deref()).and_then(|store| run(&store, args.command));
+    let adds = matches!(
+        args.command,
+        ImageCommand::Pull(_) | ImageCommand::Import(_)
+    );
+    let result =
+        open_store_with(args.store.as_deref(), adds).and_then(|store| run(&store, args.command));
     match result {
         Ok(()) => 0,
         Err(e) => {

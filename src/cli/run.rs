@@ -113,7 +113,7 @@ pub fn run_main(args: RunArgs) -> i32 {
     // Held until the container is gone: `image rm` leaves its layers alone.
     let image = match opts.image.as_deref() {
         Some(name) if opts.layers.is_none() && opts.rootfs.is_none() => {
-            match super::image::open_store(opts.store.as_deref())
+            match super::image::open_existing_store(opts.store.as_deref())
                 .and_then(|store| local::for_run(&store, name).map(|img| (store, img)))
             {
                 Ok(x) => Some(x),

@@ -295,6 +295,16 @@ impl Store {
     /// Opens (creating if needed) the store at `root`, checks that its filesystem
     /// holds the xattrs layers need, and removes what killed commands left.
     pub fn open(root: &Path) -> Result<Store> {
+        Store::open_with(root, true)
+    }
+
+    /// Opens the store at `root` for a command that only reads or removes: a store
+    /// that does not exist is not made, and is empty.
+    pub fn open_existing(root: &Path) -> Result<Store> {
+        Store::open_with(root, false)
+    }
+
+    fn open_with(root: &Path, create: bool) -> Result<Store> {
         let rootless = crate::sys::geteuid() != 0;
         let store = Store {
             root: root.to_path_buf(),
@@ -309,6 +319,13 @@ impl Store {
                 Ownership::Real
             },
         };
+        match fs::metadata(root) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !create => return Ok(store),
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(Error::io(format!("store {}", root.display()), e))
+            }
+            _ => {}
+        }
         for d in [
             "blobs/sha256",
             "blobs/partial",
@@ -663,7 +680,12 @@ impl Store {
     pub fn images(&self) -> Result<Vec<ImageRecord>> {
         let dir = self.root.join("images");
         let mut out = Vec::new();
-        let entries = fs::read_dir(&dir).map_err(|e| Error::io(dir.display(), e))?;
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            // A store never made (`open_existing`) holds no image.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(dir.display(), e)),
+        };
         for e in entries.flatten() {
             let p = e.path();
             if p.extension().is_none_or(|x| x != "json") {
@@ -808,6 +830,9 @@ impl Store {
     /// blobs that no image names, and interrupted downloads. Returns the number
     /// of layers removed.
     pub fn prune(&self) -> Result<usize> {
+        if !self.root.join("layers").exists() {
+            return Ok(0); // a store never made (`open_existing`)
+        }
         // Waits for the commands that are adding to the store (their partial
         // downloads included) to finish.
         let _adding = self.lock_file("gc.lock", false)?;
