@@ -27,6 +27,8 @@ const WH_PREFIX: &[u8] = b".wh.";
 const WH_OPAQUE: &[u8] = b".wh..wh..opq";
 /// Holes are made at this granularity: a block of zeros is not written.
 const HOLE_BLOCK: usize = 4096;
+/// How deep `Layer::dir` keeps parent directories open (a bound on its fds).
+const PARENT_FDS: usize = 64;
 
 /// Unpacks `blob` (gzip, zstd or plain tar) into `dest`, an existing empty
 /// directory. On any error `dest` holds a partial layer the caller deletes
@@ -171,8 +173,13 @@ struct Layer<'o> {
     whiteouts: HashSet<Rel>,
     /// Directory mtimes, set once all entries are in.
     dir_times: Vec<(Rel, libc::timespec)>,
-    /// The last parent directory reached, by path.
-    parent_cache: Option<(Rel, Rc<OwnedFd>)>,
+    /// The directories of the last parent path reached: `parent_fds[i]` is
+    /// `parent_path[..=i]` (at most `PARENT_FDS` deep). A tar lists a directory,
+    /// then what is in it, so the next parent shares most of this path: only the
+    /// components past the common prefix are walked. Sound because a directory,
+    /// once made, is never removed or replaced within a layer.
+    parent_path: Rel,
+    parent_fds: Vec<Rc<OwnedFd>>,
     /// Sum of the apparent sizes of regular files.
     apparent: u64,
     files: u64,
@@ -189,7 +196,8 @@ impl<'o> Layer<'o> {
             warnings: Vec::new(),
             whiteouts: HashSet::new(),
             dir_times: Vec::new(),
-            parent_cache: None,
+            parent_path: Vec::new(),
+            parent_fds: Vec::new(),
             apparent: 0,
             files: 0,
             root_recorded: false,
@@ -458,13 +466,25 @@ impl<'o> Layer<'o> {
     /// The directory `rel`, made (0755, like tar) where missing, never through
     /// anything but a directory.
     fn dir(&mut self, rel: &[OsString], name: &str) -> Result<Rc<OwnedFd>, Error> {
-        if let Some((path, fd)) = &self.parent_cache {
-            if path.as_slice() == rel {
-                return Ok(fd.clone());
+        let common = rel
+            .iter()
+            .zip(&self.parent_path)
+            .take_while(|(a, b)| a == b)
+            .count();
+        let at = |fds: &[Rc<OwnedFd>], root: &Rc<OwnedFd>, n: usize| {
+            if n == 0 {
+                root.clone()
+            } else {
+                fds[n - 1].clone()
             }
+        };
+        if common == rel.len() {
+            return Ok(at(&self.parent_fds, &self.root, common));
         }
-        let mut cur = self.root.clone();
-        for (i, comp) in rel.iter().enumerate() {
+        self.parent_path.truncate(common);
+        self.parent_fds.truncate(common);
+        let mut cur = at(&self.parent_fds, &self.root, common);
+        for (i, comp) in rel.iter().enumerate().skip(common) {
             let next = match sys::open_dir_path(cur.as_fd(), Path::new(comp)) {
                 Ok(fd) => fd,
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
@@ -499,8 +519,11 @@ impl<'o> Layer<'o> {
                 Err(e) => return Err(Error::io(Some(name), "open a parent directory", e)),
             };
             cur = Rc::new(next);
+            if self.parent_fds.len() == i && i < PARENT_FDS {
+                self.parent_path.push(comp.clone());
+                self.parent_fds.push(cur.clone());
+            }
         }
-        self.parent_cache = Some((rel.to_vec(), cur.clone()));
         Ok(cur)
     }
 
@@ -667,13 +690,16 @@ impl<'o> Layer<'o> {
         )
         .map_err(|e| Error::io(Some(name), "create", e))?;
         let mut off: u64 = 0;
+        // Whether the file's last byte was written (else it ends in a hole, and
+        // only ftruncate gives it its size).
+        let mut tail_written = true;
         loop {
             let n = read_full(entry, &mut self.buf)
                 .map_err(|e| Error::at(ErrorKind::Corrupt, name, format!("read the data: {e}")))?;
             if n == 0 {
                 break;
             }
-            write_with_holes(fd.as_fd(), &self.buf[..n], off)
+            tail_written = write_with_holes(fd.as_fd(), &self.buf[..n], off)
                 .map_err(|e| Error::io(Some(name), "write", e))?;
             off += n as u64;
         }
@@ -683,6 +709,9 @@ impl<'o> Layer<'o> {
                 name,
                 format!("the data ends after {off} of {size} bytes"),
             ));
+        }
+        if tail_written {
+            return Ok(());
         }
         sys::ftruncate(fd.as_fd(), size).map_err(|e| Error::io(Some(name), "truncate", e))
     }
@@ -882,8 +911,9 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// Writes `data` at `off`, leaving blocks of zeros as holes (the caller sets
-/// the size at the end).
-fn write_with_holes(fd: BorrowedFd, data: &[u8], off: u64) -> io::Result<()> {
+/// the size at the end unless this returns true: `data`'s last byte was written).
+fn write_with_holes(fd: BorrowedFd, data: &[u8], off: u64) -> io::Result<bool> {
+    let mut tail_written = false;
     let mut start = 0;
     while start < data.len() {
         let is_zero = |i: usize| {
@@ -907,9 +937,10 @@ fn write_with_holes(fd: BorrowedFd, data: &[u8], off: u64) -> io::Result<()> {
             }
             done += n;
         }
+        tail_written = end == data.len();
         start = end;
     }
-    Ok(())
+    Ok(tail_written)
 }
 
 #[cfg(test)]
