@@ -126,7 +126,12 @@ impl StrataFs {
             Ok((node, r)) => {
                 let attr = self.union.attr_of(&node, &r.stat);
                 log::debug!("  entry {} {:?}", node.id, attr.kind);
-                reply.entry(&self.union.attr_ttl(&node), &attr, Generation(0));
+                reply.entry_with_ttls(
+                    &self.union.attr_ttl(&node),
+                    &self.union.ttl,
+                    &attr,
+                    Generation(0),
+                );
             }
             Err(e) => reply.error(errno(e)),
         }
@@ -464,7 +469,12 @@ impl fuser::Filesystem for StrataFs {
         match res {
             Ok((node, st)) => {
                 let attr = self.union.attr_of(&node, &st);
-                reply.entry(&self.union.attr_ttl(&node), &attr, Generation(0));
+                reply.entry_with_ttls(
+                    &self.union.attr_ttl(&node),
+                    &self.union.ttl,
+                    &attr,
+                    Generation(0),
+                );
             }
             Err(e) => reply.error(errno(e)),
         }
