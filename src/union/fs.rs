@@ -900,7 +900,7 @@ impl fuser::Filesystem for StrataFs {
             Ok((node, r, fd)) => {
                 let attr = self.union.attr_of(&node, &r.stat);
                 let mode = self.union.open_mode(&node, |b| reply.open_backing(b));
-                self.union.created(&node, &mode);
+                self.union.created(&node, flags, &mode);
                 let (backing, flags) = open_reply_parts(&mode);
                 let fh = self.union.handles.insert(Handle::File {
                     fd,
