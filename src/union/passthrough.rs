@@ -23,10 +23,14 @@ use std::time::Duration;
 #[derive(Default, Debug)]
 pub struct NodeBacking {
     slot: Mutex<Slot>,
-    /// The kernel has had the file open for writing through passthrough: it
-    /// writes the upper file itself, by write(2) or through a shared mapping
-    /// (which can outlive every open), and the file's times change where the
-    /// daemon does not see it. Its attributes are then never cached.
+    /// The kernel has had the file open read-write through passthrough: it
+    /// may write the upper file through a shared mapping (which can outlive
+    /// every open), and the file's times change where neither the daemon nor
+    /// the kernel's own attribute cache sees it. Its attributes are then never
+    /// cached. A write-only open cannot be mapped (mmap needs read access),
+    /// and the kernel drops its cached size and times itself after each
+    /// write(2) it passes through (`fuse_write_update_attr`): such a file
+    /// keeps the full timeout.
     kernel_writes: AtomicBool,
 }
 
@@ -91,7 +95,7 @@ impl Union {
     ) {
         let passthrough = matches!(mode, OpenMode::Passthrough(_));
         if passthrough
-            && flags & libc::O_ACCMODE != libc::O_RDONLY
+            && may_map_shared_writable(flags)
             && !node.backing.kernel_writes.swap(true, Ordering::Relaxed)
         {
             // The kernel holds attributes from before, with the full timeout.
@@ -103,15 +107,16 @@ impl Union {
         }
     }
 
-    /// `opened` for a file just created (and opened for writing).
-    pub fn created(&self, node: &Node, mode: &OpenMode) {
-        if matches!(mode, OpenMode::Passthrough(_)) {
+    /// `opened` for a file just created (and opened with `flags`).
+    pub fn created(&self, node: &Node, flags: i32, mode: &OpenMode) {
+        if matches!(mode, OpenMode::Passthrough(_)) && may_map_shared_writable(flags) {
             node.backing.kernel_writes.store(true, Ordering::Relaxed);
         }
     }
 
-    /// The attribute (and entry) timeout for `node`: none for a file the
-    /// kernel writes itself (see `NodeBacking::kernel_writes`).
+    /// The attribute timeout for `node`: none for a file the kernel may
+    /// write itself unseen (see `NodeBacking::kernel_writes`). Its entry (the
+    /// name) keeps the full timeout: only names change through the daemon.
     pub fn attr_ttl(&self, node: &Node) -> Duration {
         if node.backing.kernel_writes.load(Ordering::Relaxed) {
             Duration::ZERO
@@ -142,4 +147,11 @@ impl Union {
     pub fn passthrough_enabled(&self) -> bool {
         self.passthrough.load(std::sync::atomic::Ordering::Relaxed)
     }
+}
+
+/// Whether an open with `flags` can back a shared writable mapping: only a
+/// read-write one (mmap needs read access, and PROT_WRITE on MAP_SHARED needs
+/// write access too).
+fn may_map_shared_writable(flags: i32) -> bool {
+    flags & libc::O_ACCMODE == libc::O_RDWR
 }
