@@ -203,26 +203,7 @@ fn open_store_with(dir: Option<&Path>, create: bool) -> store::Result<Store> {
 const FAILED: i32 = 1;
 
 fn parse_size(s: &str) -> store::Result<u64> {
-    let (num, mult) = match s.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
-        Some((i, _)) => {
-            let mult: u64 = match &s[i..].to_ascii_uppercase()[..] {
-                "K" | "KB" | "KIB" => 1 << 10,
-                "M" | "MB" | "MIB" => 1 << 20,
-                "G" | "GB" | "GIB" => 1 << 30,
-                "T" | "TB" | "TIB" => 1 << 40,
-                _ => {
-                    return Err(store::Error::invalid(format!(
-                        "--max-layer-size {s}: unknown unit"
-                    )))
-                }
-            };
-            (&s[..i], mult)
-        }
-        None => (s, 1),
-    };
-    num.parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
+    super::run::parse_bytes(s)
         .filter(|n| *n > 0)
         .ok_or_else(|| {
             store::Error::invalid(format!(

@@ -315,12 +315,9 @@ pub fn parse_layers(s: &str) -> Result<Vec<PathBuf>> {
 }
 
 /// `256M`, `1G`, `512k`, `1048576`, `64MiB`: binary multiples, like Docker.
-pub fn parse_memory(s: &str) -> Result<u64> {
-    let bad = || {
-        Error::usage(format!(
-            "--memory {s}: expected a size like 256M, 1G or 65536"
-        ))
-    };
+/// A size in bytes: `256M`, `1G`, `512k`, `1048576`, `64MiB`, with binary multiples
+/// (K, M, G, T; an optional `B` or `iB`), like Docker's.
+pub fn parse_bytes(s: &str) -> Option<u64> {
     let t = s.trim();
     let t = t
         .strip_suffix("iB")
@@ -334,10 +331,18 @@ pub fn parse_memory(s: &str) -> Result<u64> {
         _ => (t, 1),
     };
     if num.is_empty() || !num.chars().all(|c| c.is_ascii_digit()) {
-        return Err(bad());
+        return None;
     }
-    let n: u64 = num.parse().map_err(|_| bad())?;
-    let bytes = n.checked_mul(mult).ok_or_else(bad)?;
+    num.parse::<u64>().ok()?.checked_mul(mult)
+}
+
+pub fn parse_memory(s: &str) -> Result<u64> {
+    let bad = || {
+        Error::usage(format!(
+            "--memory {s}: expected a size like 256M, 1G or 65536"
+        ))
+    };
+    let bytes = parse_bytes(s).ok_or_else(bad)?;
     if bytes < 1 << 20 {
         return Err(Error::usage(format!(
             "--memory {s}: too small (at least 1M, or nothing could start)"

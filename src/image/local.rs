@@ -101,6 +101,43 @@ pub(super) fn finish_image(
     Ok(Added { image, warnings })
 }
 
+/// Stores a new config and records the image of an OCI manifest for it and `layers`
+/// (blobs already stored).
+fn finish_new_image(
+    store: &Store,
+    config: &[u8],
+    layers: &[Desc],
+    name: &str,
+    source: String,
+    max_size: u64,
+) -> Result<Added> {
+    let config_desc = Desc {
+        media_type: oci::OCI_CONFIG.into(),
+        digest: store.put_blob_bytes(config)?,
+        size: config.len() as u64,
+    };
+    let manifest = oci::oci_manifest(&config_desc, layers);
+    finish_image(
+        store,
+        &manifest,
+        oci::OCI_MANIFEST,
+        Some(name),
+        source,
+        max_size,
+    )
+}
+
+/// Stores a layer blob read from `src`, described by its own digest and compression.
+fn store_layer_blob(store: &Store, src: &mut dyn io::Read) -> Result<Desc> {
+    let (digest, size) = store.put_blob_any(src)?;
+    let media_type = sniff_layer_media_type(&store.blob_path(&digest))?;
+    Ok(Desc {
+        media_type: media_type.into(),
+        digest,
+        size,
+    })
+}
+
 /// `strata image import SOURCE NAME`.
 pub fn import(
     store: &Store,
@@ -178,34 +215,14 @@ fn import_docker_archive(store: &Store, file: &Path, name: &str, max_size: u64) 
     let mut names = vec![img.config.clone()];
     names.extend(img.layers.iter().cloned());
     let members = oci::extract_members(file, &names, staged.path())?;
-    let config_bytes = fs::read(&members[0]).map_err(|e| Error::io(&what, e))?;
-    let config_digest = store.put_blob_bytes(&config_bytes)?;
+    let config = fs::read(&members[0]).map_err(|e| Error::io(&what, e))?;
     let mut layers = Vec::new();
     for p in &members[1..] {
         let mut f = File::open(p).map_err(|e| Error::io(&what, e))?;
-        let (d, size) = store.put_blob_any(&mut f)?;
-        let media_type = sniff_layer_media_type(&store.blob_path(&d))?;
-        layers.push(Desc {
-            media_type: media_type.to_string(),
-            digest: d,
-            size,
-        });
+        layers.push(store_layer_blob(store, &mut f)?);
     }
-    let config_desc = Desc {
-        media_type: oci::OCI_CONFIG.into(),
-        digest: config_digest,
-        size: config_bytes.len() as u64,
-    };
-    let manifest = oci::oci_manifest(&config_desc, &layers);
     drop(staged);
-    finish_image(
-        store,
-        &manifest,
-        oci::OCI_MANIFEST,
-        Some(name),
-        what,
-        max_size,
-    )
+    finish_new_image(store, &config, &layers, name, what, max_size)
 }
 
 /// A layer's media type from its first bytes (docker-archives may hold any).
@@ -223,10 +240,9 @@ fn sniff_layer_media_type(p: &Path) -> Result<&'static str> {
 fn import_tar(store: &Store, file: &Path, name: &str, max_size: u64) -> Result<Added> {
     let what = format!("tar:{}", file.display());
     let mut f = File::open(file).map_err(|e| Error::io(&what, e))?;
-    let (blob, size) = store.put_blob_any(&mut f)?;
-    let media_type = sniff_layer_media_type(&store.blob_path(&blob))?;
+    let layer = store_layer_blob(store, &mut f)?;
     let (diff_id, warnings) = store
-        .add_layer(&blob, None, max_size)
+        .add_layer(&layer.digest, None, max_size)
         .map_err(|e| e.context(&what))?;
     let config = oci::derive_config(
         None,
@@ -235,25 +251,7 @@ fn import_tar(store: &Store, file: &Path, name: &str, max_size: u64) -> Result<A
         None,
         &format!("strata image import {what}"),
     )?;
-    let config_desc = Desc {
-        media_type: oci::OCI_CONFIG.into(),
-        digest: store.put_blob_bytes(&config)?,
-        size: config.len() as u64,
-    };
-    let layer = Desc {
-        media_type: media_type.into(),
-        digest: blob,
-        size,
-    };
-    let manifest = oci::oci_manifest(&config_desc, &[layer]);
-    let mut added = finish_image(
-        store,
-        &manifest,
-        oci::OCI_MANIFEST,
-        Some(name),
-        what,
-        max_size,
-    )?;
+    let mut added = finish_new_image(store, &config, &[layer], name, what, max_size)?;
     added.warnings.splice(0..0, warnings);
     Ok(added)
 }
@@ -451,11 +449,6 @@ pub fn commit(
         message,
         "strata commit",
     )?;
-    let config_desc = Desc {
-        media_type: oci::OCI_CONFIG.into(),
-        digest: store.put_blob_bytes(&config)?,
-        size: config.len() as u64,
-    };
     let mut layers: Vec<Desc> = parent
         .layers
         .iter()
@@ -470,15 +463,8 @@ pub fn commit(
         digest: blob,
         size,
     });
-    let manifest = oci::oci_manifest(&config_desc, &layers);
-    let mut added = finish_image(
-        store,
-        &manifest,
-        oci::OCI_MANIFEST,
-        Some(new_name),
-        format!("commit of {} on {}", upper.display(), parent.id),
-        max_size,
-    )?;
+    let source = format!("commit of {} on {}", upper.display(), parent.id);
+    let mut added = finish_new_image(store, &config, &layers, new_name, source, max_size)?;
     warnings.append(&mut added.warnings);
     added.warnings = warnings;
     Ok(added)

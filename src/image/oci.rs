@@ -266,7 +266,7 @@ impl Layout {
     pub fn blob_path(&self, d: &Digest) -> PathBuf {
         self.dir
             .join("blobs")
-            .join(format!("{:?}", d.algorithm()).to_lowercase())
+            .join(d.algorithm().name())
             .join(d.hex())
     }
 

@@ -11,7 +11,7 @@ use super::local::{finish_image, Added};
 use super::oci;
 use super::registry::{self, BlobFetch, Client, PushOutcome, Reference};
 use super::store::{Error, ErrorKind, ImageRecord, Result, Store};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 
 /// What pull and push report while they work.
@@ -99,7 +99,7 @@ pub fn pull(
     let mut mine = Vec::new();
     let mut theirs = Vec::new();
     for l in wanted {
-        let lock = blob_lock(store, &l.blob)?;
+        let lock = store.blob_lock(&l.blob)?;
         if lock.try_lock().is_ok() {
             mine.push((l, lock));
         } else {
@@ -109,7 +109,7 @@ pub fn pull(
     fetch_locked(store, &client, repo, &mine, progress)?;
     drop(mine);
     for l in theirs {
-        let lock = blob_lock(store, &l.blob)?;
+        let lock = store.blob_lock(&l.blob)?;
         lock.lock()
             .map_err(|e| Error::io(format!("blob {}", l.blob), e))?;
         if !store.has_blob(&l.blob) && !store.has_layer(&l.diff_id) {
@@ -126,17 +126,6 @@ pub fn pull(
         max_size,
     )?;
     Ok(added)
-}
-
-fn blob_lock(store: &Store, d: &Digest) -> Result<File> {
-    let mut p = store.partial_path(d).into_os_string();
-    p.push(".lock");
-    OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&p)
-        .map_err(|e| Error::io(format!("blob {d}: lock"), e))
 }
 
 /// Fetches blobs whose locks the caller holds, then moves each into the store.

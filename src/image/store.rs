@@ -424,12 +424,7 @@ impl Store {
         let path = self.root.join("staging").join(&name);
         let lock_path = lock_of(&path);
         let lock = loop {
-            let lock = OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&lock_path)
-                .map_err(|e| Error::io(lock_path.display(), e))?;
+            let lock = open_lock(&lock_path)?;
             lock.lock().map_err(|e| Error::io(lock_path.display(), e))?;
             // Another command's cleanup may have removed the file between open and
             // lock (it saw it unheld): a lock on an unlinked file protects nothing.
@@ -460,12 +455,7 @@ impl Store {
 
     fn lock_file(&self, name: &str, shared: bool) -> Result<File> {
         let p = self.root.join(name);
-        let f = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&p)
-            .map_err(|e| Error::io(p.display(), e))?;
+        let f = open_lock(&p)?;
         if shared { f.lock_shared() } else { f.lock() }.map_err(|e| Error::io(p.display(), e))?;
         Ok(f)
     }
@@ -565,13 +555,12 @@ impl Store {
     }
 
     fn layer_lock(&self, diff_id: &Digest) -> Result<File> {
-        let p = lock_of(&self.layer_path(diff_id));
-        OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&p)
-            .map_err(|e| Error::io(p.display(), e))
+        open_lock(&lock_of(&self.layer_path(diff_id)))
+    }
+
+    /// The lock file of a blob being downloaded (beside its partial file).
+    pub fn blob_lock(&self, d: &Digest) -> Result<File> {
+        open_lock(&lock_of(&self.partial_path(d)))
     }
 
     /// Unpacks the stored blob `blob` into `layers/DIFF_ID` unless a layer of that
@@ -907,6 +896,16 @@ fn same_file(f: &File, p: &Path) -> bool {
         (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
         _ => false,
     }
+}
+
+/// Opens (creating) a file that is only ever flock'ed.
+fn open_lock(p: &Path) -> Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(p)
+        .map_err(|e| Error::io(p.display(), e))
 }
 
 fn lock_of(p: &Path) -> PathBuf {

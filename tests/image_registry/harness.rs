@@ -84,24 +84,7 @@ pub fn self_signed(dir: &Path, name: &str) -> Tls {
 /// (`server.crt`, `server.key`) in `dir`. (webpki refuses a CA certificate as the
 /// server's own, so the one-command self-signed form would not do.)
 pub fn ca_and_server(dir: &Path) -> Tls {
-    openssl(
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=strata test CA",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-        ],
-        dir,
-    );
+    self_signed(dir, "ca");
     openssl(
         &[
             "req",
