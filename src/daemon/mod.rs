@@ -113,6 +113,7 @@ pub fn serve(config: &MountConfig, mountpoint: &Path, foreground: bool) -> Resul
     let fs = StrataFs {
         union: union.clone(),
         negative_ttl: true,
+        opendir_unasked: false,
     };
     let session = match fuser::Session::new(fs, &mountpoint, &fuse_config) {
         Ok(s) => s,

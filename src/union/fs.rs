@@ -49,9 +49,24 @@ pub struct StrataFs {
     pub union: Arc<Union>,
     /// Answer ENOENT lookups with cacheable negative entries.
     pub negative_ttl: bool,
+    /// Set at FUSE_INIT: the kernel opens directories without asking us.
+    pub opendir_unasked: bool,
 }
 
 impl StrataFs {
+    /// The directory a readdir reads. When the kernel opens directories
+    /// itself, a listing from the start is where its atime is updated.
+    fn listing_start(&self, ino: INodeNo, offset: u64) -> OpResult<Arc<super::inode::Node>> {
+        let dir = self.union.node(ino.0)?;
+        if !dir.is_dir() {
+            return Err(libc::ENOTDIR);
+        }
+        if offset == 0 && self.opendir_unasked {
+            self.union.listed(&dir);
+        }
+        Ok(dir)
+    }
+
     fn file_fd(&self, fh: FileHandle) -> OpResult<Arc<Handle>> {
         match self.union.handles.get(fh.0) {
             Some(h) if matches!(*h, Handle::File { .. }) => Ok(h),
@@ -154,7 +169,6 @@ impl fuser::Filesystem for StrataFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let wanted = InitFlags::FUSE_PARALLEL_DIROPS
             | InitFlags::FUSE_DO_READDIRPLUS
-            | InitFlags::FUSE_READDIRPLUS_AUTO
             | super::export::init_flags(config.capabilities())
             | InitFlags::FUSE_CACHE_SYMLINKS
             // The umask comes to us: a default ACL decides instead (privs.rs).
@@ -167,6 +181,16 @@ impl fuser::Filesystem for StrataFs {
             wanted
         };
         let _ = config.add_capabilities(wanted & config.capabilities());
+        // Directories open without a round trip (two per directory, with the
+        // release): opendir answers ENOSYS once, and the kernel then opens
+        // every directory with FOPEN_CACHE_DIR | FOPEN_KEEP_CACHE itself,
+        // which is what we answer anyway. Not under `strictatime,diratime`,
+        // where every listing must reach us to update atime.
+        let every_listing = self.union.atime == super::Atime::Always && self.union.dir_atime;
+        self.opendir_unasked = !every_listing
+            && config
+                .capabilities()
+                .contains(InitFlags::FUSE_NO_OPENDIR_SUPPORT);
         // Passthrough needs CAP_SYS_ADMIN in the initial namespace (checked
         // by the kernel when a backing file is registered).
         if self.union.want_passthrough
@@ -628,18 +652,17 @@ impl fuser::Filesystem for StrataFs {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         log::debug!("opendir {}", ino.0);
+        if self.opendir_unasked {
+            return reply.error(errno(libc::ENOSYS));
+        }
         match self.union.node(ino.0) {
             Ok(n) if n.is_dir() => {
                 self.union.listed(&n);
-                // The listing is made at the first readdir: when the kernel
-                // answers from its cached listing, no readdir comes at all.
-                let fh = self.union.handles.insert(Handle::Dir {
-                    items: std::sync::Mutex::new(None),
-                });
-                // The kernel may keep the listing: every change comes through us
+                // No handle: listings are kept by cookie (readdir.rs). The
+                // kernel may keep the listing: every change comes through us
                 // and invalidates it.
                 reply.opened(
-                    FileHandle(fh),
+                    FileHandle(0),
                     FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
                 );
             }
@@ -652,29 +675,23 @@ impl fuser::Filesystem for StrataFs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        fh: FileHandle,
+        _fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
         log::debug!("readdir {} off={offset}", ino.0);
+        let dir = match self.listing_start(ino, offset) {
+            Ok(d) => d,
+            Err(e) => return reply.error(errno(e)),
+        };
         let _paths = self.union.paths_stable();
-        let Some(h) = self.union.handles.get(fh.0) else {
-            return reply.error(errno(libc::EBADF));
+        let at = match self.union.listing_at(&dir, offset) {
+            Ok(at) => at,
+            Err(e) => return reply.error(errno(e)),
         };
-        let Handle::Dir { items } = &*h else {
-            return reply.error(errno(libc::EBADF));
-        };
-        let mut items = items.lock().unwrap_or_else(|p| p.into_inner());
-        if offset == 0 || items.is_none() {
-            // A rewind shows the directory as it is now.
-            match self.union.node(ino.0).and_then(|n| self.union.list_dir(&n)) {
-                Ok(fresh) => *items = Some(fresh),
-                Err(e) => return reply.error(errno(e)),
-            }
-        }
-        let list = items.as_deref().unwrap_or(&[]);
-        for (i, item) in list.iter().enumerate().skip(offset as usize) {
-            if reply.add(INodeNo(item.ino), (i + 1) as u64, item.kind, &item.name) {
+        for item in &at.items[at.start..] {
+            let next = item.pos;
+            if reply.add(INodeNo(item.ino), next, item.kind, &item.name) {
                 break;
             }
         }
@@ -685,34 +702,24 @@ impl fuser::Filesystem for StrataFs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        fh: FileHandle,
+        _fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
         log::debug!("readdirplus {} off={offset}", ino.0);
-        let _paths = self.union.paths_stable();
-        let Some(h) = self.union.handles.get(fh.0) else {
-            return reply.error(errno(libc::EBADF));
-        };
-        let Handle::Dir { items } = &*h else {
-            return reply.error(errno(libc::EBADF));
-        };
-        let dir = match self.union.node(ino.0) {
+        let dir = match self.listing_start(ino, offset) {
             Ok(d) => d,
             Err(e) => return reply.error(errno(e)),
         };
+        let _paths = self.union.paths_stable();
         let _dir = self.union.dir_shared(&dir);
-        let mut items = items.lock().unwrap_or_else(|p| p.into_inner());
-        if offset == 0 || items.is_none() {
-            match self.union.list_dir(&dir) {
-                Ok(fresh) => *items = Some(fresh),
-                Err(e) => return reply.error(errno(e)),
-            }
-        }
-        let list = items.as_deref().unwrap_or(&[]);
+        let at = match self.union.listing_at(&dir, offset) {
+            Ok(at) => at,
+            Err(e) => return reply.error(errno(e)),
+        };
         let mut layer_dirs = super::lookup::LayerDirs::default();
-        for (i, item) in list.iter().enumerate().skip(offset as usize) {
-            let next = (i + 1) as u64;
+        for item in &at.items[at.start..] {
+            let next = item.pos;
             if item.name == "." || item.name == ".." {
                 // Not linked by the kernel; only the d_ino and type matter.
                 let attr = super::attr::dot_attr(item.ino);
@@ -753,11 +760,10 @@ impl fuser::Filesystem for StrataFs {
         &self,
         _req: &Request,
         _ino: INodeNo,
-        fh: FileHandle,
+        _fh: FileHandle,
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        self.union.handles.remove(fh.0);
         reply.ok();
     }
 
@@ -1024,8 +1030,6 @@ impl ReadFd {
         match self {
             ReadFd::Handle(h) => match &**h {
                 Handle::File { fd, .. } => fd.as_fd(),
-                // file_fd() only returns file handles.
-                Handle::Dir { .. } => unreachable!("read_fd returns file handles only"),
             },
             ReadFd::Upper(fd) => fd.as_fd(),
         }

@@ -14,6 +14,8 @@ pub struct DirItem {
     /// Where the entry shows from: None for the upper (or "." and ".."),
     /// Some(i) for lower layer i.
     pub layer: Option<usize>,
+    /// Where it is in the listing: its readdir offset (`readdir.rs`).
+    pub pos: u64,
 }
 
 pub enum Handle {
@@ -27,8 +29,6 @@ pub enum Handle {
         /// the upper file (an fd opened before a copy-up sees the new data).
         from_lower: bool,
     },
-    /// An open directory: its merged listing, made at opendir (or rewind).
-    Dir { items: Mutex<Option<Vec<DirItem>>> },
 }
 
 impl Handle {
@@ -36,7 +36,6 @@ impl Handle {
     pub fn fd(&self) -> Option<BorrowedFd<'_>> {
         match self {
             Handle::File { fd, .. } => Some(fd.as_fd()),
-            Handle::Dir { .. } => None,
         }
     }
 }

@@ -64,6 +64,8 @@ pub struct Union {
     pub layers: LayerStack,
     pub inodes: InodeTable,
     pub handles: handles::HandleTable,
+    /// Directory listings being read (`readdir.rs`).
+    pub listings: readdir::Listings,
     /// Cache timeout handed to the kernel for entries and attributes.
     pub ttl: Duration,
     pub read_only: bool,
@@ -196,6 +198,7 @@ impl Union {
         Ok(Union {
             inodes: InodeTable::new(root),
             handles: handles::HandleTable::default(),
+            listings: Default::default(),
             ttl: config.ttl,
             read_only,
             redirect_dir: config.redirect_dir,

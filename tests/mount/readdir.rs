@@ -444,6 +444,52 @@ fn entries_not_removed_during_a_listing_are_listed_exactly_once() {
     assert_eq!(ls(&dir).into_iter().collect::<BTreeSet<_>>(), now);
 }
 
+fn dirent_names(list: Vec<Dirent>) -> Vec<String> {
+    list.into_iter().map(|d| d.name).collect()
+}
+
+/// strata keeps the listing of each stream that has not reached its end, a
+/// bounded number of them (256): streams left half-read in more directories
+/// than that, with changes in between, still each list every entry that was
+/// never removed exactly once when they are read on.
+#[test]
+fn many_half_read_streams_each_list_every_entry_once() {
+    let lay = Layout::new(1);
+    const DIRS: usize = 300;
+    for d in 0..DIRS {
+        mkdirs(lay.l(0, format!("d{d:03}")));
+        for i in 0..40 {
+            write(
+                lay.l(0, format!("d{d:03}/entry-with-a-long-name-{i:03}")),
+                "x",
+            );
+        }
+    }
+    let _m = lay.mount();
+    let streams: Vec<(fs::File, Vec<String>)> = (0..DIRS)
+        .map(|d| {
+            let f = open_dir(&lay.m(format!("d{d:03}")));
+            let first = dirent_names(getdents(f.as_raw_fd(), 400));
+            assert!(!first.is_empty() && first.len() < 42, "d{d:03}: {first:?}");
+            (f, first)
+        })
+        .collect();
+    // A change in every directory: the kernel's cached listings are dropped.
+    for d in 0..DIRS {
+        write(lay.m(format!("d{d:03}/new")), "");
+    }
+    for (d, (f, mut seen)) in streams.into_iter().enumerate() {
+        seen.extend(dirent_names(getdents_all(f.as_raw_fd(), 400)));
+        let old: Vec<&String> = seen.iter().filter(|n| n.starts_with("entry")).collect();
+        let unique: BTreeSet<&String> = old.iter().copied().collect();
+        assert_eq!(
+            (old.len(), unique.len()),
+            (40, 40),
+            "d{d:03}: each old entry once: {seen:?}"
+        );
+    }
+}
+
 /// POSIX: rewinddir() makes the stream refer to the current state of the directory.
 #[test]
 fn rewind_shows_the_current_state() {
