@@ -300,9 +300,32 @@ impl Union {
             return self.upper_at(node);
         }
         match lower {
-            Some(l) => self.lower(l.layer).at(&l.path).map_err(err),
+            Some(l) => self.lower_at(node, &l),
             None => Err(libc::ENOENT),
         }
+    }
+
+    /// A lower object of `node`: through its parent node's cached fd of the
+    /// same layer's directory where the parent merges exactly that directory
+    /// (the usual case, no path walk), else by its path in the layer.
+    fn lower_at(&self, node: &Node, l: &inode::LowerLoc) -> OpResult<At> {
+        let parent = node.state().parent;
+        if let (Some(dir_path), Some(name), Ok(parent)) =
+            (l.path.parent(), l.path.file_name(), self.node(parent))
+        {
+            let merges = parent
+                .state()
+                .lowers
+                .iter()
+                .any(|p| p.layer == l.layer && p.path == dir_path);
+            if merges && parent.serial != 0 {
+                return Ok(At {
+                    dir: self.dir_fd(&parent, Some(l.layer))?,
+                    name: name.to_os_string(),
+                });
+            }
+        }
+        self.lower(l.layer).at(&l.path).map_err(err)
     }
 
     /// Where the node's file data lives: as `locate`, except that a metacopy
@@ -317,7 +340,7 @@ impl Union {
             }
         };
         match lower {
-            Some(l) => self.lower(l.layer).at(&l.path).map_err(err),
+            Some(l) => self.lower_at(node, &l),
             None => self.locate(node),
         }
     }

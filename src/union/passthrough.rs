@@ -4,10 +4,14 @@
 //!
 //! The kernel allows one backing file per inode while it is open, and every
 //! open of that inode must then be a passthrough open. A lower file can be
-//! copied up while it is open, which would need a second backing file, so
-//! only upper files are passed through (their backing file is O_RDWR and
-//! never changes); lower files are served by the daemon through the page
-//! cache, and so is every open of a node that has such an open already.
+//! copied up while it is open, which would need a second backing file (and
+//! the kernel refuses any open of the inode that is not a passthrough open
+//! of the backing file it has, so a writer then could only write the lower
+//! file). So upper files are passed through (their backing file is O_RDWR
+//! and never changes), and lower files only where nothing is ever copied
+//! up: in a read-only union. Elsewhere lower files are served by the daemon
+//! through the page cache, and so is every open of a node that has such an
+//! open already.
 
 use super::inode::Node;
 use super::{err, OpResult, Union};
@@ -64,7 +68,7 @@ impl Union {
         let usable =
             self.passthrough_enabled() && node.kind == libc::S_IFREG && slot.cached_opens == 0 && {
                 let st = node.state();
-                st.upper && !st.metacopy
+                (st.upper && !st.metacopy) || (self.read_only && !st.upper)
             };
         if usable {
             if let Ok(fd) = self.backing_fd(node) {
@@ -135,6 +139,12 @@ impl Union {
     /// caller's flags: through the atime view, its reads keep the union's
     /// atime rule.
     fn backing_fd(&self, node: &Node) -> OpResult<OwnedFd> {
+        if !node.state().upper {
+            // A read-only union's lower file (see the module comment).
+            let at = self.locate_data(node)?;
+            return sys::open_beneath_noatime(at.dir(), Path::new(&at.name), libc::O_RDONLY, 0)
+                .map_err(err);
+        }
         if let Some(view) = &self.atime_view {
             let _paths = self.paths_stable();
             let path = self.path(node)?;
