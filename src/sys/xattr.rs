@@ -19,8 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 const SYS_GETXATTRAT: libc::c_long = 464;
 const SYS_LISTXATTRAT: libc::c_long = 465;
 
-/// Cleared when the kernel lacks the *xattrat calls (ENOSYS), or refuses
-/// them on our O_PATH directory fds.
+/// Cleared when the kernel lacks the *xattrat calls (ENOSYS).
 static XATTRAT: AtomicBool = AtomicBool::new(true);
 
 /// `struct xattr_args` of getxattrat(2).
@@ -31,23 +30,20 @@ struct XattrArgs {
     flags: u32,
 }
 
-/// getxattrat/listxattrat of NAME in `dir` (the directory itself when NAME
-/// is empty) into `buf`; None when the call is not available.
+/// getxattrat/listxattrat of NAME in `dir` into `buf`; None when the call
+/// is not available (or NAME is empty: the directory itself).
 fn xattrat(
     dir: BorrowedFd,
     name: &OsStr,
     attr: Option<&CString>,
     buf: &mut [u8],
 ) -> Option<io::Result<usize>> {
-    if !XATTRAT.load(Ordering::Relaxed) {
+    // The directory itself: O_PATH fds are refused with AT_EMPTY_PATH.
+    if name.is_empty() || !XATTRAT.load(Ordering::Relaxed) {
         return None;
     }
     let path = CString::new(name.as_bytes()).ok()?;
-    let flags = if name.is_empty() {
-        libc::AT_EMPTY_PATH
-    } else {
-        libc::AT_SYMLINK_NOFOLLOW
-    } as libc::c_uint;
+    let flags = libc::AT_SYMLINK_NOFOLLOW as libc::c_uint;
     let n = unsafe {
         match attr {
             Some(a) => {
@@ -78,14 +74,12 @@ fn xattrat(
     };
     if n < 0 {
         let e = io::Error::last_os_error();
-        // ENOSYS: no such calls; EBADF: an O_PATH fd refused for the
-        // directory itself. The /proc path does both.
+        // ENOSYS: no such calls; the /proc path does it.
         return match e.raw_os_error() {
             Some(libc::ENOSYS) => {
                 XATTRAT.store(false, Ordering::Relaxed);
                 None
             }
-            Some(libc::EBADF) if name.is_empty() => None,
             _ => Some(Err(e)),
         };
     }

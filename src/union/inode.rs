@@ -400,6 +400,12 @@ impl InodeTable {
         let peak = self.peak.fetch_max(now, Ordering::Relaxed).max(now);
         if peak >= 4096 && now < peak / 2 {
             self.peak.store(now, Ordering::Relaxed);
+            {
+                // The tables keep their peak capacity otherwise.
+                let mut t = self.tables.write().unwrap_or_else(|p| p.into_inner());
+                t.nodes.shrink_to_fit();
+                t.by_key.shrink_to_fit();
+            }
             unsafe { libc::malloc_trim(0) };
         }
     }

@@ -6,7 +6,7 @@ use crate::sys;
 use std::ffi::OsStr;
 use std::fs;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -89,35 +89,44 @@ fn describe(e: &io::Error) -> String {
     }
 }
 
-/// Resolves a layer path (following a symlinked root once) and opens it.
+/// Resolves a layer path (following a symlinked root once) and opens it:
+/// one path walk, then the fd tells the resolved path and the checks.
 fn open_layer(role: &str, path: &Path) -> Result<Layer, LayerError> {
-    let resolved = fs::canonicalize(path)
-        .map_err(|e| format!("{role} {}: {}", path.display(), describe(&e)))?;
-    let meta = fs::metadata(&resolved)
-        .map_err(|e| format!("{role} {}: {}", path.display(), describe(&e)))?;
-    if !meta.is_dir() {
-        return Err(format!("{role} {}: is not a directory", path.display()));
-    }
-    // O_PATH handles need no permission: check that we may list and enter it.
-    let c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(resolved.as_os_str()))
+    let fail = |e: &io::Error| format!("{role} {}: {}", path.display(), describe(e));
+    let c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))
         .map_err(|_| format!("{role} {}: invalid path", path.display()))?;
-    if unsafe { libc::access(c.as_ptr(), libc::R_OK | libc::X_OK) } != 0 {
-        let e = io::Error::last_os_error();
-        return Err(format!("{role} {}: {}", path.display(), describe(&e)));
+    // SAFETY: a valid C string; the fd is owned below.
+    let raw = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if raw < 0 {
+        return Err(fail(&io::Error::last_os_error()));
     }
-    let root = fs::File::open("/").map_err(|e| format!("/: {e}"))?;
-    let rel = resolved.strip_prefix("/").unwrap_or(&resolved);
-    let fd = sys::open_beneath(root.as_fd(), rel, libc::O_PATH | libc::O_DIRECTORY, 0)
-        .or_else(|_| {
-            // The resolved path has no symlinks left, so a plain open is equivalent.
-            fs::File::open(&resolved).map(OwnedFd::from)
-        })
-        .map_err(|e| format!("{role} {}: {}", path.display(), describe(&e)))?;
+    // SAFETY: open returned a new fd.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let st = sys::fstat(fd.as_fd()).map_err(|e| fail(&e))?;
+    // O_PATH handles need no permission: check that we may list and enter it.
+    // SAFETY: plain syscall on our fd and an empty C string.
+    let ok = unsafe {
+        libc::faccessat(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::R_OK | libc::X_OK,
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    if ok != 0 {
+        return Err(fail(&io::Error::last_os_error()));
+    }
+    let resolved = fs::read_link(format!("/proc/self/fd/{raw}")).map_err(|e| fail(&e))?;
     Ok(Layer {
         path: resolved,
         fd,
-        dev: meta.dev(),
-        ino: meta.ino(),
+        dev: st.st_dev,
+        ino: st.st_ino,
         covered: None,
     })
 }
