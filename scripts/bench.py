@@ -2073,7 +2073,7 @@ def growth_verdict(v, scale=10.0):
     if v <= 0:
         return ""
     e = math.log(v) / math.log(scale)
-    if e < 0.25:
+    if e < 0.1:
         return "flat"
     if e < 0.85:
         return f"sublinear, n^{e:.1f}"
@@ -2206,7 +2206,9 @@ def req_table(b, metrics, med, rq):
             pred = f"{floor * per:.1f}" if floor else "—"
             ratio = f"{meas / (floor * per):.2f}" if floor and per else "—"
             rows.append(f"| {label_of(b, m)} | {LABEL[impl]} | {fmt_count(r['total'])} | {PER.get(m, 'entry')} | "
-                        f"{per:.2f} | {pred} | {fmt_num(meas)} | {ratio} |")
+                        f"{per:.2f} | {pred} | {fmt_num(meas)} | {ratio} |" if per >= 0.01 else
+                        f"| {label_of(b, m)} | {LABEL[impl]} | {fmt_count(r['total'])} | {PER.get(m, 'entry')} | "
+                        f"{per:.4f} | {pred} | {fmt_num(meas)} | {ratio} |")
     if not rows:
         return []
     return ["| workload | impl | requests | per | rt/entry | floor × rt/entry [µs] | measured [µs/entry] | "
