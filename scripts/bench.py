@@ -2344,6 +2344,8 @@ def parse_args(argv):
     p.add_argument("--strata-bin", default=None)
     p.add_argument("--fo110-bin", default="/usr/bin/fuse-overlayfs")
     p.add_argument("--fo20-bin", default=None)
+    p.add_argument("--real", action="store_true",
+                   help="only the real-tree workloads (floor, real-*): the headline table")
     p.add_argument("--scale", action="store_true",
                    help="add the scaling workloads (scale-walk, scale-layers, scale-bigdir: opt-in, long)")
     p.add_argument("--no-count", action="store_true", help="do not count FUSE requests (perf stat)")
@@ -2369,7 +2371,8 @@ def parse_args(argv):
             if x not in WORKLOADS:
                 p.error(f"unknown workload {x!r} (see --list)")
     else:
-        a.workloads = [n for n, w in WORKLOADS.items() if (w[2] or not a.quick) and n not in OPT_IN]
+        a.workloads = [n for n, w in WORKLOADS.items() if (w[2] or not a.quick) and n not in OPT_IN
+                       and (GROUP[n] == "real" or not a.real)]
     if a.scale:
         a.workloads += [n for n in WORKLOADS if n in OPT_IN and n not in a.workloads]
     a.reps = a.reps or (1 if a.quick else 3)
