@@ -15,6 +15,7 @@ import datetime
 import hashlib
 import io
 import json
+import math
 import os
 import platform
 import random
@@ -2069,7 +2070,6 @@ def target_text(metric, t):
 
 def growth_verdict(v, scale=10.0):
     """How a cost grows when the size grows scale-fold: cost ∝ size^e."""
-    import math
     if v <= 0:
         return ""
     e = math.log(v) / math.log(scale)
@@ -2115,11 +2115,13 @@ def label_of(b, m):
     return METRICS[m][0].format_map(FmtDict(b.fmt))
 
 
-def metric_table(b, metrics, med, footnotes):
-    """Markdown table of metrics: medians, (ratio to kernel overlayfs), ✓/✗ for strata."""
+def metric_table(b, metrics, med, footnotes, vs_fo=False):
+    """Markdown table of metrics: medians, (ratio to kernel overlayfs), ✓/✗ for strata; with
+    vs_fo, also strata's ratio to fuse-overlayfs 1.10 and 2.0 (same run)."""
     impls = b.impls
-    lines = ["| workload | " + " | ".join(LABEL[i] for i in impls) + " | target (strata) |",
-             "|---|" + "---|" * len(impls) + "---|"]
+    vs = [i for i in ("fo110", "fo20") if vs_fo and "strata" in impls and i in impls]
+    lines = ["| workload | " + " | ".join(LABEL[i] for i in impls) + "".join(f" | strata ÷ {LABEL[i]}" for i in vs)
+             + " | target (strata) |", "|---|" + "---|" * (len(impls) + len(vs)) + "---|"]
     for m in metrics:
         label, unit, _, target = METRICS[m]
         label = label_of(b, m)
@@ -2152,6 +2154,9 @@ def metric_table(b, metrics, med, footnotes):
                 if ok is not None:
                     cell += " ✓" if ok else " ✗"
             row.append(cell)
+        for i in vs:
+            mine, other = med.get(m, {}).get("strata"), med.get(m, {}).get(i)
+            row.append(f"{mine / other:.2f}×" if mine is not None and other and unit != "×" else "—")
         row.append(target_text(m, target))
         lines.append("| " + " | ".join(row) + " |")
     return lines
@@ -2258,7 +2263,8 @@ def report(b, started, finished):
     for k, v in b.meta.items():
         lines.append(f"- {k}: {v}")
     lines.append("- values are medians; (×) = ratio to kernel overlayfs (times: lower is better, "
-                 "MiB/s and IOPS: higher is better); ✓/✗ = strata meets its target")
+                 "MiB/s and IOPS: higher is better); ✓/✗ = strata meets its target; strata ÷ fo-N = strata's "
+                 "median over that implementation's, in the same run")
     footnotes = []
     groups = {}
     for name, w in WORKLOADS.items():
@@ -2268,7 +2274,7 @@ def report(b, started, finished):
     for g in ("real", "synthetic", "scale"):
         if g not in groups:
             continue
-        table = metric_table(b, groups[g], med, footnotes)
+        table = metric_table(b, groups[g], med, footnotes, vs_fo=g != "synthetic")
         if len(table) > 2:
             lines += ["", f"## {SECTION_TITLES[g]}", ""] + table
         counted += [m for m in groups[g] if m in rq]
