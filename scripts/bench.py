@@ -436,12 +436,14 @@ def tar_copy(listfile, dest, src="/"):
     """Copies the entries of listfile from src to dest with tar (modes, owners, hard links,
     symlinks, xattrs user.* and security.*, ACLs). trusted.* xattrs are left out: an
     overlay.* one would change what the unions show."""
-    c = subprocess.Popen(["tar", "-C", src, "--null", "--no-recursion", "-T", listfile, *TAR_KEEP, "-cf", "-"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    x = subprocess.run(["tar", "-C", dest, *TAR_KEEP, "-xpf", "-"], stdin=c.stdout, capture_output=True)
-    c.stdout.close()
-    cerr = c.stderr.read()
-    c.wait()
+    with tempfile.TemporaryFile() as errf:  # a file, not a pipe: many warnings cannot block tar -c
+        c = subprocess.Popen(["tar", "-C", src, "--null", "--no-recursion", "-T", listfile, *TAR_KEEP, "-cf", "-"],
+                             stdout=subprocess.PIPE, stderr=errf)
+        x = subprocess.run(["tar", "-C", dest, *TAR_KEEP, "-xpf", "-"], stdin=c.stdout, capture_output=True)
+        c.stdout.close()
+        c.wait()
+        errf.seek(0)
+        cerr = errf.read()
     # tar -c exits 1 when a file changed while it was read: a copy nonetheless
     if c.returncode not in (0, 1) or x.returncode != 0:
         raise Failed(f"tar copy failed: {(cerr + x.stderr).decode(errors='replace').strip()[-300:]}")
