@@ -10,10 +10,12 @@ Not part of the test suite: it needs root, mounts things and takes minutes.
 """
 
 import argparse
+import contextlib
 import datetime
 import hashlib
 import io
 import json
+import math
 import os
 import platform
 import random
@@ -22,13 +24,17 @@ import signal
 import statistics
 import subprocess
 import sys
+import select
 import tarfile
+import tempfile
 import threading
 import time
 
 IMPLS = ["kernel", "strata", "fo110", "fo20"]
 LABEL = {"kernel": "kernel", "strata": "strata", "fo110": "fo-1.10", "fo20": "fo-2.0"}
-GEN_VERSION = 2  # bump when a generator changes: layers are regenerated
+GEN_VERSION = 2  # bump when a synthetic generator changes: those layers are regenerated
+REAL_VERSION = 1  # the same for the real-tree layers (real1, real2) and the rootfs tarball
+SCALE_VERSION = 1  # the same for the scaling layers (swalk-*, sbig-*, m50, m500)
 MiB = 1 << 20
 GiB = 1 << 30
 
@@ -370,13 +376,13 @@ def gen_srctar(path):
     wfile(path, buf.getvalue())
 
 
-def gen_many(root, n=100, files=2000):
+def gen_many(root, n=100, files=2000, width=2):
     # root/NN: every layer has d/lNN and fNN; top (00) has d/tNNNNN, bottom has d/bNNNNN
     for layer in range(n):
-        d = f"{root}/{layer:02d}/d"
+        d = f"{root}/{layer:0{width}d}/d"
         os.makedirs(d)
-        wfile(f"{d}/l{layer:02d}")
-        wfile(f"{root}/{layer:02d}/f{layer:02d}")
+        wfile(f"{d}/l{layer:0{width}d}")
+        wfile(f"{root}/{layer:0{width}d}/f{layer:0{width}d}")
         if layer == 0:
             for i in range(files):
                 wfile(f"{d}/t{i:05d}")
@@ -394,14 +400,262 @@ def gen_rootfs(root):
         os.symlink("busybox", f"{root}/bin/{tool}")
 
 
-def merged_entries(layers):
-    """Number of entries (root excluded) in the union of layers (top first), honouring
-    char-0/0 whiteouts: computed from the layer dirs, independently of any mount."""
-    paths, hidden = set(), set()
+# ----------------------------------------------------------------------------- real-tree layers
+
+REAL_SOURCES = ("usr/share", "usr/lib")  # under /: real1's content
+REAL_MAX_FILE = 8 * MiB  # larger regular files are left out
+REAL_RM_TARGET = 24000  # real-rm-rf removes the real1 directory whose subtree is nearest this
+HOST_ROOTFS_SOURCES = ("etc", "usr/bin", "usr/sbin", "usr/lib/x86_64-linux-gnu", "var/lib/dpkg")
+TAR_KEEP = ["--numeric-owner", "--xattrs", "--xattrs-include=user.*", "--xattrs-include=security.*", "--acls"]
+
+
+def host_tree_list(sources, listfile):
+    """Writes to listfile (NUL-separated, relative to /) the entries of the host's /SOURCES on
+    their file systems: the sources' parent dirs, then everything but regular files over
+    REAL_MAX_FILE and names with a newline (ls -lR and find output are line-based).
+    Returns (entries listed, files left out as too big, names left out)."""
+    out, _ = run(["find", *sources, "-xdev", "-printf", "%y %s %p\\0"], timeout=1800, cwd="/")
+    parents = sorted({"/".join(src.split("/")[: k + 1]) for src in sources for k in range(src.count("/"))})
+    keep, big, odd = list(parents), 0, 0
+    for rec in out.split(b"\0"):
+        if not rec:
+            continue
+        kind, size, path = rec.split(b" ", 2)
+        if kind == b"f" and int(size) > REAL_MAX_FILE:
+            big += 1
+        elif b"\n" in path:
+            odd += 1
+        else:
+            keep.append(path.decode("utf-8", "surrogateescape"))
+    with open(listfile, "wb") as f:
+        f.write(b"".join(os.fsencode(x) + b"\0" for x in keep))
+    return len(keep), big, odd
+
+
+def tar_copy(listfile, dest, src="/"):
+    """Copies the entries of listfile from src to dest with tar (modes, owners, hard links,
+    symlinks, xattrs user.* and security.*, ACLs). trusted.* xattrs are left out: an
+    overlay.* one would change what the unions show."""
+    with tempfile.TemporaryFile() as errf:  # a file, not a pipe: many warnings cannot block tar -c
+        c = subprocess.Popen(["tar", "-C", src, "--null", "--no-recursion", "-T", listfile, *TAR_KEEP, "-cf", "-"],
+                             stdout=subprocess.PIPE, stderr=errf)
+        x = subprocess.run(["tar", "-C", dest, *TAR_KEEP, "-xpf", "-"], stdin=c.stdout, capture_output=True)
+        c.stdout.close()
+        c.wait()
+        errf.seek(0)
+        cerr = errf.read()
+    # tar -c exits 1 when a file changed while it was read: a copy nonetheless
+    if c.returncode not in (0, 1) or x.returncode != 0:
+        raise Failed(f"tar copy failed: {(cerr + x.stderr).decode(errors='replace').strip()[-300:]}")
+
+
+def gen_real1(root):
+    """A copy of the host's /usr/share and /usr/lib, files over 8 MiB left out."""
+    listfile = f"{root}.list"
+    try:
+        listed, big, odd = host_tree_list(REAL_SOURCES, listfile)
+        tar_copy(listfile, root)
+    finally:
+        if os.path.exists(listfile):
+            os.unlink(listfile)
+    n = merged_entries([root])
+    return {"entries": n, "listed": listed, "left_out_big": big, "left_out_names": odd,
+            "source": "host /" + ", /".join(REAL_SOURCES)}
+
+
+def sorted_walk(top):
+    """os.walk with directories and names sorted: a deterministic order."""
+    for dirpath, dirnames, filenames in os.walk(top):
+        dirnames.sort()
+        filenames.sort()
+        rel = os.path.relpath(dirpath, top)
+        yield ("" if rel == "." else rel), dirnames, filenames
+
+
+def gen_real2(root, real1):
+    """A second lower over real1: shadows every 20th regular file of real1 (sorted walk, same
+    path, mode and owner, other content), whites out ~300 others (char 0/0), makes one
+    real1 directory opaque (trusted.overlay.opaque=y, with 10 files of its own), and adds
+    3,000 files: 1,500 in 30 new directories, 3 in each of 500 existing ones."""
+    files, dirs, sub = [], [], {}  # regular files; dirs with (direct entries, all non-dirs)
+    for rel, dirnames, filenames in sorted_walk(real1):
+        if rel:
+            dirs.append(rel)
+        reg = [n for n in filenames if os.path.isfile(os.path.join(real1, rel, n))
+               and not os.path.islink(os.path.join(real1, rel, n))]
+        files += [f"{rel}/{n}" if rel else n for n in reg]
+        sub[rel] = (len(dirnames) + len(filenames), not dirnames)
+    # the real-rm-rf directory: depth <= 3, subtree nearest REAL_RM_TARGET entries
+    size = {}
+    for path in dirs + files:
+        parts = path.split("/")
+        for k in range(1, min(len(parts), 4)):
+            size["/".join(parts[:k])] = size.get("/".join(parts[:k]), 0) + 1
+    rm_dir = min((d for d in size if d.count("/") >= 1), key=lambda d: (abs(size[d] - REAL_RM_TARGET), d))
+    # the opaque directory: the first with 100-300 entries, none a directory, outside rm_dir
+    opaque = next(d for d in dirs if 100 <= sub[d][0] <= 300 and sub[d][1] and not d.startswith(rm_dir + "/"))
+
+    made = set()
+
+    def mkparents(rel_dir):
+        parts = rel_dir.split("/") if rel_dir else []
+        for k in range(1, len(parts) + 1):
+            d = "/".join(parts[:k])
+            if d in made:
+                continue
+            made.add(d)
+            src, dst = os.path.join(real1, d), os.path.join(root, d)
+            if os.path.isdir(dst):
+                continue
+            os.mkdir(dst)
+            if os.path.isdir(src) and not os.path.islink(src):
+                st = os.lstat(src)
+                os.chown(dst, st.st_uid, st.st_gid)
+                os.chmod(dst, st.st_mode & 0o7777)
+
+    shadows = whiteouts = 0
+    for i, rel in enumerate(files):
+        if rel.startswith(opaque + "/"):
+            continue
+        d = os.path.dirname(rel)
+        if i % 20 == 19:
+            mkparents(d)
+            st = os.lstat(os.path.join(real1, rel))
+            dst = os.path.join(root, rel)
+            wfile(dst, f"real2 shadow {i} of {rel}\n".encode() * (1 + i % 50))
+            os.chown(dst, st.st_uid, st.st_gid)
+            os.chmod(dst, st.st_mode & 0o7777)
+            os.utime(dst, (1700000000, 1700000000))
+            shadows += 1
+        elif i % 331 == 165:
+            mkparents(d)
+            whiteout(os.path.join(root, rel))
+            whiteouts += 1
+    mkparents(opaque)
+    os.setxattr(os.path.join(root, opaque), "trusted.overlay.opaque", b"y")
+    for k in range(10):
+        wfile(os.path.join(root, opaque, f"opaque-{k:02d}"), f"opaque {k}\n".encode())
+    added = 0
+    for p in range(30):
+        d = f"usr/share/strata-real2/p{p:02d}"
+        mkparents(d)
+        for k in range(50):
+            wfile(os.path.join(root, d, f"n{k:03d}.txt"), f"new {p}/{k}\n".encode() * (k % 40))
+            added += 1
+    step = max(1, len(dirs) // 500)
+    for d in [x for x in dirs[::step] if x != opaque and not x.startswith(opaque + "/")][:500]:
+        mkparents(d)
+        for k in range(3):
+            wfile(os.path.join(root, d, f"zz-real2-{k}"), f"added {d} {k}\n".encode())
+            added += 1
+    paths = merged_paths([root, real1])
+    rm_entries = sum(1 for x in paths if x.startswith(rm_dir + "/"))
+    return {"merged_entries": len(paths), "shadows": shadows, "whiteouts": whiteouts, "opaque_dir": opaque,
+            "added": added, "rm_dir": rm_dir, "rm_entries": rm_entries}
+
+
+def umount_under(prefix):
+    for mp, _, _ in reversed(mountinfo()):
+        if mp.startswith(prefix.rstrip("/") + "/"):
+            subprocess.run(["umount", "-l", mp], stderr=subprocess.DEVNULL)
+
+
+def tar_entries(path):
+    """Distinct entries of a tarball (the top "." left out): what untarring it creates."""
+    names = set()
+    with tarfile.open(path) as tf:
+        for m in tf:
+            n = m.name
+            while n.startswith("./"):
+                n = n[2:]
+            n = n.rstrip("/")
+            if n and n != ".":
+                names.add(n)
+    return len(names)
+
+
+ROOTFS_TARS = ("rootfs-bookworm-minbase", "rootfs-host")
+
+
+def rootfs_tarball(b):
+    """(path, meta) of the real rootfs tarball in the cache dir, made once and kept:
+    `debootstrap --variant=minbase bookworm` (dev/, proc/, sys/ left empty), or, when that
+    fails, a tar of real host directories (HOST_ROOTFS_SOURCES, files over 8 MiB left out)."""
+    cache = b.a.cache_dir
+    for name in ROOTFS_TARS:
+        tar, stamp = f"{cache}/{name}.tar", f"{cache}/{name}.json"
+        try:
+            with open(stamp) as f:
+                meta = json.load(f)
+            if meta.get("version") == REAL_VERSION and os.path.exists(tar):
+                return tar, meta
+        except (OSError, ValueError):
+            pass
+    os.makedirs(cache, exist_ok=True)
+    # built under the bench dir: scripts/bench's safety net unmounts whatever debootstrap
+    # might leave mounted there (proc, sys) if it is killed
+    d = f"{b.dir}/rootfs-build"
+    umount_under(d)
+    rmtree(d)
+    why = "debootstrap is not installed"
+    name = None
+    if shutil.which("debootstrap"):
+        log("making the rootfs tarball: debootstrap --variant=minbase bookworm (a few minutes)")
+        t0 = time.perf_counter()
+        try:
+            run(["debootstrap", "--variant=minbase", "bookworm", d, "http://deb.debian.org/debian"], timeout=3600)
+            name, source = ROOTFS_TARS[0], "debootstrap --variant=minbase bookworm http://deb.debian.org/debian"
+            cmd = ["tar", "-C", d, "--numeric-owner", "--exclude=./dev/*", "--exclude=./proc/*", "--exclude=./sys/*",
+                   "-cf"]
+            log(f"debootstrap done in {time.perf_counter() - t0:.0f}s")
+        except Failed as e:
+            why = f"debootstrap failed: {e}"
+            log(why)
+        finally:
+            umount_under(d)
+    if name is None:
+        name, source = ROOTFS_TARS[1], ("tar of host /" + ", /".join(HOST_ROOTFS_SOURCES) +
+                                        f" (files over 8 MiB left out), because {why}")
+        os.makedirs(d, exist_ok=True)
+        listfile = f"{d}.list"
+        host_tree_list(HOST_ROOTFS_SOURCES, listfile)
+        cmd = ["tar", "-C", "/", "--numeric-owner", "--null", "--no-recursion", "-T", listfile, "-cf"]
+    tar, stamp = f"{cache}/{name}.tar", f"{cache}/{name}.json"
+    try:
+        p = subprocess.run(cmd + [tar + ".tmp", "."] if name == ROOTFS_TARS[0] else cmd + [tar + ".tmp"],
+                           capture_output=True)
+        if p.returncode not in (0, 1):
+            raise Failed(f"tar of the rootfs failed: {p.stderr.decode(errors='replace').strip()[-300:]}")
+        meta = {"version": REAL_VERSION, "source": source, "entries": tar_entries(tar + ".tmp"),
+                "bytes": os.path.getsize(tar + ".tmp")}
+        os.rename(tar + ".tmp", tar)
+        with open(stamp, "w") as f:
+            json.dump(meta, f)
+    finally:
+        rmtree(d)
+        if os.path.exists(f"{d}.list"):
+            os.unlink(f"{d}.list")
+    return tar, meta
+
+
+def is_opaque(path):
+    try:
+        return os.getxattr(path, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
+    except OSError:
+        return False
+
+
+def merged_paths(layers):
+    """Paths (root excluded) in the union of layers (top first), honouring char-0/0 whiteouts
+    and opaque directories (trusted.overlay.opaque=y: what lies below them in lower layers is
+    hidden): computed from the layer dirs, independently of any mount."""
+    paths, hidden, cut = set(), set(), set()
     for layer in layers:
-        new_wh = set()
+        new_wh, new_cut = set(), set()
         for dirpath, dirnames, filenames in os.walk(layer):
             rel_dir = os.path.relpath(dirpath, layer)
+            if rel_dir != "." and is_opaque(dirpath):
+                new_cut.add(rel_dir)
             for name in dirnames + filenames:
                 rel = name if rel_dir == "." else f"{rel_dir}/{name}"
                 st = os.lstat(os.path.join(dirpath, name))
@@ -411,9 +665,140 @@ def merged_entries(layers):
                 parts = rel.split("/")
                 if any("/".join(parts[: k + 1]) in hidden for k in range(len(parts))):
                     continue
+                if cut and any("/".join(parts[: k + 1]) in cut for k in range(len(parts) - 1)):
+                    continue
                 paths.add(rel)
         hidden |= new_wh
-    return len(paths)
+        cut |= new_cut
+    return paths
+
+
+def merged_entries(layers):
+    """Number of entries (root excluded) in the union of layers (top first)."""
+    return len(merged_paths(layers))
+
+
+# ----------------------------------------------------------------------------- request counting
+
+# FUSE opcodes counted one by one (include/uapi/linux/fuse.h); the rest is "other"
+FUSE_OPS = {1: "LOOKUP", 3: "GETATTR", 4: "SETATTR", 5: "READLINK", 6: "SYMLINK", 8: "MKNOD", 9: "MKDIR",
+            10: "UNLINK", 11: "RMDIR", 12: "RENAME", 13: "LINK", 14: "OPEN", 15: "READ", 16: "WRITE",
+            17: "STATFS", 18: "RELEASE", 20: "FSYNC", 21: "SETXATTR", 22: "GETXATTR", 23: "LISTXATTR",
+            24: "REMOVEXATTR", 25: "FLUSH", 27: "OPENDIR", 28: "READDIR", 29: "RELEASEDIR", 34: "ACCESS",
+            35: "CREATE", 43: "FALLOCATE", 44: "READDIRPLUS", 45: "RENAME2", 46: "LSEEK",
+            47: "COPY_FILE_RANGE", 52: "STATX"}
+PERF = "/usr/bin/perf"
+
+
+class ReqCounter:
+    """The FUSE requests sent to one connection while enabled: `perf stat -a` on the tracepoint
+    fuse:fuse_request_send, a counter for the total and one per opcode of FUSE_OPS, each with an
+    in-kernel filter on the connection (no ring buffer, no per-event user-space work). perf
+    starts disabled (-D -1) and is switched on and off through its control fifo, so neither its
+    start-up nor its exit is counted or timed. FORGET/BATCH_FORGET and INTERRUPT travel on
+    their own queues and are not seen by this tracepoint."""
+
+    def __init__(self, b, mnt):
+        ent = mount_entry(mnt)
+        if not ent or not ent[0].startswith("fuse"):
+            raise Failed(f"{mnt} is not a FUSE mount")
+        if not os.access(PERF, os.X_OK):
+            raise Failed(f"{PERF} not found (apt-get install linux-perf)")
+        major, minor = (int(x) for x in ent[1].split(":"))
+        self.conn = (major << 20) | minor
+        self.b = b
+        self.dir = tempfile.mkdtemp(prefix="perf-", dir=b.runs)
+        self.p = self.err = None
+        self.ctl = self.ack = None
+
+    def start(self):
+        d = self.dir
+        ctl, ack, self.out = f"{d}/ctl", f"{d}/ack", f"{d}/out.csv"
+        os.mkfifo(ctl)
+        os.mkfifo(ack)
+        self.ack = os.open(ack, os.O_RDONLY | os.O_NONBLOCK)
+        evs = ["-e", "fuse:fuse_request_send", "--filter", f"connection == {self.conn}"]
+        for op in FUSE_OPS:
+            evs += ["-e", "fuse:fuse_request_send", "--filter", f"connection == {self.conn} && opcode == {op}"]
+        self.err = open(f"{d}/err", "wb")
+        self.p = subprocess.Popen([PERF, "stat", "-a", "-x,", "-o", self.out, "--control", f"fifo:{ctl},{ack}",
+                                   "-D", "-1", *evs], stdin=subprocess.DEVNULL, stdout=self.err, stderr=self.err,
+                                  start_new_session=True)
+        self.b.counters.append(self)
+        deadline = time.time() + 20
+        while self.ctl is None:
+            try:
+                self.ctl = os.open(ctl, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:  # ENXIO until perf has opened its end
+                if self.p.poll() is not None or time.time() > deadline:
+                    self.kill()
+                    raise Failed(f"perf stat did not start: {self.errors()}")
+                time.sleep(0.01)
+        self.command("enable")
+
+    def command(self, what):
+        os.write(self.ctl, f"{what}\n".encode())
+        got, deadline = b"", time.time() + 20
+        while b"ack" not in got:
+            left = deadline - time.time()
+            if left <= 0 or self.p.poll() is not None:
+                raise Failed(f"perf stat did not acknowledge {what!r}: {self.errors()}")
+            r, _, _ = select.select([self.ack], [], [], min(left, 0.5))
+            if r:
+                got += os.read(self.ack, 64)
+
+    def errors(self):
+        try:
+            with open(f"{self.dir}/err", "rb") as f:
+                return " | ".join(f.read().decode(errors="replace").strip().splitlines()[-3:])
+        except OSError:
+            return "?"
+
+    def stop(self):
+        """(total, {opcode name: count}); the counter is gone afterwards."""
+        try:
+            self.command("disable")
+            self.p.send_signal(signal.SIGINT)
+            try:
+                self.p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                raise Failed("perf stat did not exit on SIGINT")
+            counts = []
+            with open(self.out) as f:
+                for line in f:
+                    fields = line.strip().split(",")
+                    if len(fields) > 2 and fields[2] == "fuse:fuse_request_send":
+                        counts.append(int(fields[0]) if fields[0].isdigit() else None)
+            if len(counts) != 1 + len(FUSE_OPS) or None in counts:
+                raise Failed(f"perf stat output unreadable ({len(counts)} counters): {self.errors()}")
+            total = counts[0]
+            ops = {name: n for name, n in zip(FUSE_OPS.values(), counts[1:]) if n}
+            other = total - sum(ops.values())
+            if other:
+                ops["other"] = other
+            return total, ops
+        finally:
+            self.kill()
+
+    def kill(self):
+        if self.p and self.p.poll() is None:
+            try:
+                os.killpg(self.p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.p.wait()
+        for fd in (self.ctl, self.ack):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self.ctl = self.ack = None
+        if self.err and not self.err.closed:
+            self.err.close()
+        if self in self.b.counters:
+            self.b.counters.remove(self)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------- harness
@@ -438,18 +823,27 @@ class Bench:
         self.notes = []
         self.helper = None
         self.big_size = max(MiB, int(GiB * args.size_scale) // MiB * MiB)
+        self.dog, self.dog_args = None, None
+        self.reqs = {}  # metric -> impl -> [{"total", "ops", "entries", "seconds"}]
+        self.counting_off = "disabled by --no-count" if args.no_count else None
+        self.counters = []  # live ReqCounters, stopped at cleanup
+        self.fmt = {"big": "1 GiB", "real": "~125k", "real_rm": "~24k", "rm_dir": "usr/share/man",
+                    "rootfs": "~10k"}  # label placeholders, filled in when the layers are known
 
     # --- layers
 
-    def layer(self, name, gen, *gen_args, count_layers=None):
-        """Generates layers/<name> once (atomically, stamped with GEN_VERSION) and returns
-        its path under the read-only bind mount, plus the stamp's metadata."""
+    def layer(self, name, gen, *gen_args, version=GEN_VERSION, deps=()):
+        """Generates layers/<name> once (atomically, stamped with its generator's version) and
+        returns its path under the read-only bind mount, plus the stamp's metadata: what the
+        generator returned (a dict, e.g. entry counts) and "generated", its time. deps: stamps
+        of the layers it was derived from; when one of them is regenerated, so is this one."""
         stamp = f"{self.layers}/.stamps/{name}.json"
         path = f"{self.layers}/{name}"
+        dep_ids = [d.get("generated") for d in deps]
         try:
             with open(stamp) as f:
                 meta = json.load(f)
-            if meta.get("version") == GEN_VERSION and os.path.exists(path):
+            if meta.get("version") == version and meta.get("deps", []) == dep_ids and os.path.exists(path):
                 return f"{self.ro}/{name}", meta
         except (OSError, ValueError):
             pass
@@ -459,9 +853,13 @@ class Bench:
         rmtree(tmp)
         rmtree(path)
         os.makedirs(tmp)
-        gen(tmp, *gen_args)
+        extra = gen(tmp, *gen_args)
         os.rename(tmp, path)
-        meta = {"version": GEN_VERSION}
+        meta = {"version": version, "generated": f"{time.time():.6f}"}
+        if dep_ids:
+            meta["deps"] = dep_ids
+        if isinstance(extra, dict):
+            meta.update(extra)
         os.makedirs(os.path.dirname(stamp), exist_ok=True)
         with open(stamp + ".tmp", "w") as f:
             json.dump(meta, f)
@@ -516,10 +914,12 @@ class Bench:
             return [self.bins["strata"], "mount", "-o", opts, mnt]
         return [self.bins[impl], "-o", opts, mnt]
 
-    def mount(self, impl, lowers, tag="u", extra=""):
-        """Fresh upper/work + mount. Returns (mnt, upper, mount seconds)."""
+    def mount(self, impl, lowers, tag="u", extra="", cwd=None):
+        """Fresh upper/work + mount. Returns (mnt, upper, mount seconds). Relative lowers are
+        resolved against cwd (kernel overlayfs takes the options in one page: 500 layers)."""
         if impl == "strata" and self.a.strata_error:
             raise Failed(self.a.strata_error)
+        self.rearm_watchdog()
         rd = f"{self.runs}/{impl}"
         rmtree(rd)
         upper, work, mnt = f"{rd}/upper", f"{rd}/work", f"{self.mnts}/{impl}"
@@ -533,7 +933,7 @@ class Bench:
         parent_dev = os.stat(self.mnts).st_dev
         t0 = time.perf_counter()
         try:
-            run(cmd, timeout=self.a.mount_timeout, stdout=subprocess.DEVNULL)
+            run(cmd, timeout=self.a.mount_timeout, stdout=subprocess.DEVNULL, cwd=cwd)
         except Failed as e:
             if mount_entry(mnt):
                 self.mounted.append((impl, mnt))
@@ -596,10 +996,29 @@ class Bench:
                 except ProcessLookupError:
                     pass
 
-    def watchdog(self, impl, name):
+    def arm_watchdog(self, impl, name, secs):
+        """Watchdog: the harness's own syscalls (stat, open, listdir, sync) on a hung FUSE mount
+        have no timeout; aborting the connection unblocks them. Re-armed by every mount, so that
+        the generation of layers before the first mount does not count."""
+        self.disarm_watchdog()
+        self.dog_args = (impl, name, secs)
+        self.dog = threading.Timer(secs, self.watchdog, args=self.dog_args)
+        self.dog.daemon = True
+        self.dog.start()
+
+    def rearm_watchdog(self):
+        if self.dog_args:
+            self.arm_watchdog(*self.dog_args)
+
+    def disarm_watchdog(self):
+        if self.dog:
+            self.dog.cancel()
+        self.dog, self.dog_args = None, None
+
+    def watchdog(self, impl, name, secs):
         for i, m in list(self.mounted):
             if i == impl:
-                log(f"watchdog: {name} on {LABEL[impl]} still running after {3 * self.a.timeout:.0f}s; "
+                log(f"watchdog: {name} on {LABEL[impl]} still running {secs:.0f}s after its last mount; "
                     f"aborting the FUSE connection of {m}")
                 self.notes.append(f"{LABEL[impl]}: {name} hung; the watchdog aborted its FUSE connection")
                 abort_fuse(m)
@@ -611,11 +1030,14 @@ class Bench:
         rmtree(f"{self.runs}/{impl}")
 
     def cleanup(self):
+        self.disarm_watchdog()
         if CURRENT_CHILD and CURRENT_CHILD.poll() is None:
             try:
                 os.killpg(CURRENT_CHILD.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        for c in list(self.counters):
+            c.kill()
         for impl, mnt in list(reversed(self.mounted)):
             try:
                 self.umount(impl, mnt)
@@ -639,14 +1061,53 @@ class Bench:
         for m in metrics:
             self.errors.setdefault(m, {}).setdefault(impl, msg)
 
+    @contextlib.contextmanager
+    def counting(self, impl, metric, mnt, entries):
+        """Counts the FUSE requests the daemon behind mnt is sent while the block runs (nothing
+        for kernel overlayfs) and records them, with the block's wall time, under metric:
+        entries is what the block works on (files walked, calls made), for requests per entry;
+        the block may set it later in the dict it is given. Nothing is recorded when it raises."""
+        rec = {"entries": entries}
+        if impl == "kernel" or self.counting_off:
+            yield rec
+            return
+        try:
+            c = ReqCounter(self, mnt)
+            c.start()
+        except (Failed, OSError) as e:
+            self.counting_off = f"request counting failed, and is off for the rest of the run: {e}"
+            self.notes.append(self.counting_off)
+            log(self.counting_off)
+            yield rec
+            return
+        ok = False
+        t0 = time.perf_counter()
+        try:
+            yield rec
+            ok = True
+        finally:
+            secs = time.perf_counter() - t0
+            try:
+                res = c.stop()
+            except (Failed, OSError) as e:
+                res = None
+                log(f"request counting: {e}")
+                self.notes.append(f"{LABEL[impl]}: requests of {metric} not counted: {e}")
+        if ok and res:
+            total, ops = res
+            self.reqs.setdefault(metric, {}).setdefault(impl, []).append(
+                {"total": total, "ops": ops, "entries": rec["entries"], "seconds": secs})
+
 
 # ----------------------------------------------------------------------------- workloads
 # Each workload: fn(bench, impl) -> {metric: value}; raises Failed/Skip.
 
 
-def walk(b, mnt, expected, timeout):
-    """find(1) printing st_size forces an lstat of every entry. Returns seconds."""
-    t, out, _ = timed(["find", mnt, "-printf", "%s\n"], timeout=timeout, mnt=mnt)
+def walk(b, mnt, expected, timeout, count=None):
+    """find(1) printing st_size forces an lstat of every entry. Returns seconds. count:
+    (impl, metric) to count the walk's FUSE requests under metric."""
+    with b.counting(*count, mnt, expected) if count else contextlib.nullcontext():
+        t, out, _ = timed(["find", mnt, "-printf", "%s\n"], timeout=timeout, mnt=mnt)
     n = count_lines(out) - 1
     if n != expected:
         raise Failed(f"walk saw {n} entries, expected {expected}")
@@ -663,7 +1124,7 @@ def wl_walk_cold(b, impl):
     lowers, n = walk_layers(b)
     mnt, _, _ = b.mount(impl, lowers)
     drop_caches()
-    return {"walk_cold": walk(b, mnt, n, b.a.timeout)}
+    return {"walk_cold": walk(b, mnt, n, b.a.timeout, count=(impl, "walk_cold"))}
 
 
 def wl_walk_warm(b, impl):
@@ -671,7 +1132,16 @@ def wl_walk_warm(b, impl):
     mnt, _, _ = b.mount(impl, lowers)
     walk(b, mnt, n, b.a.timeout)
     sync()
-    return {"walk_warm": walk(b, mnt, n, b.a.timeout)}
+    return {"walk_warm": walk(b, mnt, n, b.a.timeout, count=(impl, "walk_warm"))}
+
+
+def ls_lr(b, impl, metric, mnt, n, flags="-lR"):
+    with b.counting(impl, metric, mnt, n):
+        t, out, _ = timed(["ls", flags, mnt], timeout=b.a.timeout, mnt=mnt)
+    entries = sum(1 for line in out.splitlines() if line and line[:1] in b"-dlcbps")
+    if entries != n:
+        raise Failed(f"ls {flags} listed {entries} entries, expected {n}")
+    return t
 
 
 def wl_ls_warm(b, impl):
@@ -679,11 +1149,7 @@ def wl_ls_warm(b, impl):
     mnt, _, _ = b.mount(impl, lowers)
     walk(b, mnt, n, b.a.timeout)
     sync()
-    t, out, _ = timed(["ls", "-lR", mnt], timeout=b.a.timeout, mnt=mnt)
-    entries = sum(1 for line in out.splitlines() if line and line[:1] in b"-dlcbps")
-    if entries != n:
-        raise Failed(f"ls -lR listed {entries} entries, expected {n}")
-    return {"ls_warm": t}
+    return {"ls_warm": ls_lr(b, impl, "ls_warm", mnt, n)}
 
 
 def big_layer(b):
@@ -702,7 +1168,8 @@ def wl_seq_read(b, impl):
     warm_file(f"{lower}/big.bin")  # data in the lower page cache: measures the union, not the disk
     mnt, _, _ = b.mount(impl, [lower])
     sync()
-    t, _, err = timed(["dd", f"if={mnt}/big.bin", "of=/dev/null", "bs=1M"], timeout=b.a.timeout, mnt=mnt)
+    with b.counting(impl, "seq_read", mnt, b.big_size // MiB):
+        t, _, err = timed(["dd", f"if={mnt}/big.bin", "of=/dev/null", "bs=1M"], timeout=b.a.timeout, mnt=mnt)
     nbytes = int(err.decode().strip().splitlines()[-1].split()[0])
     if nbytes != b.big_size:
         raise Failed(f"read {nbytes} bytes, expected {b.big_size}")
@@ -714,8 +1181,9 @@ def wl_seq_write(b, impl):
     mnt, _, _ = b.mount(impl, [empty])
     sync()
     count = b.big_size // MiB
-    t, _, _ = timed(["dd", "if=/dev/zero", f"of={mnt}/out.bin", "bs=1M", f"count={count}", "conv=fsync"],
-                    timeout=b.a.timeout, mnt=mnt)
+    with b.counting(impl, "seq_write", mnt, count):
+        t, _, _ = timed(["dd", "if=/dev/zero", f"of={mnt}/out.bin", "bs=1M", f"count={count}", "conv=fsync"],
+                        timeout=b.a.timeout, mnt=mnt)
     dirty = meminfo_dirty_kb()
     size = os.stat(f"{mnt}/out.bin").st_size
     if size != b.big_size:
@@ -731,12 +1199,14 @@ def wl_randrw(b, impl):
     mnt, _, _ = b.mount(impl, [empty])
     size = max(16, int(256 * b.a.size_scale))
     sync()
-    out, _ = run(["fio", "--name=randrw", f"--filename={mnt}/fio.dat", f"--size={size}M", "--rw=randrw",
-                  "--rwmixread=70", "--bs=4k", "--ioengine=psync", "--direct=0", "--invalidate=0", "--fallocate=none",
-                  f"--runtime={b.a.fio_runtime}", "--time_based", "--randrepeat=1", "--output-format=json"],
-                 timeout=b.a.fio_runtime + b.a.timeout, mnt=mnt)
-    data = json.loads(out[out.index(b"{"):])
-    job = data["jobs"][0]
+    with b.counting(impl, "randrw", mnt, 1) as rec:
+        out, _ = run(["fio", "--name=randrw", f"--filename={mnt}/fio.dat", f"--size={size}M", "--rw=randrw",
+                      "--rwmixread=70", "--bs=4k", "--ioengine=psync", "--direct=0", "--invalidate=0",
+                      "--fallocate=none", f"--runtime={b.a.fio_runtime}", "--time_based", "--randrepeat=1",
+                      "--output-format=json"], timeout=b.a.fio_runtime + b.a.timeout, mnt=mnt)
+        data = json.loads(out[out.index(b"{"):])
+        job = data["jobs"][0]
+        rec["entries"] = max(1, job["read"].get("total_ios", 0) + job["write"].get("total_ios", 0))
     if job.get("error"):
         raise Failed(f"fio error {job['error']}")
     iops = job["read"]["iops"] + job["write"]["iops"]
@@ -749,13 +1219,15 @@ def wl_create_delete(b, impl):
     empty = f"{b.ro}/empty"
     mnt, _, _ = b.mount(impl, [empty])
     sync()
-    out, _ = run([b.helper, "mkfiles", f"{mnt}/cd", "20", "1000", "100"], timeout=b.a.timeout, mnt=mnt)
+    with b.counting(impl, "create20k", mnt, 20000):
+        out, _ = run([b.helper, "mkfiles", f"{mnt}/cd", "20", "1000", "100"], timeout=b.a.timeout, mnt=mnt)
     ns_c, n, _ = (int(x) for x in out.split())
     seen = sum(len(os.listdir(f"{mnt}/cd/{d}")) for d in os.listdir(f"{mnt}/cd"))
     if n != 20000 or seen != 20000:
         raise Failed(f"created {n}, listed {seen}, expected 20000")
     sync()
-    out, _ = run([b.helper, "rmfiles", f"{mnt}/cd", "20", "1000"], timeout=b.a.timeout, mnt=mnt)
+    with b.counting(impl, "delete20k", mnt, 20000):
+        out, _ = run([b.helper, "rmfiles", f"{mnt}/cd", "20", "1000"], timeout=b.a.timeout, mnt=mnt)
     ns_d, n, _ = (int(x) for x in out.split())
     if os.path.lexists(f"{mnt}/cd") or os.listdir(mnt):
         raise Failed(f"after delete the union still shows {os.listdir(mnt)}")
@@ -768,7 +1240,8 @@ def wl_rm_rf(b, impl):
     mnt, _, _ = b.mount(impl, [lower])
     sync()
     # fresh mount, no pre-walk: rm -rf does its own readdir/lstat of the 24,001 entries
-    t, out, _ = timed(["rm", "-rfv", f"{mnt}/rmtree"], timeout=b.a.timeout, mnt=mnt)
+    with b.counting(impl, "rm_rf", mnt, 24001):
+        t, out, _ = timed(["rm", "-rfv", f"{mnt}/rmtree"], timeout=b.a.timeout, mnt=mnt)
     if count_lines(out) != 24001:
         raise Failed(f"rm -rfv reported {count_lines(out)} removals, expected 24001")
     if os.path.lexists(f"{mnt}/rmtree") or os.listdir(mnt):
@@ -784,7 +1257,8 @@ def wl_untar(b, impl):
     warm_file(tarball)
     mnt, _, _ = b.mount(impl, [f"{b.ro}/empty"])
     sync()
-    t, _, _ = timed(["tar", "-xf", tarball, "-C", mnt], timeout=b.a.timeout, mnt=mnt)
+    with b.counting(impl, "untar", mnt, 220):
+        t, _, _ = timed(["tar", "-xf", tarball, "-C", mnt], timeout=b.a.timeout, mnt=mnt)
     n = sum(len(fs) for _, _, fs in os.walk(f"{mnt}/srctree"))
     if n != 200:
         raise Failed(f"untar produced {n} files, expected 200")
@@ -802,7 +1276,8 @@ def wl_make(b, impl):
         b.make_warm = True
     mnt, _, _ = b.mount(impl, [lower])
     sync()
-    t, _, _ = timed(["make", "-s", "-j2", "-C", f"{mnt}/proj"], timeout=b.a.timeout, mnt=mnt)
+    with b.counting(impl, "make", mnt, NPROJ + 1):
+        t, _, _ = timed(["make", "-s", "-j2", "-C", f"{mnt}/proj"], timeout=b.a.timeout, mnt=mnt)
     try:
         out, _ = run([f"{mnt}/proj/app"], timeout=60, mnt=mnt)
     except OSError as e:
@@ -812,12 +1287,13 @@ def wl_make(b, impl):
     return {"make": t}
 
 
-def chmod_run(b, impl, extra=""):
+def chmod_run(b, impl, extra="", metric="chmod"):
     lower, _ = b.layer("chmod", gen_chmod)
     run(["find", f"{lower}/ctree", "-printf", ""])
     mnt, _, _ = b.mount(impl, [lower], extra=extra)
     sync()
-    t, _, _ = timed(["chmod", "-R", "o-r", f"{mnt}/ctree"], timeout=b.a.timeout, mnt=mnt)
+    with b.counting(impl, metric, mnt, 10101):
+        t, _, _ = timed(["chmod", "-R", "o-r", f"{mnt}/ctree"], timeout=b.a.timeout, mnt=mnt)
     modes, _ = run(["find", f"{mnt}/ctree", "-type", "f", "-printf", "%m\n"], timeout=b.a.timeout, mnt=mnt)
     modes = modes.split()
     if len(modes) != 10000 or any(m != b"640" for m in modes):
@@ -836,7 +1312,7 @@ def wl_chmod(b, impl):
 
 def wl_chmod_metacopy(b, impl):
     try:
-        return {"chmod_meta": chmod_run(b, impl, extra="metacopy=on")}
+        return {"chmod_meta": chmod_run(b, impl, extra="metacopy=on", metric="chmod_meta")}
     except Failed as e:
         if "mount failed" in str(e):
             raise Skip(f"{LABEL[impl]} refused metacopy=on: {e}")
@@ -848,10 +1324,11 @@ def wl_append(b, impl):
     warm_file(f"{lower}/big.bin")
     mnt, _, _ = b.mount(impl, [lower])
     sync()
-    t0 = time.perf_counter()
-    with open(f"{mnt}/big.bin", "ab") as f:
-        f.write(b"x")
-    t = time.perf_counter() - t0
+    with b.counting(impl, "append", mnt, 1):
+        t0 = time.perf_counter()
+        with open(f"{mnt}/big.bin", "ab") as f:
+            f.write(b"x")
+        t = time.perf_counter() - t0
     st = os.stat(f"{mnt}/big.bin")
     with open(f"{mnt}/big.bin", "rb") as f:
         head = f.read(4096)
@@ -908,7 +1385,8 @@ def wl_rss_bigdir(b, impl):
     if impl != "kernel" and not pid:
         raise Failed(f"could not find the daemon process of {mnt}")
     sync()
-    t, out, _ = timed(["ls", "-lU", f"{mnt}/bigdir"], timeout=b.a.timeout, mnt=mnt)
+    with b.counting(impl, "bigdir_ls", mnt, 100000):
+        t, out, _ = timed(["ls", "-lU", f"{mnt}/bigdir"], timeout=b.a.timeout, mnt=mnt)
     n = count_lines(out) - 1  # minus the "total" line
     if n != 100000:
         raise Failed(f"ls -lU listed {n} entries, expected 100000")
@@ -933,7 +1411,8 @@ def wl_layers100(b, impl):
         if len(names) != 101:  # d + f00..f99
             raise Failed(f"root of the 100-layer union lists {len(names)} entries, expected 101")
         drop_caches()
-        out, _ = run([b.helper, "statfiles", f"{mnt}/d", prefix, "2000"], timeout=b.a.timeout, mnt=mnt)
+        with b.counting(impl, key, mnt, 2000):
+            out, _ = run([b.helper, "statfiles", f"{mnt}/d", prefix, "2000"], timeout=b.a.timeout, mnt=mnt)
         ns, ok, fails = (int(x) for x in out.split())
         if ok != 2000:
             raise Failed(f"{fails} of 2000 stats of d/{prefix}* failed")
@@ -961,6 +1440,271 @@ def wl_startup(b, impl):
         t, _, _ = timed(cmd, timeout=60)
         times.append(t * 1000)
     return {"startup": statistics.median(times)}
+
+
+# ----------------------------------------------------------------------------- floor and real tree
+
+
+def gen_floor(root):
+    wfile(f"{root}/f", b"floor\n")
+
+
+def wl_floor(b, impl):
+    """The cost of one request that does nothing: getxattr of a user.* name that does not
+    exist (every implementation answers ENODATA after a lookup of the name in the lower file's
+    xattrs); and statx(AT_STATX_FORCE_SYNC), which bypasses the attribute cache: a GETATTR
+    (an lstat of the lower file in the daemon) per call. For kernel overlayfs: the in-kernel
+    cost of the same calls."""
+    lower, _ = b.layer("floor", gen_floor)
+    mnt, _, _ = b.mount(impl, [lower])
+    n = b.a.floor_calls
+    res = {}
+    for metric, sub in (("floor_us", "floor"), ("floor_getattr_us", "floorstat")):
+        run([b.helper, sub, f"{mnt}/f", "1000"], timeout=b.a.timeout, mnt=mnt)  # warm-up
+        with b.counting(impl, metric, mnt, n):
+            out, _ = run([b.helper, sub, f"{mnt}/f", str(n)], timeout=b.a.timeout, mnt=mnt)
+        ns, ok, fails = (int(x) for x in out.split())
+        if ok != n:
+            what = "getxattr did not fail with ENODATA" if sub == "floor" else "statx failed"
+            raise Failed(f"{sub}: {what} in {fails} of {n} calls")
+        res[metric] = ns / 1000.0 / n
+        got = b.reqs.get(metric, {}).get(impl)
+        if got and got[-1]["total"] < 0.9 * n:
+            b.notes.append(f"{LABEL[impl]}: {METRICS[metric][0].split(':')[0]} took {got[-1]['total'] / n:.2f} "
+                           f"requests per call, not 1: it is not a round-trip floor")
+    return res
+
+
+def real_layers(b):
+    """([real2, real1] under the ro bind mount, real2's stamp)."""
+    r1, m1 = b.layer("real1", gen_real1, version=REAL_VERSION)
+    r2, m2 = b.layer("real2", gen_real2, f"{b.layers}/real1", version=REAL_VERSION, deps=[m1])
+    b.fmt.update(real=f"{m2['merged_entries']:,}", real_rm=f"{m2['rm_entries'] + 1:,}", rm_dir=m2["rm_dir"])
+    b.meta["real tree"] = (f"{m1['source']}, files over 8 MiB left out ({m1['left_out_big']}): "
+                           f"real1 {m1['entries']:,} entries; real2 over it shadows {m2['shadows']:,} files, "
+                           f"whites out {m2['whiteouts']}, adds {m2['added']:,}, makes {m2['opaque_dir']} opaque: "
+                           f"{m2['merged_entries']:,} merged entries")
+    return [r2, r1], m2
+
+
+def wl_real_walk_cold(b, impl):
+    lowers, m = real_layers(b)
+    n = m["merged_entries"]
+    mnt, _, _ = b.mount(impl, lowers)
+    drop_caches()
+    return {"real_walk_cold": walk(b, mnt, n, b.a.timeout, count=(impl, "real_walk_cold"))}
+
+
+def wl_real_walk_warm(b, impl):
+    lowers, m = real_layers(b)
+    n = m["merged_entries"]
+    mnt, _, _ = b.mount(impl, lowers)
+    walk(b, mnt, n, b.a.timeout)
+    sync()
+    return {"real_walk_warm": walk(b, mnt, n, b.a.timeout, count=(impl, "real_walk_warm"))}
+
+
+def wl_real_ls_warm(b, impl):
+    lowers, m = real_layers(b)
+    n = m["merged_entries"]
+    mnt, _, _ = b.mount(impl, lowers)
+    walk(b, mnt, n, b.a.timeout)
+    sync()
+    # -A: the real tree has dot files and dot dirs (usr/lib/debug/.build-id)
+    return {"real_ls_warm": ls_lr(b, impl, "real_ls_warm", mnt, n, flags="-lRA")}
+
+
+def wl_real_rm_rf(b, impl):
+    lowers, m = real_layers(b)
+    rm_dir, want = m["rm_dir"], m["rm_entries"] + 1
+    for lower in lowers:  # warm the lowers' dentries/inodes
+        if os.path.isdir(f"{lower}/{rm_dir}"):
+            run(["find", f"{lower}/{rm_dir}", "-printf", ""], timeout=b.a.timeout)
+    mnt, _, _ = b.mount(impl, lowers)
+    sync()
+    # fresh mount, no pre-walk: rm -rf does its own readdir/lstat of the merged subtree
+    with b.counting(impl, "real_rm_rf", mnt, want):
+        t, out, _ = timed(["rm", "-rfv", f"{mnt}/{rm_dir}"], timeout=b.a.timeout, mnt=mnt)
+    if count_lines(out) != want:
+        raise Failed(f"rm -rfv reported {count_lines(out)} removals, expected {want}")
+    if os.path.lexists(f"{mnt}/{rm_dir}"):
+        raise Failed(f"after rm -rf the union still shows {rm_dir}")
+    if not os.path.isdir(f"{mnt}/{os.path.dirname(rm_dir)}"):
+        raise Failed(f"after rm -rf of {rm_dir} its parent is gone")
+    return {"real_rm_rf": t}
+
+
+def wl_real_untar(b, impl):
+    tarball, tm = rootfs_tarball(b)
+    b.fmt["rootfs"] = f"{tm['entries']:,}"
+    b.meta["rootfs tarball"] = f"{os.path.basename(tarball)}: {tm['source']}; {tm['entries']:,} entries, " \
+                               f"{tm['bytes'] / MiB:.0f} MiB"
+    if os.path.basename(tarball).startswith(ROOTFS_TARS[1]):
+        b.notes.append(f"real-untar: no debootstrap rootfs, untars {tm['source']}")
+    lowers, _ = real_layers(b)
+    warm_file(tarball)
+    mnt, _, _ = b.mount(impl, lowers)
+    dest = f"{mnt}/untar"
+    os.mkdir(dest)
+    sync()
+    with b.counting(impl, "real_untar", mnt, tm["entries"]):
+        t, _, _ = timed(["tar", "-xf", tarball, "-C", dest], timeout=b.a.timeout, mnt=mnt)
+    out, _ = run(["find", dest, "-printf", "."], timeout=b.a.timeout, mnt=mnt)
+    if len(out) - 1 != tm["entries"]:
+        raise Failed(f"untar produced {len(out) - 1} entries, expected {tm['entries']}")
+    return {"real_untar": t}
+
+
+def wl_real_rss(b, impl):
+    if impl == "kernel":
+        raise Skip("no daemon")
+    lowers, m = real_layers(b)
+    n = m["merged_entries"]
+    mnt, _, _ = b.mount(impl, lowers)
+    time.sleep(0.3)
+    pid = find_daemon(mnt)
+    if not pid:
+        raise Failed(f"could not find the daemon process of {mnt}")
+    start = proc_status(pid)
+    walk(b, mnt, n, b.a.timeout)
+    after = proc_status(pid)
+    drop_caches()
+    dropped = settle_rss(pid)
+    kb = 1024.0
+    return {"real_rss_start": start["VmRSS"] / kb, "real_rss_walk": after["VmRSS"] / kb,
+            "real_hwm_walk": after["VmHWM"] / kb, "real_rss_drop": dropped / kb}
+
+
+# ----------------------------------------------------------------------------- scaling (opt-in)
+# Each workload runs the same shape at two sizes, 10x apart, and reports the ratio of the two
+# ("growth": 10 = linear, 1 = flat), for time and daemon memory.
+
+
+def gen_tree(root, helper, ntop):
+    """tree/dNNN/dNNN/fNNNNN: ntop x 100 dirs of 100 empty files (10: 101,011 entries, 100: 1,010,101)."""
+    run([helper, "mktree", f"{root}/tree", str(ntop), "100", "100"], timeout=7200)
+    return {"entries": 1 + ntop + ntop * 100 + ntop * 100 * 100}
+
+
+def gen_flat(root, helper, n):
+    """bigdir/eNNNNNNN: n empty files in one directory."""
+    run([helper, "mkflat", f"{root}/bigdir", str(n)], timeout=7200)
+    return {"entries": n + 1}
+
+
+def scale_timeout(b):
+    return b.a.timeout * 4
+
+
+def growth(res, key, big, small):
+    if res.get(small) and res.get(big) is not None:
+        res[key] = res[big] / res[small]
+
+
+def daemon_of(b, impl, mnt):
+    if impl == "kernel":
+        return None
+    time.sleep(0.3)
+    pid = find_daemon(mnt)
+    if not pid:
+        raise Failed(f"could not find the daemon process of {mnt}")
+    return pid
+
+
+def wl_scale_walk(b, impl):
+    """A 1,010,101-entry tree (100 x 100 dirs of 100 files) and the same shape at 101,011
+    (10 x 100 x 100): a first walk on a fresh mount (the lower's inodes cached), a second
+    (warm) walk, the daemon's VmRSS/VmHWM after them."""
+    res, grew = {}, {}
+    t = scale_timeout(b)
+    for tag, ntop in (("100k", 10), ("1m", 100)):
+        lower, m = b.layer(f"swalk-{tag}", gen_tree, b.helper, ntop, version=SCALE_VERSION)
+        n = m["entries"]
+        run(["find", lower, "-printf", ""], timeout=t)
+        mnt, _, _ = b.mount(impl, [lower])
+        pid = daemon_of(b, impl, mnt)
+        start = proc_status(pid) if pid else {}
+        res[f"sw_{tag}_first"] = walk(b, mnt, n, t, count=(impl, f"sw_{tag}_first"))
+        res[f"sw_{tag}_warm"] = walk(b, mnt, n, t, count=(impl, f"sw_{tag}_warm"))
+        if pid:
+            st = proc_status(pid)
+            res[f"sw_{tag}_rss"], res[f"sw_{tag}_hwm"] = st["VmRSS"] / 1024.0, st["VmHWM"] / 1024.0
+            grew[tag] = (st["VmRSS"] - start["VmRSS"]) / 1024.0
+        b.finish_run(impl)
+    growth(res, "sw_first_growth", "sw_1m_first", "sw_100k_first")
+    growth(res, "sw_warm_growth", "sw_1m_warm", "sw_100k_warm")
+    if grew.get("100k", 0) > 0.5:
+        res["sw_rss_growth"] = grew["1m"] / grew["100k"]
+    return res
+
+
+def wl_scale_layers(b, impl):
+    """50 and 500 lower layers (kernel overlayfs' maximum), each with d/lNNN and fNNN, the top
+    one with d/t00000..01999, the bottom one with d/b00000..01999; the lowerdirs are given
+    relative to the layers' parent (cwd), since 500 absolute paths overflow the page of
+    options mount(2) takes. Three fresh mounts per size, each after drop_caches: 2,000 stats
+    of top-layer files; of bottom-layer files; a walk of the union (cold)."""
+    res = {}
+    t = scale_timeout(b)
+    for n in (50, 500):
+        root, _ = b.layer(f"m{n}", gen_many, n, 2000, 3, version=SCALE_VERSION)
+        lowers = [f"{i:03d}" for i in range(n)]
+        mounts = []
+        for what in ("top", "bottom", "walk"):
+            drop_caches()
+            mnt, _, t_mount = b.mount(impl, lowers, cwd=root)
+            mounts.append(t_mount * 1000)
+            names = os.listdir(mnt)
+            if len(names) != n + 1:  # d + fNNN
+                raise Failed(f"root of the {n}-layer union lists {len(names)} entries, expected {n + 1}")
+            drop_caches()
+            key = f"sl_{n}_{what}"
+            if what == "walk":
+                pid = daemon_of(b, impl, mnt)
+                res[key] = walk(b, mnt, 2 * n + 4001, t, count=(impl, key))
+                if pid:
+                    res[f"sl_{n}_rss"] = proc_status(pid)["VmRSS"] / 1024.0
+            else:
+                with b.counting(impl, key, mnt, 2000):
+                    out, _ = run([b.helper, "statfiles", f"{mnt}/d", what[0], "2000"], timeout=t, mnt=mnt)
+                ns, ok, fails = (int(x) for x in out.split())
+                if ok != 2000:
+                    raise Failed(f"{fails} of 2000 stats of d/{what[0]}* failed ({n} layers)")
+                res[key] = ns / 1000.0 / 2000
+            b.finish_run(impl)
+        res[f"sl_{n}_mount"] = min(mounts)
+    for what in ("mount", "top", "bottom", "walk", "rss"):
+        growth(res, f"sl_{what}_growth", f"sl_500_{what}", f"sl_50_{what}")
+    return res
+
+
+def wl_scale_bigdir(b, impl):
+    """One directory of 1,000,000 empty files and one of 100,000: on a fresh mount (the
+    lower's inodes cached) `ls -f` (readdir only), then a stat walk; daemon VmRSS/VmHWM after."""
+    res, grew = {}, {}
+    t = scale_timeout(b)
+    for tag, n in (("100k", 100000), ("1m", 1000000)):
+        lower, _ = b.layer(f"sbig-{tag}", gen_flat, b.helper, n, version=SCALE_VERSION)
+        run(["find", f"{lower}/bigdir", "-printf", ""], timeout=t)
+        mnt, _, _ = b.mount(impl, [lower])
+        pid = daemon_of(b, impl, mnt)
+        start = proc_status(pid) if pid else {}
+        with b.counting(impl, f"sb_{tag}_ls", mnt, n):
+            secs, out, _ = timed(["ls", "-f", f"{mnt}/bigdir"], timeout=t, mnt=mnt)
+        if count_lines(out) != n + 2:  # with . and ..
+            raise Failed(f"ls -f listed {count_lines(out) - 2} entries, expected {n}")
+        res[f"sb_{tag}_ls"] = secs
+        res[f"sb_{tag}_stat"] = walk(b, mnt, n + 1, t, count=(impl, f"sb_{tag}_stat"))
+        if pid:
+            st = proc_status(pid)
+            res[f"sb_{tag}_rss"], res[f"sb_{tag}_hwm"] = st["VmRSS"] / 1024.0, st["VmHWM"] / 1024.0
+            grew[tag] = (st["VmRSS"] - start["VmRSS"]) / 1024.0
+        b.finish_run(impl)
+    growth(res, "sb_ls_growth", "sb_1m_ls", "sb_100k_ls")
+    growth(res, "sb_stat_growth", "sb_1m_stat", "sb_100k_stat")
+    if grew.get("100k", 0) > 0.5:
+        res["sb_rss_growth"] = grew["1m"] / grew["100k"]
+    return res
 
 
 # ----------------------------------------------------------------------------- podman
@@ -1130,10 +1874,27 @@ def wl_podman_build(b, impl):
         w.close()
 
 
-# metric: (label, unit, better, target, ratio_base)
+# metric: (label, unit, better, target)
+#   label: may name {big} (the big file's size), {real} (merged entries of the real tree),
+#          {real_rm}/{rm_dir} (real-rm-rf's subtree), {rootfs} (entries of the rootfs tarball)
 #   target: None | ("le", x) ratio ≤ x | ("ge", x) ratio ≥ x | ("ge_impl", impl) | ("abs_le", x)
-#           | ("abs_lt", x) | ("near_start",)
+#           | ("abs_lt", x) | ("near_start", start metric) | ("ref", text)
+#           | ("growth",): a ratio of the same workload at 10x the size (10 = linear)
 METRICS = {
+    "floor_us": ("round-trip floor: getxattr of a missing user.* name (kernel: in-kernel cost)", "µs/call",
+                 "lower", None),
+    "floor_getattr_us": ("statx(AT_STATX_FORCE_SYNC) of a lower file: a GETATTR each", "µs/call", "lower", None),
+    "real_walk_cold": ("real tree: stat walk, {real} entries, cold", "s", "lower", ("le", 1.5)),
+    "real_walk_warm": ("real tree: stat walk, {real} entries, warm", "s", "lower", ("le", 1.2)),
+    "real_ls_warm": ("real tree: `ls -lRA`, {real} entries, warm", "s", "lower", ("le", 1.5)),
+    "real_rm_rf": ("real tree: `rm -rf` of /{rm_dir} ({real_rm} entries, lower, fresh mount)", "s", "lower",
+                   ("le", 2.0)),
+    "real_untar": ("real tree: untar a Debian rootfs ({rootfs} entries) into the union", "s", "lower", ("le", 1.5)),
+    "real_rss_start": ("real tree: daemon VmRSS right after mount", "MB", "lower", None),
+    "real_rss_walk": ("real tree: daemon VmRSS after walking {real} entries", "MB", "lower", ("abs_le", 35)),
+    "real_hwm_walk": ("real tree: daemon VmHWM after that walk", "MB", "lower", None),
+    "real_rss_drop": ("real tree: daemon VmRSS after that + drop_caches", "MB", "lower",
+                      ("near_start", "real_rss_start")),
     "walk_cold": ("stat walk, 123k entries, cold", "s", "lower", ("le", 1.5)),
     "walk_warm": ("stat walk, 123k entries, warm", "s", "lower", ("le", 1.2)),
     "ls_warm": ("`ls -lR`, 123k entries, warm", "s", "lower", ("le", 1.5)),
@@ -1152,7 +1913,7 @@ METRICS = {
     "rss_start": ("daemon VmRSS right after mount", "MB", "lower", None),
     "rss_walk": ("daemon VmRSS after walking 134k entries", "MB", "lower", ("abs_le", 35)),
     "hwm_walk": ("daemon VmHWM after walking 134k entries", "MB", "lower", None),
-    "rss_drop": ("daemon VmRSS after that + drop_caches", "MB", "lower", ("near_start",)),
+    "rss_drop": ("daemon VmRSS after that + drop_caches", "MB", "lower", ("near_start", "rss_start")),
     "bigdir_ls": ("`ls -lU` of a 100k-entry directory (fresh mount)", "s", "lower", None),
     "bigdir_rss": ("daemon VmRSS after that listing", "MB", "lower", None),
     "bigdir_hwm": ("daemon VmHWM after that listing", "MB", "lower", None),
@@ -1167,17 +1928,68 @@ METRICS = {
                    None),
     "podman_build": ("`podman build`: COPY 3,000 files, RUN appending to 1,000, rm/mv/chmod/chown 400", "s",
                      "lower", None),
+    # scaling (opt-in)
+    "sw_100k_first": ("tree walk, 101k entries: first walk of a fresh mount", "s", "lower", None),
+    "sw_1m_first": ("tree walk, 1.01M entries: first walk of a fresh mount", "s", "lower", None),
+    "sw_first_growth": ("tree walk, first: 1M / 100k", "×", "lower", ("growth",)),
+    "sw_100k_warm": ("tree walk, 101k entries: second walk", "s", "lower", None),
+    "sw_1m_warm": ("tree walk, 1.01M entries: second walk", "s", "lower", None),
+    "sw_warm_growth": ("tree walk, second: 1M / 100k", "×", "lower", ("growth",)),
+    "sw_100k_rss": ("tree walk, 101k: daemon VmRSS after the walks", "MB", "lower", None),
+    "sw_1m_rss": ("tree walk, 1.01M: daemon VmRSS after the walks", "MB", "lower", None),
+    "sw_100k_hwm": ("tree walk, 101k: daemon VmHWM", "MB", "lower", None),
+    "sw_1m_hwm": ("tree walk, 1.01M: daemon VmHWM", "MB", "lower", None),
+    "sw_rss_growth": ("tree walk, VmRSS increase over mount: 1M / 100k", "×", "lower", ("growth",)),
+    "sl_50_mount": ("50 layers: mount (until live, best of 3)", "ms", "lower", None),
+    "sl_500_mount": ("500 layers: mount (until live, best of 3)", "ms", "lower", None),
+    "sl_mount_growth": ("layers, mount: 500 / 50", "×", "lower", ("growth",)),
+    "sl_50_top": ("50 layers: stat of a top-layer file, cold", "µs/stat", "lower", None),
+    "sl_500_top": ("500 layers: stat of a top-layer file, cold", "µs/stat", "lower", None),
+    "sl_top_growth": ("layers, top-layer stat: 500 / 50", "×", "lower", ("growth",)),
+    "sl_50_bottom": ("50 layers: stat of a bottom-layer file, cold", "µs/stat", "lower", None),
+    "sl_500_bottom": ("500 layers: stat of a bottom-layer file, cold", "µs/stat", "lower", None),
+    "sl_bottom_growth": ("layers, bottom-layer stat: 500 / 50", "×", "lower", ("growth",)),
+    "sl_50_walk": ("50 layers: walk of the union (4,101 entries), cold", "s", "lower", None),
+    "sl_500_walk": ("500 layers: walk of the union (5,001 entries), cold", "s", "lower", None),
+    "sl_walk_growth": ("layers, walk: 500 / 50", "×", "lower", ("growth",)),
+    "sl_50_rss": ("50 layers: daemon VmRSS after the walk", "MB", "lower", None),
+    "sl_500_rss": ("500 layers: daemon VmRSS after the walk", "MB", "lower", None),
+    "sl_rss_growth": ("layers, VmRSS: 500 / 50", "×", "lower", ("growth",)),
+    "sb_100k_ls": ("100k-entry directory: `ls -f` (fresh mount)", "s", "lower", None),
+    "sb_1m_ls": ("1M-entry directory: `ls -f` (fresh mount)", "s", "lower", None),
+    "sb_ls_growth": ("big directory, `ls -f`: 1M / 100k", "×", "lower", ("growth",)),
+    "sb_100k_stat": ("100k-entry directory: stat walk after the ls", "s", "lower", None),
+    "sb_1m_stat": ("1M-entry directory: stat walk after the ls", "s", "lower", None),
+    "sb_stat_growth": ("big directory, stat walk: 1M / 100k", "×", "lower", ("growth",)),
+    "sb_100k_rss": ("100k-entry directory: daemon VmRSS after ls + walk", "MB", "lower", None),
+    "sb_1m_rss": ("1M-entry directory: daemon VmRSS after ls + walk", "MB", "lower", None),
+    "sb_100k_hwm": ("100k-entry directory: daemon VmHWM", "MB", "lower", None),
+    "sb_1m_hwm": ("1M-entry directory: daemon VmHWM", "MB", "lower", None),
+    "sb_rss_growth": ("big directory, VmRSS increase over mount: 1M / 100k", "×", "lower", ("growth",)),
 }
 
 # rows whose ratio is taken against another row's kernel figure
 RATIO_BASE = {"chmod_meta": "chmod"}
 
 # Memory figures are deterministic enough to be taken once (rep 1 only), which keeps a
-# full run near 15 minutes.
-ONCE = {"rss-walk", "rss-bigdir", "startup"}
+# full run near 15 minutes; so are the (long) scaling workloads.
+ONCE = {"rss-walk", "rss-bigdir", "startup", "real-rss", "scale-walk", "scale-layers", "scale-bigdir"}
+
+# the watchdog (3 x --timeout after the last mount) is that many times longer for these
+SLOW = {"scale-walk": 4, "scale-layers": 2, "scale-bigdir": 4}
+
+SCALE_IMPLS = ["kernel", "strata", "fo20"]
 
 # name: (fn, metrics, in quick mode, implementations it applies to (None = all))
 WORKLOADS = {
+    "floor": (wl_floor, ["floor_us", "floor_getattr_us"], True, None),
+    "real-walk-cold": (wl_real_walk_cold, ["real_walk_cold"], True, None),
+    "real-walk-warm": (wl_real_walk_warm, ["real_walk_warm"], True, None),
+    "real-ls-warm": (wl_real_ls_warm, ["real_ls_warm"], False, None),
+    "real-rm-rf": (wl_real_rm_rf, ["real_rm_rf"], False, None),
+    "real-untar": (wl_real_untar, ["real_untar"], False, None),
+    "real-rss": (wl_real_rss, ["real_rss_start", "real_rss_walk", "real_hwm_walk", "real_rss_drop"], True,
+                 ["strata", "fo110", "fo20"]),
     "walk-cold": (wl_walk_cold, ["walk_cold"], True, None),
     "walk-warm": (wl_walk_warm, ["walk_warm"], True, None),
     "ls-warm": (wl_ls_warm, ["ls_warm"], False, None),
@@ -1198,7 +2010,25 @@ WORKLOADS = {
     "startup": (wl_startup, ["startup"], True, ["strata"]),
     "podman-run": (wl_podman_run, ["podman_run"], True, ["kernel", "strata", "fo110"]),
     "podman-build": (wl_podman_build, ["podman_build"], False, ["kernel", "strata", "fo110"]),
+    "scale-walk": (wl_scale_walk, ["sw_100k_first", "sw_1m_first", "sw_first_growth", "sw_100k_warm", "sw_1m_warm",
+                                   "sw_warm_growth", "sw_100k_rss", "sw_1m_rss", "sw_rss_growth", "sw_100k_hwm",
+                                   "sw_1m_hwm"], False, SCALE_IMPLS),
+    "scale-layers": (wl_scale_layers, ["sl_50_mount", "sl_500_mount", "sl_mount_growth", "sl_50_top", "sl_500_top",
+                                       "sl_top_growth", "sl_50_bottom", "sl_500_bottom", "sl_bottom_growth",
+                                       "sl_50_walk", "sl_500_walk", "sl_walk_growth", "sl_50_rss", "sl_500_rss",
+                                       "sl_rss_growth"], False, SCALE_IMPLS),
+    "scale-bigdir": (wl_scale_bigdir, ["sb_100k_ls", "sb_1m_ls", "sb_ls_growth", "sb_100k_stat", "sb_1m_stat",
+                                       "sb_stat_growth", "sb_100k_rss", "sb_1m_rss", "sb_rss_growth", "sb_100k_hwm",
+                                       "sb_1m_hwm"], False, SCALE_IMPLS),
 }
+
+# report sections: real tree first (the headline), then synthetic, then scaling
+GROUP = {name: ("real" if name == "floor" or name.startswith("real-") else
+                "scale" if name.startswith("scale-") else "synthetic") for name in WORKLOADS}
+OPT_IN = {name for name, g in GROUP.items() if g == "scale"}  # only with --scale or --workloads
+
+# the per-opcode request tables
+BREAKDOWN = ["real_walk_cold", "real_walk_warm", "real_ls_warm", "real_rm_rf", "real_untar"]
 
 
 # ----------------------------------------------------------------------------- report
@@ -1235,7 +2065,23 @@ def target_text(metric, t):
         return "≤ start + 5 MB"
     if kind == "ref":
         return t[1]
+    if kind == "growth":
+        return "10× size: 10 = linear, 1 = flat"
     return ""
+
+
+def growth_verdict(v, scale=10.0):
+    """How a cost grows when the size grows scale-fold: cost ∝ size^e."""
+    if v <= 0:
+        return ""
+    e = math.log(v) / math.log(scale)
+    if e < 0.1:
+        return "flat"
+    if e < 0.85:
+        return f"sublinear, n^{e:.1f}"
+    if e <= 1.15:
+        return "linear"
+    return f"worse than linear, n^{e:.1f}"
 
 
 def target_met(b, metric, value, med):
@@ -1257,46 +2103,40 @@ def target_met(b, metric, value, med):
     if kind == "abs_lt":
         return value < t[1]
     if kind == "near_start":
-        start = med.get("rss_start", {}).get("strata")
+        start = med.get(t[1], {}).get("strata")
         return None if start is None else value <= start + 5
     return None
 
 
-def report(b, started, finished):
-    med = {}
-    for m, per in b.samples.items():
-        for impl, vals in per.items():
-            if not b.errors.get(m, {}).get(impl):
-                med.setdefault(m, {})[impl] = statistics.median(vals)
-    big = f"{b.big_size // GiB} GiB" if b.big_size % GiB == 0 else f"{b.big_size // MiB} MiB"
+class FmtDict(dict):
+    def __missing__(self, key):
+        return "?"
+
+
+def label_of(b, m):
+    return METRICS[m][0].format_map(FmtDict(b.fmt))
+
+
+def metric_table(b, metrics, med, footnotes, vs_fo=False):
+    """Markdown table of metrics: medians, (ratio to kernel overlayfs), ✓/✗ for strata; with
+    vs_fo, also strata's ratio to fuse-overlayfs 1.10 and 2.0 (same run)."""
     impls = b.impls
-    lines = []
-    lines.append("# strata benchmark")
-    lines.append("")
-    lines.append(f"- date: {started:%Y-%m-%d %H:%M} UTC, duration {int((finished - started).total_seconds())} s; "
-                 f"medians of {b.a.reps}{' (quick mode)' if b.a.quick else ''} (memory rows and start-up: one run), "
-                 f"size scale {b.a.size_scale:g}")
-    for k, v in b.meta.items():
-        lines.append(f"- {k}: {v}")
-    lines.append("- values are medians; (×) = ratio to kernel overlayfs (times: lower is better, "
-                 "MiB/s and IOPS: higher is better); ✓/✗ = strata meets its target")
-    lines.append("")
-    lines.append("| workload | " + " | ".join(LABEL[i] for i in impls) + " | target (strata) |")
-    lines.append("|---|" + "---|" * len(impls) + "---|")
-    footnotes = []
-    order = [m for name, w in WORKLOADS.items() if name in b.a.workloads for m in w[1]]
-    for m in order:
+    vs = [i for i in ("fo110", "fo20") if vs_fo and "strata" in impls and i in impls]
+    lines = ["| workload | " + " | ".join(LABEL[i] for i in impls) + "".join(f" | strata ÷ {LABEL[i]}" for i in vs)
+             + " | target (strata) |", "|---|" + "---|" * (len(impls) + len(vs)) + "---|"]
+    for m in metrics:
         label, unit, _, target = METRICS[m]
+        label = label_of(b, m)
         if m not in b.samples and m not in b.errors:
             continue
-        row = [label.format(big=big) + f" [{unit}]"]
+        row = [label + f" [{unit}]"]
         for impl in impls:
             err = b.errors.get(m, {}).get(impl)
             if err:
                 if err.startswith("SKIP:"):
                     row.append("—")
                     continue
-                footnotes.append(f"{LABEL[impl]}, {label.format(big=big)}: {err}")
+                footnotes.append(f"{LABEL[impl]}, {label}: {err}")
                 row.append(f"FAILED[{len(footnotes)}]")
                 continue
             v = med.get(m, {}).get(impl)
@@ -1304,6 +2144,9 @@ def report(b, started, finished):
                 row.append("—")
                 continue
             cell = fmt_num(v)
+            if target and target[0] == "growth":
+                row.append(f"{cell}× {growth_verdict(v)}")
+                continue
             base_metric = RATIO_BASE.get(m, m)
             base = med.get(base_metric, {}).get("kernel")
             if base and unit not in ("MB", "×"):
@@ -1313,8 +2156,141 @@ def report(b, started, finished):
                 if ok is not None:
                     cell += " ✓" if ok else " ✗"
             row.append(cell)
+        for i in vs:
+            mine, other = med.get(m, {}).get("strata"), med.get(m, {}).get(i)
+            row.append(f"{mine / other:.2f}×" if mine is not None and other and unit != "×" else "—")
         row.append(target_text(m, target))
         lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def req_medians(b):
+    """metric -> impl -> {"total", "entries", "seconds", "ops"}: medians over the repetitions."""
+    res = {}
+    for m, per in b.reqs.items():
+        for impl, recs in per.items():
+            if b.errors.get(m, {}).get(impl):
+                continue
+            ops = {}
+            for r in recs:
+                for k in r["ops"]:
+                    ops[k] = statistics.median([x["ops"].get(k, 0) for x in recs])
+            res.setdefault(m, {})[impl] = {"total": statistics.median([r["total"] for r in recs]),
+                                            "entries": statistics.median([r["entries"] for r in recs]),
+                                            "seconds": statistics.median([r["seconds"] for r in recs]), "ops": ops}
+    return res
+
+
+# what an "entry" is, where it is not a file system entry
+PER = {"seq_read": "MiB", "seq_write": "MiB", "randrw": "IO", "append": "append", "floor_us": "call",
+       "floor_getattr_us": "call", "make": "source file", "l100_top": "stat", "l100_bottom": "stat",
+       "sl_50_top": "stat", "sl_500_top": "stat", "sl_50_bottom": "stat", "sl_500_bottom": "stat"}
+
+
+def fmt_count(n):
+    if n >= 1e6:
+        return f"{n / 1e6:.2f}M"
+    if n >= 1e4:
+        return f"{n / 1e3:.0f}k"
+    if n >= 1e3:
+        return f"{n / 1e3:.1f}k"
+    return f"{n:.0f}"
+
+
+def req_table(b, metrics, med, rq):
+    """Requests per entry of every counted command, and floor × requests per entry (the time
+    the round trips alone would take) beside the measured time per entry."""
+    fuse = [i for i in b.impls if i != "kernel"]
+    rows = []
+    for m in metrics:
+        for impl in fuse:
+            r = rq.get(m, {}).get(impl)
+            if not r or not r["entries"]:
+                continue
+            per = r["total"] / r["entries"]
+            meas = r["seconds"] / r["entries"] * 1e6
+            floor = med.get("floor_us", {}).get(impl)
+            pred = f"{floor * per:.1f}" if floor else "—"
+            ratio = f"{meas / (floor * per):.2f}" if floor and per else "—"
+            rows.append(f"| {label_of(b, m)} | {LABEL[impl]} | {fmt_count(r['total'])} | {PER.get(m, 'entry')} | "
+                        f"{per:.2f} | {pred} | {fmt_num(meas)} | {ratio} |" if per >= 0.01 else
+                        f"| {label_of(b, m)} | {LABEL[impl]} | {fmt_count(r['total'])} | {PER.get(m, 'entry')} | "
+                        f"{per:.4f} | {pred} | {fmt_num(meas)} | {ratio} |")
+    if not rows:
+        return []
+    return ["| workload | impl | requests | per | rt/entry | floor × rt/entry [µs] | measured [µs/entry] | "
+            "measured / (floor × rt) |", "|---|---|---|---|---|---|---|---|"] + rows
+
+
+def opcode_tables(b, rq):
+    fuse = [i for i in b.impls if i != "kernel"]
+    lines = []
+    for m in BREAKDOWN:
+        per = {i: rq[m][i] for i in fuse if i in rq.get(m, {})}
+        if not per:
+            continue
+        ops = sorted({k for r in per.values() for k in r["ops"]},
+                     key=lambda k: (-per.get("strata", next(iter(per.values())))["ops"].get(k, 0), k == "other", k))
+        cols = list(per)
+        lines += ["", f"{label_of(b, m)}: requests by opcode (per entry)", "",
+                  "| opcode | " + " | ".join(LABEL[i] for i in cols) + " |", "|---|" + "---|" * len(cols)]
+        for k in ops:
+            cells = []
+            for i in cols:
+                n, e = per[i]["ops"].get(k, 0), per[i]["entries"] or 1
+                cells.append(f"{fmt_count(n)} ({n / e:.2f})" if n else "—")
+            lines.append(f"| {k} | " + " | ".join(cells) + " |")
+        lines.append("| total | " + " | ".join(f"{fmt_count(per[i]['total'])} ({per[i]['total'] / (per[i]['entries'] or 1):.2f})"
+                                              for i in cols) + " |")
+    return lines
+
+
+SECTION_TITLES = {"real": "Real tree (headline)", "synthetic": "Synthetic layers", "scale": "Scaling (opt-in)"}
+
+
+def report(b, started, finished):
+    med = {}
+    for m, per in b.samples.items():
+        for impl, vals in per.items():
+            if not b.errors.get(m, {}).get(impl):
+                med.setdefault(m, {})[impl] = statistics.median(vals)
+    b.fmt["big"] = f"{b.big_size // GiB} GiB" if b.big_size % GiB == 0 else f"{b.big_size // MiB} MiB"
+    rq = req_medians(b)
+    lines = []
+    lines.append("# strata benchmark")
+    lines.append("")
+    lines.append(f"- date: {started:%Y-%m-%d %H:%M} UTC, duration {int((finished - started).total_seconds())} s; "
+                 f"medians of {b.a.reps}{' (quick mode)' if b.a.quick else ''} (memory rows, start-up and scaling: "
+                 f"one run), size scale {b.a.size_scale:g}")
+    for k, v in b.meta.items():
+        lines.append(f"- {k}: {v}")
+    lines.append("- values are medians; (×) = ratio to kernel overlayfs (times: lower is better, "
+                 "MiB/s and IOPS: higher is better); ✓/✗ = strata meets its target; strata ÷ fo-N = strata's "
+                 "median over that implementation's, in the same run")
+    footnotes = []
+    groups = {}
+    for name, w in WORKLOADS.items():
+        if name in b.a.workloads:
+            groups.setdefault(GROUP[name], []).extend(w[1])
+    counted = []
+    for g in ("real", "synthetic", "scale"):
+        if g not in groups:
+            continue
+        table = metric_table(b, groups[g], med, footnotes, vs_fo=g != "synthetic")
+        if len(table) > 2:
+            lines += ["", f"## {SECTION_TITLES[g]}", ""] + table
+        counted += [m for m in groups[g] if m in rq]
+    rt = req_table(b, counted, med, rq)
+    if rt:
+        lines += ["", "## FUSE requests per entry", "",
+                  "Requests the daemon was sent during each timed command (median over the repetitions); "
+                  "floor × rt/entry = what the round trips alone would cost at the measured getxattr floor of the "
+                  "same implementation; measured = the command's wall time per entry (with perf's counters on). "
+                  "A measured/(floor × rt) near 1 means the cost is the round trips; above 1, work per request "
+                  "(in the daemon or the kernel) beyond a no-op.", ""] + rt
+    ot = opcode_tables(b, rq)
+    if ot:
+        lines += ["", "## Requests by opcode"] + ot
     if footnotes:
         lines.append("")
         lines.append("Failures:")
@@ -1339,6 +2315,18 @@ def report(b, started, finished):
                  "Sequential write ends in the (virtual) disk, whose speed varies from run to run. "
                  "Random 4k: fio psync, 70% reads, on a file fio lays out in the upper (kept in page cache). "
                  "Each run gets a fresh mount and fresh upper/work dirs; lower layers are a read-only bind mount.")
+    if "real" in groups:
+        lines.append("")
+        lines.append("Real tree: lowers real2:real1. real1 = a tar copy of the host's /usr/share and /usr/lib "
+                     "(modes, owners, hard links, symlinks, user.*/security.* xattrs, ACLs; regular files over 8 MiB "
+                     "and names with a newline left out); real2 = every 20th regular file of real1 (sorted walk) "
+                     "shadowed with other content, ~300 whiteouts (char 0/0), one opaque directory "
+                     "(trusted.overlay.opaque=y) and 3,000 new files. Expected entry counts come from the layer dirs "
+                     "(merged_paths), not from a mount. real-rm-rf removes the real1 directory (depth ≤ 3) whose "
+                     "subtree is nearest 24,000 entries, through the union (its shadows and whiteouts included). "
+                     "real-untar extracts the rootfs tarball into a new directory of the union and counts what it "
+                     "made. floor: getxattr of a user.* name that does not exist on a lower file, "
+                     f"{b.a.floor_calls:,} calls (one FUSE request each; for kernel overlayfs the in-kernel cost).")
     return "\n".join(lines) + "\n", med
 
 
@@ -1364,11 +2352,21 @@ def parse_args(argv):
     p.add_argument("--strata-bin", default=None)
     p.add_argument("--fo110-bin", default="/usr/bin/fuse-overlayfs")
     p.add_argument("--fo20-bin", default=None)
+    p.add_argument("--real", action="store_true",
+                   help="only the real-tree workloads (floor, real-*): the headline table")
+    p.add_argument("--scale", action="store_true",
+                   help="add the scaling workloads (scale-walk, scale-layers, scale-bigdir: opt-in, long)")
+    p.add_argument("--no-count", action="store_true", help="do not count FUSE requests (perf stat)")
+    p.add_argument("--floor-calls", type=int, default=None, help="calls per floor measurement (default 200000, "
+                   "quick 50000)")
     p.add_argument("--strata-error", default="", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.list:
+        fmt = FmtDict(big="1 GiB", real="~125k", real_rm="~24k", rm_dir="usr/share/man", rootfs="~10k")
         for name, (_, metrics, quick, only) in WORKLOADS.items():
-            print(f"{name:15} {'quick ' if quick else '      '}{'; '.join(METRICS[m][0].format(big='1 GiB') for m in metrics)}")
+            tag = "opt-in " if name in OPT_IN else "quick  " if quick else "       "
+            impls = f" [{','.join(only)}]" if only else ""
+            print(f"{name:15} {tag}{'; '.join(METRICS[m][0].format_map(fmt) for m in metrics)}{impls}")
         sys.exit(0)
     a.only = [x.strip() for x in a.only.split(",") if x.strip()]
     for x in a.only:
@@ -1381,8 +2379,12 @@ def parse_args(argv):
             if x not in WORKLOADS:
                 p.error(f"unknown workload {x!r} (see --list)")
     else:
-        a.workloads = [n for n, w in WORKLOADS.items() if w[2] or not a.quick]
+        a.workloads = [n for n, w in WORKLOADS.items() if (w[2] or not a.quick) and n not in OPT_IN
+                       and (GROUP[n] == "real" or not a.real)]
+    if a.scale:
+        a.workloads += [n for n in WORKLOADS if n in OPT_IN and n not in a.workloads]
     a.reps = a.reps or (1 if a.quick else 3)
+    a.floor_calls = a.floor_calls or (50000 if a.quick else 200000)
     a.size_scale = a.size_scale or (0.25 if a.quick else 1.0)
     a.fio_runtime = a.fio_runtime or (3 if a.quick else 5)
     a.repo = os.path.abspath(a.repo)
@@ -1419,10 +2421,20 @@ def main(argv):
     interrupted = False
     try:
         b.prepare()
-        b.meta["kernel"] = platform.release()
-        b.meta["cpus"] = f"{os.cpu_count()}, RAM {os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') // GiB} GiB"
         b.load_start = os.getloadavg()[0]
-        b.meta["bench dir"] = f"{b.dir} ({mount_fs_type(b.dir)})"
+        b.meta["machine"] = (f"{cpu_model()}, {os.cpu_count()} cores, RAM "
+                             f"{os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / GiB:.1f} GiB")
+        b.meta["kernel"] = f"{platform.release()} ({platform.version()})"
+        b.meta["bench dir"] = f"{b.dir} ({fs_description(b.dir)})"
+        if b.counting_off:
+            b.meta["FUSE request counts"] = f"none ({b.counting_off})"
+        else:
+            b.meta["FUSE request counts"] = (
+                f"`perf stat -a` on the tracepoint fuse:fuse_request_send, {len(FUSE_OPS) + 1} counters (total and "
+                "per opcode) filtered in the kernel to the mount's connection, switched on only around each timed "
+                "command, identically for every FUSE implementation (kernel overlayfs has none); cost per request: "
+                "one tracepoint hit and that many filter tests, below the noise of the floor (about 1% of a round "
+                "trip). FORGET, BATCH_FORGET and INTERRUPT travel on other queues and are not counted")
         vers = []
         if "strata" in a.only:
             rev = subprocess.run(["git", "-C", a.repo, "log", "-1", "--format=%h %s", "--", "src"], capture_output=True)
@@ -1430,10 +2442,11 @@ def main(argv):
                 vers.append(f"strata binary {a.strata_bin}")
             vers.append(f"strata {rev.stdout.decode().strip()[:70]}" + (" (dirty tree)" if subprocess.run(
                 ["git", "-C", a.repo, "diff", "--quiet", "HEAD", "--", "src"]).returncode else ""))
-        if "fo110" in a.only:
-            vers.append(version_of([a.fo110_bin, "--version"]))
-        if "fo20" in a.only:
-            vers.append(version_of([a.fo20_bin, "--version"]))
+        if "fo110" in a.only or os.access(a.fo110_bin, os.X_OK):
+            vers.append(f"fo-1.10 {a.fo110_bin}: {version_of([a.fo110_bin, '--version'])}")
+        if "fo20" in a.only or os.access(a.fo20_bin, os.X_OK):
+            vers.append(f"fo-2.0 {a.fo20_bin}: {version_of([a.fo20_bin, '--version'])}")
+        vers.append(version_of([PERF, "--version"]) if os.access(PERF, os.X_OK) else "no perf")
         b.meta["versions"] = "; ".join(vers)
         log(f"implementations {', '.join(LABEL[i] for i in a.only)}; workloads {', '.join(a.workloads)}; "
             f"reps {a.reps}; size scale {a.size_scale:g}")
@@ -1454,11 +2467,7 @@ def main(argv):
                         continue
                     log(f"{name} rep {rep}/{a.reps}: {LABEL[impl]}")
                     t0 = time.perf_counter()
-                    # Watchdog: the harness's own syscalls (stat, open, listdir, sync) on a
-                    # hung FUSE mount have no timeout; aborting the connection unblocks them.
-                    dog = threading.Timer(a.timeout * 3, b.watchdog, args=(impl, name))
-                    dog.daemon = True
-                    dog.start()
+                    b.arm_watchdog(impl, name, a.timeout * 3 * SLOW.get(name, 1))
                     try:
                         vals = fn(b, impl)
                         for m, v in vals.items():
@@ -1478,7 +2487,7 @@ def main(argv):
                         failed.add(impl)
                         log(f"  FAILED: {e}")
                     finally:
-                        dog.cancel()
+                        b.disarm_watchdog()
                         b.finish_run(impl)
     except KeyboardInterrupt:
         interrupted = True
@@ -1503,10 +2512,50 @@ def main(argv):
             f.write(text)
         with open(os.path.join(a.out_dir, f"{name}.json"), "w") as f:
             json.dump({"args": {k: v for k, v in vars(a).items()}, "meta": b.meta, "samples": b.samples,
-                       "errors": b.errors, "medians": med, "notes": b.notes}, f, indent=1, default=str)
+                       "errors": b.errors, "medians": med, "requests": b.reqs, "notes": b.notes}, f, indent=1,
+                      default=str)
     print(text)
     log(f"results in {a.out_dir}/" + (f"{stamp}-partial.md" if interrupted else f"latest.md and {stamp}.md"))
     return 130 if interrupted else 0
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def fs_description(path):
+    """"ext4 on /dev/vda, no journal" and the like, for the header."""
+    best = ("", "?", "?")
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            parts = line.split()
+            sep = parts.index("-")
+            mp = unescape_mountinfo(parts[4])
+            if (path == mp or path.startswith(mp.rstrip("/") + "/")) and len(mp) >= len(best[0]):
+                best = (mp, parts[sep + 1], parts[sep + 2])
+    mp, fstype, dev = best
+    text = f"{fstype} on {dev}, mounted at {mp}"
+    if fstype.startswith("ext"):
+        r = subprocess.run(["tune2fs", "-l", dev], capture_output=True)
+        feats = [ln.split(":", 1)[1].split() for ln in r.stdout.decode(errors="replace").splitlines()
+                 if ln.startswith("Filesystem features:")]
+        if feats:
+            text += ", journal: " + ("yes (has_journal)" if "has_journal" in feats[0] else "NO (no has_journal)")
+        elif os.path.isdir("/proc/fs/jbd2"):  # tune2fs may not open the device (a VM's device cgroup)
+            name = os.path.basename(os.path.realpath(dev))
+            jbd = [x for x in os.listdir("/proc/fs/jbd2") if x.startswith(name + "-")]
+            text += ", journal: " + (f"yes (jbd2 {jbd[0]})" if jbd else f"NO (no jbd2 journal for {name}; "
+                                     "tune2fs -l could not open it)")
+        else:
+            text += ", journal: ? (tune2fs -l failed)"
+    return text
 
 
 def mount_fs_type(path):
