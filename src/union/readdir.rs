@@ -40,7 +40,8 @@ pub fn name_pos(name: &OsStr) -> u64 {
     (h.finish() >> 2) + DOTDOT_POS + 1
 }
 
-/// Listings being read, by directory node (see the module comment).
+/// Listings being read, by the directory node's serial (see the module
+/// comment): node ids come back after a FORGET, serials never do.
 #[derive(Default)]
 pub struct Listings {
     inner: Mutex<LiveListings>,
@@ -241,13 +242,13 @@ impl Union {
         let kept = if offset == 0 {
             None
         } else {
-            self.listings.get(node.id)
+            self.listings.get(node.serial)
         };
         let items = match kept {
             Some(items) => items,
             None => {
                 let fresh = Arc::new(self.list_dir(node)?);
-                self.listings.keep(node.id, fresh.clone());
+                self.listings.keep(node.serial, fresh.clone());
                 fresh
             }
         };
@@ -257,7 +258,7 @@ impl Union {
             items.partition_point(|i| i.pos <= offset)
         };
         if start >= items.len() {
-            self.listings.drop_listing(node.id);
+            self.listings.drop_listing(node.serial);
         }
         Ok(ListingAt { items, start })
     }
