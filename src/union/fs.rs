@@ -658,9 +658,9 @@ impl fuser::Filesystem for StrataFs {
         match self.union.node(ino.0) {
             Ok(n) if n.is_dir() => {
                 self.union.listed(&n);
-                // No handle: listings are kept by cookie (readdir.rs). The
-                // kernel may keep the listing: every change comes through us
-                // and invalidates it.
+                // No handle: listings are kept per directory (readdir.rs).
+                // The kernel may keep the listing: every change comes
+                // through us and invalidates it.
                 reply.opened(
                     FileHandle(0),
                     FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
@@ -690,8 +690,7 @@ impl fuser::Filesystem for StrataFs {
             Err(e) => return reply.error(errno(e)),
         };
         for item in &at.items[at.start..] {
-            let next = item.pos;
-            if reply.add(INodeNo(item.ino), next, item.kind, &item.name) {
+            if reply.add(INodeNo(item.ino), item.pos, item.kind, &item.name) {
                 break;
             }
         }
