@@ -253,6 +253,7 @@ pub fn remove(dir: BorrowedFd, name: &OsStr, attr: &OsStr) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::open_dir_path;
     use std::os::fd::AsFd;
 
     /// The *xattrat calls and the /proc path agree, on an O_PATH directory
@@ -265,7 +266,7 @@ mod tests {
         std::os::unix::fs::symlink("f", d.join("l")).expect("symlink");
         let root = std::fs::File::open("/").expect("open /");
         let rel = d.strip_prefix("/").expect("absolute");
-        let dir = super::super::open_dir_path(root.as_fd(), rel).expect("open dir");
+        let dir = open_dir_path(root.as_fd(), rel).expect("open dir");
         let fd = dir.as_fd();
         let (f, l, me) = (OsStr::new("f"), OsStr::new("l"), OsStr::new(""));
         let attr = OsStr::new("user.strata-test");
