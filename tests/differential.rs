@@ -928,6 +928,15 @@ impl Side {
             self.root.join(rel)
         }
     }
+    /// fsync every open file: with the writeback cache (rootless configuration) a
+    /// write may still be dirty pages, and syncfs does not wait for FUSE writes
+    /// the server has not finished; fsync does.
+    fn flush_writes(&self) {
+        for fd in self.fds.iter().flatten() {
+            // SAFETY: fsync on an fd this side owns; errors (a directory, EBADF) are moot.
+            unsafe { libc::fsync(fd.0) };
+        }
+    }
     fn fd(&self, slot: usize) -> std::io::Result<&Fd> {
         self.fds[slot]
             .as_ref()
@@ -1443,6 +1452,7 @@ fn run_case(c: &Case, mode: KernelMode) -> Result<Stats, Failure> {
         };
         let watch = match op {
             Op::Rename { from, to, .. } => {
+                st.flush_writes();
                 Some(RenameWatch::before(&s_mnt, &s_up, &k_mnt, &k_up, from, to))
             }
             _ => None,
@@ -1555,8 +1565,17 @@ fn run_case(c: &Case, mode: KernelMode) -> Result<Stats, Failure> {
             // moved tree holds a multiply-linked file, the two sides would drift apart
             // on any later change through another name. Stop the sequence there.
             let shared = [from, to].iter().any(|n| has_multilinked(&st.p(n)));
+            // The copy gives the kernel's directories new inodes: carry over which of
+            // them a failed rename had changed, by their places in the moved trees.
+            let mut moved = vec![(fr.dirs_under(&kf), kto.clone())];
+            if *flags == libc::RENAME_EXCHANGE {
+                moved.push((fr.dirs_under(&kto), kf.clone()));
+            }
             replay()
                 .map_err(|e| fail(Some(i), format!("replaying `{op}` on the kernel side: {e}")))?;
+            for (rels, dst) in &moved {
+                fr.mark(dst, rels);
+            }
             links_reliable = false;
             if shared {
                 stats.ops_cut += c.ops.len() - i - 1;
@@ -2068,7 +2087,9 @@ impl RenameWatch {
     fn before(s_mnt: &Path, s_up: &Path, k_mnt: &Path, k_up: &Path, from: &str, to: &str) -> Self {
         // With the writeback cache (rootless configuration) earlier writes may still
         // be dirty pages in the kernel: flush them, so that they do not land in the
-        // upper between this snapshot and the check.
+        // upper between this snapshot and the check. syncfs does not wait for FUSE
+        // writes in flight: the caller fsyncs the files still open
+        // (`Side::flush_writes`).
         if let Ok(f) = fs::File::open(s_mnt) {
             // SAFETY: syncfs on an fd we own.
             unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&f)) };
@@ -2240,6 +2261,30 @@ impl RenameWatch {
 }
 
 impl FailedRenameCopyUps {
+    /// The places, relative to `root` ("" for itself), of the known changed
+    /// directories in the tree at `root`.
+    fn dirs_under(&self, root: &Path) -> Vec<PathBuf> {
+        if self.k_dirs.is_empty() {
+            return Vec::new();
+        }
+        walkdir::WalkDir::new(root)
+            .into_iter()
+            .flatten()
+            .filter(|e| e.file_type().is_dir())
+            .filter(|e| lstat(e.path()).is_ok_and(|st| self.k_dirs.contains(&st.st_ino)))
+            .filter_map(|e| e.path().strip_prefix(root).ok().map(Path::to_path_buf))
+            .collect()
+    }
+
+    /// Marks the directories at `rels` under `root` (copies of known ones) as known.
+    fn mark(&mut self, root: &Path, rels: &[PathBuf]) {
+        for r in rels {
+            if let Ok(st) = lstat(&root.join(r)) {
+                self.k_dirs.insert(st.st_ino);
+            }
+        }
+    }
+
     /// Tree comparison (`s_tree` and `k_tree`, the latter of the kernel mount's
     /// `k_at`): for the directories a failed rename copied up on the kernel side, where
     /// the kernel's st_nlink is 1 (merged) or its mtime is new (the copy-up's) while
@@ -2625,6 +2670,50 @@ fn failed_rename_check_sees_upper_changes() {
 
 mod regressions {
     use super::*;
+
+    /// Harness (seed 26120476): a failed rename makes the kernel copy up `c/d` and
+    /// so change `c`'s mtime (strata changes nothing, as documented); the replayed
+    /// EXDEV rename then copies `c`, with a new inode, and the tolerance keyed by
+    /// inode must follow the copy.
+    #[test]
+    fn regression_seed_26120476_failed_rename_copy_up_then_exdev_replay() {
+        check_case(
+            KernelMode::Default,
+            r#"
+            layers 3
+            0 file d/b 600 1000 65534 33
+            0 dir c/d 555
+            2 file a/d 666 1000 0 46
+            rename c/d a/c 0
+            mkdir c/d 555
+            open 2 c/a rdwr|creat|trunc 644
+            rename a c/a exchange
+            mkdir d/c 777
+            utimens c now 1042838112.940622339 nofollow
+            rename c/d c/a 0
+            rename c d/c/a noreplace
+        "#,
+        );
+    }
+
+    /// Harness (seed 500010, rootless configuration): a write still in the writeback
+    /// cache landed in the upper between the snapshot before a failed rename and the
+    /// check after it; open files are fsynced before the snapshot.
+    #[test]
+    fn regression_seed_500010_dirty_write_before_failed_rename() {
+        check_case(
+            KernelMode::Default,
+            r#"
+            layers 1
+            0 file a 644 1000 1002 68
+            open 2 b rdwr|creat 666
+            write 2 1555 139 475
+            rename a b noreplace
+            write 2 9 391 12
+            rename a b noreplace
+        "#,
+        );
+    }
 
     /// Directory rename where the kernel (default) says EXDEV: strata renames it and
     /// the tree under the new name is the old one.
