@@ -95,30 +95,47 @@ pub struct XattrNames {
 
 /// For one merged directory: in which of its lower layers each name appears
 /// (as an object or a whiteout), so a lookup visits only those layers.
+/// A lookup asks once per layer, so each answer costs O(log n) at most: a
+/// deep stack (500 layers) must not make a lookup quadratic in its depth.
 #[derive(Debug, Default)]
 pub struct LowerIndex {
+    /// Per name, the layers it appears in, sorted.
     names: HashMap<OsString, Vec<u16>>,
-    /// The layers that were read; for any other layer the answer is "maybe".
-    covered: Vec<u16>,
+    /// The layers that were read, one bit each; for any other layer the
+    /// answer is "maybe".
+    covered: Vec<u64>,
 }
 
 impl LowerIndex {
     pub fn add(&mut self, name: &OsStr, layer: usize) {
         let layers = self.names.entry(name.to_os_string()).or_default();
         let l = layer as u16;
-        if layers.last() != Some(&l) {
-            layers.push(l);
+        if let Err(at) = layers.binary_search(&l) {
+            layers.insert(at, l);
         }
     }
 
     /// Might `name` be in lower layer `layer`?
     pub fn has(&self, name: &OsStr, layer: usize) -> bool {
-        let l = layer as u16;
-        !self.covered.contains(&l) || self.names.get(name).is_some_and(|ls| ls.contains(&l))
+        !self.is_covered(layer)
+            || self
+                .names
+                .get(name)
+                .is_some_and(|ls| ls.binary_search(&(layer as u16)).is_ok())
     }
 
     pub fn cover(&mut self, layer: usize) {
-        self.covered.push(layer as u16);
+        let (word, bit) = (layer / 64, layer % 64);
+        if self.covered.len() <= word {
+            self.covered.resize(word + 1, 0);
+        }
+        self.covered[word] |= 1 << bit;
+    }
+
+    fn is_covered(&self, layer: usize) -> bool {
+        self.covered
+            .get(layer / 64)
+            .is_some_and(|w| w & (1 << (layer % 64)) != 0)
     }
 }
 
@@ -533,5 +550,34 @@ mod tests {
             .collect();
         assert!(t.revive(ids[0]).is_none(), "the oldest is gone");
         assert!(t.revive(ids[ids.len() - 1]).is_some());
+    }
+
+    #[test]
+    fn answers_maybe_for_unread_layers_and_exactly_for_read_ones() {
+        use std::ffi::OsStr;
+        let mut index = super::LowerIndex::default();
+        for layer in [0, 70, 499] {
+            index.cover(layer);
+        }
+        // Added out of order and twice: still one sorted entry per layer.
+        index.add(OsStr::new("f"), 499);
+        index.add(OsStr::new("f"), 0);
+        index.add(OsStr::new("f"), 499);
+        assert!(index.has(OsStr::new("f"), 0));
+        assert!(index.has(OsStr::new("f"), 499));
+        assert!(
+            !index.has(OsStr::new("f"), 70),
+            "layer 70 was read and has no f"
+        );
+        assert!(!index.has(OsStr::new("g"), 0), "g is in no read layer");
+        assert!(index.has(OsStr::new("g"), 1), "layer 1 was not read: maybe");
+        assert!(
+            index.has(OsStr::new("g"), 64),
+            "layer 64 was not read: maybe"
+        );
+        assert!(
+            index.has(OsStr::new("g"), 10_000),
+            "beyond the bitset: maybe"
+        );
     }
 }
