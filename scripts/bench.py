@@ -30,8 +30,14 @@ import tempfile
 import threading
 import time
 
-IMPLS = ["kernel", "strata", "fo110", "fo20"]
-LABEL = {"kernel": "kernel", "strata": "strata", "fo110": "fo-1.10", "fo20": "fo-2.0"}
+IMPLS = ["kernel", "strata", "strata-rl", "fo110", "fo20"]
+LABEL = {"kernel": "kernel", "strata": "strata", "strata-rl": "strata-rl", "fo110": "fo-1.10", "fo20": "fo-2.0"}
+# strata-rl: strata in the rootless configuration, the options an ordinary user's mount runs
+# with (no passthrough, which needs CAP_SYS_ADMIN; the writeback cache on), mounted by root
+# so that the same commands and layers serve every column. What it leaves out of a real
+# user's mount (owners the user cannot set kept in xattrs) is said in the report's notes.
+STRATA_IMPLS = ("strata", "strata-rl")
+EXTRA_OPTS = {"strata-rl": "passthrough=off,writeback=on"}
 GEN_VERSION = 2  # bump when a synthetic generator changes: those layers are regenerated
 REAL_VERSION = 1  # the same for the real-tree layers (real1, real2) and the rootfs tarball
 SCALE_VERSION = 1  # the same for the scaling layers (swalk-*, sbig-*, m50, m500)
@@ -814,7 +820,8 @@ class Bench:
         self.mnts = f"{self.dir}/mnt"
         self.repo = os.path.abspath(args.repo)
         self.impls = args.only
-        self.bins = {"strata": args.strata_bin, "fo110": args.fo110_bin, "fo20": args.fo20_bin}
+        self.bins = {"strata": args.strata_bin, "strata-rl": args.strata_bin, "fo110": args.fo110_bin,
+                     "fo20": args.fo20_bin}
         self.mounted = []  # [(impl, mnt)]
         self.own_mounts = []  # bind mounts etc. to undo at exit
         self.meta = {}
@@ -910,14 +917,16 @@ class Bench:
     def mount_cmd(self, impl, opts, mnt):
         if impl == "kernel":
             return ["mount", "-t", "overlay", "overlay", "-o", opts, mnt]
-        if impl == "strata":
-            return [self.bins["strata"], "mount", "-o", opts, mnt]
+        if impl in STRATA_IMPLS:
+            if impl in EXTRA_OPTS:
+                opts += "," + EXTRA_OPTS[impl]
+            return [self.bins[impl], "mount", "-o", opts, mnt]
         return [self.bins[impl], "-o", opts, mnt]
 
     def mount(self, impl, lowers, tag="u", extra="", cwd=None):
         """Fresh upper/work + mount. Returns (mnt, upper, mount seconds). Relative lowers are
         resolved against cwd (kernel overlayfs takes the options in one page: 500 layers)."""
-        if impl == "strata" and self.a.strata_error:
+        if impl in STRATA_IMPLS and self.a.strata_error:
             raise Failed(self.a.strata_error)
         self.rearm_watchdog()
         rd = f"{self.runs}/{impl}"
@@ -960,8 +969,8 @@ class Bench:
         pid = find_daemon(mnt) if impl != "kernel" else None
         if impl == "kernel":
             cmds = [["umount", mnt]]
-        elif impl == "strata":
-            cmds = [[self.bins["strata"], "umount", mnt], ["fusermount3", "-u", mnt]]
+        elif impl in STRATA_IMPLS:
+            cmds = [[self.bins[impl], "umount", mnt], ["fusermount3", "-u", mnt]]
         else:
             cmds = [["fusermount3", "-u", mnt]]
         ok = False
@@ -1989,7 +1998,7 @@ WORKLOADS = {
     "real-rm-rf": (wl_real_rm_rf, ["real_rm_rf"], False, None),
     "real-untar": (wl_real_untar, ["real_untar"], False, None),
     "real-rss": (wl_real_rss, ["real_rss_start", "real_rss_walk", "real_hwm_walk", "real_rss_drop"], True,
-                 ["strata", "fo110", "fo20"]),
+                 ["strata", "strata-rl", "fo110", "fo20"]),
     "walk-cold": (wl_walk_cold, ["walk_cold"], True, None),
     "walk-warm": (wl_walk_warm, ["walk_warm"], True, None),
     "ls-warm": (wl_ls_warm, ["ls_warm"], False, None),
@@ -2001,10 +2010,10 @@ WORKLOADS = {
     "untar": (wl_untar, ["untar"], True, None),
     "make": (wl_make, ["make"], False, None),
     "chmod": (wl_chmod, ["chmod"], True, None),
-    "chmod-metacopy": (wl_chmod_metacopy, ["chmod_meta"], False, ["kernel", "strata"]),
+    "chmod-metacopy": (wl_chmod_metacopy, ["chmod_meta"], False, ["kernel", "strata", "strata-rl"]),
     "append": (wl_append, ["append"], True, None),
     "rss-walk": (wl_rss_walk, ["rss_start", "rss_walk", "hwm_walk", "rss_drop"], True,
-                 ["strata", "fo110", "fo20"]),
+                 ["strata", "strata-rl", "fo110", "fo20"]),
     "rss-bigdir": (wl_rss_bigdir, ["bigdir_ls", "bigdir_rss", "bigdir_hwm"], False, None),
     "layers100": (wl_layers100, ["l100_mount", "l100_top", "l100_bottom", "l100_ratio"], True, None),
     "startup": (wl_startup, ["startup"], True, ["strata"]),
@@ -2084,7 +2093,7 @@ def growth_verdict(v, scale=10.0):
     return f"worse than linear, n^{e:.1f}"
 
 
-def target_met(b, metric, value, med):
+def target_met(b, metric, value, med, impl="strata"):
     t = METRICS[metric][3]
     if t is None:
         return None
@@ -2103,7 +2112,7 @@ def target_met(b, metric, value, med):
     if kind == "abs_lt":
         return value < t[1]
     if kind == "near_start":
-        start = med.get(t[1], {}).get("strata")
+        start = med.get(t[1], {}).get(impl)
         return None if start is None else value <= start + 5
     return None
 
@@ -2151,8 +2160,8 @@ def metric_table(b, metrics, med, footnotes, vs_fo=False):
             base = med.get(base_metric, {}).get("kernel")
             if base and unit not in ("MB", "×"):
                 cell += f" ({v / base:.2f}×)"
-            if impl == "strata":
-                ok = target_met(b, m, v, med)
+            if impl in STRATA_IMPLS:
+                ok = target_met(b, m, v, med, impl)
                 if ok is not None:
                     cell += " ✓" if ok else " ✗"
             row.append(cell)
@@ -2436,7 +2445,7 @@ def main(argv):
                 "one tracepoint hit and that many filter tests, below the noise of the floor (about 1% of a round "
                 "trip). FORGET, BATCH_FORGET and INTERRUPT travel on other queues and are not counted")
         vers = []
-        if "strata" in a.only:
+        if any(i in a.only for i in STRATA_IMPLS):
             rev = subprocess.run(["git", "-C", a.repo, "log", "-1", "--format=%h %s", "--", "src"], capture_output=True)
             if os.path.abspath(a.strata_bin) != os.path.join(a.repo, "target/release/strata"):
                 vers.append(f"strata binary {a.strata_bin}")
@@ -2448,6 +2457,12 @@ def main(argv):
             vers.append(f"fo-2.0 {a.fo20_bin}: {version_of([a.fo20_bin, '--version'])}")
         vers.append(version_of([PERF, "--version"]) if os.access(PERF, os.X_OK) else "no perf")
         b.meta["versions"] = "; ".join(vers)
+        if "strata-rl" in a.only:
+            b.meta["strata-rl"] = (
+                f"strata in the rootless configuration: `-o {EXTRA_OPTS['strata-rl']}`, the FUSE options an "
+                "ordinary user's mount runs with (no passthrough: it needs CAP_SYS_ADMIN; the writeback cache on), "
+                "mounted by root over the same layers and driven by the same commands. Not in it: a real user's "
+                "mount keeps the owners it cannot set in xattrs (a setxattr where root would chown)")
         log(f"implementations {', '.join(LABEL[i] for i in a.only)}; workloads {', '.join(a.workloads)}; "
             f"reps {a.reps}; size scale {a.size_scale:g}")
         for name in a.workloads:
