@@ -1328,7 +1328,19 @@ fn sub_snapshot(root: &Path, rel: &str, kernel: bool) -> (String, DiffTree) {
 }
 
 /// Runs one case: fresh layers, both mounts, every operation, final comparisons.
+/// One case at a time in this process. A child that another test thread spawns holds a
+/// copy of every fd of this process until it execs (O_CLOEXEC closes them only then), so
+/// for that moment a fifo that a case has closed keeps a reader or a writer on one side
+/// only, and an O_NONBLOCK open or a read of it answers differently. Seed 27120126 (the
+/// redirect pass, in a run beside the EXDEV pass; it passes alone): after the only reader
+/// was closed, the kernel side's `O_WRONLY|O_NONBLOCK` open of the fifo succeeded, and
+/// strata's side answered ENXIO, as it should.
+static ONE_CASE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn run_case(c: &Case, mode: KernelMode) -> Result<Stats, Failure> {
+    let _one_case = ONE_CASE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let scratch = TestDir::tagged("diff");
     let s_base = scratch.dir("s");
     let k_base = scratch.dir("k");
