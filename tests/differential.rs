@@ -1327,7 +1327,6 @@ fn sub_snapshot(root: &Path, rel: &str, kernel: bool) -> (String, DiffTree) {
     (top, tree)
 }
 
-/// Runs one case: fresh layers, both mounts, every operation, final comparisons.
 /// One case at a time in this process. A child that another test thread spawns holds a
 /// copy of every fd of this process until it execs (O_CLOEXEC closes them only then), so
 /// for that moment a fifo that a case has closed keeps a reader or a writer on one side
@@ -1337,6 +1336,7 @@ fn sub_snapshot(root: &Path, rel: &str, kernel: bool) -> (String, DiffTree) {
 /// strata's side answered ENXIO, as it should.
 static ONE_CASE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// Runs one case: fresh layers, both mounts, every operation, final comparisons.
 fn run_case(c: &Case, mode: KernelMode) -> Result<Stats, Failure> {
     let _one_case = ONE_CASE_AT_A_TIME
         .lock()
