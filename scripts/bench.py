@@ -1408,14 +1408,20 @@ def wl_rss_bigdir(b, impl):
 
 def wl_layers100(b, impl):
     """Each batch (top-layer names, bottom-layer names) gets its own fresh mount and a
-    drop_caches, so neither profits from what the other loaded into the daemon or kernel."""
+    drop_caches, so neither profits from what the other loaded into the daemon or kernel.
+    The first mount also reads the mount command's executable from disk (as the first mount
+    after boot does); before the second, the executable is run once (`--version`), so that
+    its mount time is the mount's own work on cold layers (as for an engine that mounts often)."""
     root, _ = b.layer("m", gen_many)
     lowers = [f"{root}/{i:02d}" for i in range(100)]
-    res, mounts = {}, []
+    res = {}
     for key, prefix in (("l100_top", "t"), ("l100_bottom", "b")):
         drop_caches()
+        if key == "l100_bottom":
+            exe = "mount" if impl == "kernel" else b.bins[impl]
+            run([exe, "--version"], timeout=60, stdout=subprocess.DEVNULL)
         mnt, _, t_mount = b.mount(impl, lowers)
-        mounts.append(t_mount * 1000)
+        res["l100_mount" if key == "l100_bottom" else "l100_mount_cold"] = t_mount * 1000
         names = os.listdir(mnt)
         if len(names) != 101:  # d + f00..f99
             raise Failed(f"root of the 100-layer union lists {len(names)} entries, expected 101")
@@ -1427,7 +1433,6 @@ def wl_layers100(b, impl):
             raise Failed(f"{fails} of 2000 stats of d/{prefix}* failed")
         res[key] = ns / 1000.0 / 2000
         b.finish_run(impl)
-    res["l100_mount"] = min(mounts)
     res["l100_ratio"] = res["l100_bottom"] / res["l100_top"]
     return res
 
@@ -1926,7 +1931,9 @@ METRICS = {
     "bigdir_ls": ("`ls -lU` of a 100k-entry directory (fresh mount)", "s", "lower", None),
     "bigdir_rss": ("daemon VmRSS after that listing", "MB", "lower", None),
     "bigdir_hwm": ("daemon VmHWM after that listing", "MB", "lower", None),
-    "l100_mount": ("mount 100 lower layers (until live; best of the 2 mounts of a run)", "ms", "lower",
+    "l100_mount_cold": ("mount 100 lower layers, until live, after drop_caches (executable read from disk)",
+                        "ms", "lower", None),
+    "l100_mount": ("mount 100 lower layers, until live, after drop_caches, executable cached", "ms", "lower",
                    ("abs_le", 10)),
     "l100_top": ("100 layers: stat of a top-layer file, cold", "µs/stat", "lower", None),
     "l100_bottom": ("100 layers: stat of a bottom-layer file, cold", "µs/stat", "lower", None),
@@ -2015,7 +2022,7 @@ WORKLOADS = {
     "rss-walk": (wl_rss_walk, ["rss_start", "rss_walk", "hwm_walk", "rss_drop"], True,
                  ["strata", "strata-rl", "fo110", "fo20"]),
     "rss-bigdir": (wl_rss_bigdir, ["bigdir_ls", "bigdir_rss", "bigdir_hwm"], False, None),
-    "layers100": (wl_layers100, ["l100_mount", "l100_top", "l100_bottom", "l100_ratio"], True, None),
+    "layers100": (wl_layers100, ["l100_mount_cold", "l100_mount", "l100_top", "l100_bottom", "l100_ratio"], True, None),
     "startup": (wl_startup, ["startup"], True, ["strata"]),
     "podman-run": (wl_podman_run, ["podman_run"], True, ["kernel", "strata", "fo110"]),
     "podman-build": (wl_podman_build, ["podman_build"], False, ["kernel", "strata", "fo110"]),
