@@ -105,6 +105,11 @@ pub fn serve(config: &MountConfig, mountpoint: &Path, foreground: bool) -> Resul
     // What the daemon creates gets exactly the mode the kernel asked for.
     // SAFETY: umask cannot fail.
     unsafe { libc::umask(0) };
+    // An arena per request-serving thread at most, the other threads sharing
+    // them. With glibc's default (8 per CPU: one per thread here) the memory of
+    // forgotten nodes stayed in the arenas: 10 to 19 MB after drop_caches
+    // against 8 MB with this, for the same walk and no slower.
+    sys::process::set_malloc_arenas(config.session.threads.unwrap_or_else(default_threads));
     let union = match Union::new(layers, &config.union) {
         Ok(u) => Arc::new(u),
         Err(e) => return Err(report.failed(format!("{}: {e}", mountpoint.display()))),

@@ -155,6 +155,14 @@ pub fn dup2(fd: BorrowedFd, target: RawFd) -> io::Result<()> {
     cvt(unsafe { libc::dup2(fd.as_raw_fd(), target) }).map(drop)
 }
 
+/// Caps glibc's malloc arenas at `n` (`mallopt(M_ARENA_MAX)`); call it before
+/// threads start. Threads beyond `n` share arenas.
+pub fn set_malloc_arenas(n: usize) {
+    let n = n.clamp(1, libc::c_int::MAX as usize) as libc::c_int;
+    // SAFETY: mallopt only sets an allocator parameter; an unknown one is ignored.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, n) };
+}
+
 /// `fork(2)`: 0 in the child. Only safe to use from a single-threaded process
 /// (or with nothing but async-signal-safe calls before exec/_exit in the child).
 pub fn fork() -> io::Result<libc::pid_t> {

@@ -187,6 +187,11 @@ struct Tables {
 /// How many forgotten nodes `revive` can still bring back.
 const FORGOTTEN_KEPT: usize = 256;
 
+/// Fewer nodes freed since the last trim are not worth one (`malloc_trim` walks
+/// every arena's free chunks). Small enough that the last few hundred nodes a
+/// drop_caches frees are trimmed too: each can pin a page of its own.
+const TRIM_MIN_FREED: usize = 128;
+
 pub struct InodeTable {
     tables: RwLock<Tables>,
     next_id: AtomicU64,
@@ -415,7 +420,7 @@ impl InodeTable {
     pub fn trim_if_shrunk(&self) {
         let now = self.len();
         let peak = self.peak.fetch_max(now, Ordering::Relaxed).max(now);
-        if peak >= 4096 && now < peak / 2 {
+        if now < peak / 2 && peak - now >= TRIM_MIN_FREED {
             self.peak.store(now, Ordering::Relaxed);
             {
                 // The tables keep their peak capacity otherwise.
